@@ -1,0 +1,1 @@
+"""`superscalar bench`: measured numbers as JSON, never timed tests."""

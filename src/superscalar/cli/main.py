@@ -1,0 +1,63 @@
+"""`superscalar`: one command, a subcommand per daemon or tool."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from superscalar import __version__
+
+err = Console(stderr=True)
+
+SUITES = ("crypto",)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="superscalar")
+def main() -> None:
+    """SuperScalar: laddered timeout-tree channel factories for Lightning."""
+
+
+@main.command()
+@click.argument("suite", type=click.Choice([*SUITES, "all"]), default="all")
+@click.option("--quick", is_flag=True, help="Shorter timing runs (noisier numbers).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON here."
+)
+def bench(suite: str, quick: bool, output: Path | None) -> None:
+    """Run benchmark SUITE and print its results as JSON on stdout."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from superscalar.bench import crypto
+
+    runners = {"crypto": crypto.run}
+    chosen = list(SUITES) if suite == "all" else [suite]
+    results: dict[str, Any] = {"version": __version__, "quick": quick}
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
+    ) as progress:
+        for name in chosen:
+            task = progress.add_task(f"{name}: starting", total=None)
+
+            def say(text: str, task: Any = task, name: str = name) -> None:
+                progress.update(task, description=f"{name}: {text}")
+
+            results[name] = runners[name](quick=quick, progress=say)
+            progress.update(task, description=f"{name}: done")
+    text = json.dumps(results, indent=2)
+    click.echo(text)
+    if output is not None:
+        output.write_text(text + "\n")
+
+
+@main.command()
+def demo() -> None:
+    """Run the end-to-end demo and print what happened."""
+    from superscalar.cli.demo import run_demo
+
+    sys.exit(run_demo(Console()))

@@ -1,0 +1,1 @@
+"""Crypto core: keys, tagged hashes, BIP340, MuSig2, adaptor signatures, shachain."""

@@ -1,0 +1,47 @@
+"""The `superscalar` command as a user runs it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def superscalar(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "superscalar", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    out = superscalar("--help")
+    assert out.returncode == 0
+    for command in ("bench", "demo"):
+        assert command in out.stdout
+
+
+def test_demo_runs_to_completion() -> None:
+    out = superscalar("demo")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "demo complete" in out.stdout
+    assert "in-process" in out.stdout  # says plainly it is not the networked demo
+
+
+def test_bench_crypto_prints_json_with_the_overhead_ratio() -> None:
+    out = superscalar("bench", "crypto", "--quick")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)["crypto"]
+    assert result["bip340"]["sign_per_s"] > 0
+    assert [r["keys"] for r in result["musig2_key_agg"]] == [2, 16, 128, 1024]
+    assert [r["signers"] for r in result["musig2_session"]] == [2, 16, 128]
+    assert all(r["bare_us"] > 0 for r in result["musig2_session"])
+
+
+def test_unknown_bench_suite_is_a_clear_error() -> None:
+    out = superscalar("bench", "nonsense")
+    assert out.returncode == 2
+    assert "Invalid value" in out.stderr
