@@ -152,8 +152,11 @@ def locktime_is_height(locktime: int) -> bool:
 
 
 def locktime_for_height(height: int) -> int:
-    """nLockTime that lets a transaction confirm in block `height` or later."""
-    return _check_int(height, 0, LOCKTIME_THRESHOLD - 1, "lock height")
+    """nLockTime that lets a transaction confirm in block `height` or later.
+
+    Consensus requires nLockTime < the block's height, so this is `height - 1`.
+    """
+    return _check_int(height, 1, LOCKTIME_THRESHOLD, "lock height") - 1
 
 
 def locktime_for_time(unix_time: int) -> int:

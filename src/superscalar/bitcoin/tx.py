@@ -365,6 +365,14 @@ class Transaction:
 
     @classmethod
     def _parse(cls, r: _Reader) -> Transaction:
+        tx = cls._parse_prefix(r)
+        if r.remaining():
+            raise TxDecodeError(f"{r.remaining()} trailing bytes after transaction")
+        return tx
+
+    @classmethod
+    def _parse_prefix(cls, r: _Reader) -> Transaction:
+        """Parse one transaction at the reader's cursor, leaving it just past the end."""
         version = r.u32()
         segwit = False
         if r.remaining() >= 1 and r.data[r.pos] == 0:
@@ -394,8 +402,6 @@ class Transaction:
             if not any(witnesses):
                 raise TxDecodeError("segwit serialization with all witnesses empty")
         locktime = r.u32()
-        if r.remaining():
-            raise TxDecodeError(f"{r.remaining()} trailing bytes after transaction")
         inputs = tuple(
             TxIn(prevout, script_sig, sequence, witness)
             for (prevout, script_sig, sequence), witness in zip(raw_inputs, witnesses, strict=True)
