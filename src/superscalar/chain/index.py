@@ -25,7 +25,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks(
     height INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, time INTEGER NOT NULL,
-    ntx INTEGER NOT NULL, size INTEGER NOT NULL, weight INTEGER NOT NULL);
+    ntx INTEGER NOT NULL, size INTEGER NOT NULL, weight INTEGER NOT NULL, raw BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS txs(
     txid BLOB PRIMARY KEY, height INTEGER NOT NULL, pos INTEGER NOT NULL,
     raw BLOB NOT NULL) WITHOUT ROWID;
@@ -127,6 +127,10 @@ class ChainIndex:
         times = sorted(self.recent_times(11))
         return times[len(times) // 2] if times else 0
 
+    def raw_block(self, height: int) -> bytes | None:
+        row = self.db.execute("SELECT raw FROM blocks WHERE height=?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
     def block_txids(self, height: int) -> list[bytes]:
         rows = self.db.execute("SELECT txid FROM txs WHERE height=? ORDER BY pos", (height,))
         return [bytes(r[0]) for r in rows]
@@ -171,7 +175,7 @@ class ChainIndex:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
-                "INSERT INTO blocks VALUES(?, ?, ?, ?, ?, ?)",
+                "INSERT INTO blocks VALUES(?, ?, ?, ?, ?, ?, ?)",
                 (
                     height,
                     block.hash,
@@ -179,6 +183,7 @@ class ChainIndex:
                     len(block.transactions),
                     size,
                     block.weight,
+                    block.serialize(),
                 ),
             )
             db.executemany(
@@ -227,25 +232,39 @@ class ChainIndex:
         kernel_height: int,
         kernel_hash: Callable[[int], bytes],
         read_block: Callable[[int], bytes],
+        replay: Callable[[bytes], None],
         progress: Callable[[int, int], None] | None = None,
     ) -> int:
-        """Make the index match the kernel's active chain; returns blocks (re)applied.
+        """Bring the kernel and the index to the same chain; returns blocks moved.
 
-        If our tip is not on the kernel's chain (a crash lost kernel blocks, or
-        the index belongs to another chain) the index is rebuilt from genesis:
-        regtest chains are small and the kernel's block files are the truth.
+        After a crash the kernel may have lost blocks it had not flushed while
+        the index (committed after each connect) still has them: those are fed
+        back to the kernel with `replay`. If the index is behind, it catches up
+        from the kernel's block files. If the two disagree about history, the
+        kernel is the truth and the index is rebuilt from genesis.
         """
         mine = self.height
+        moved = 0
+        if mine > kernel_height:
+            record = self.block(kernel_height)
+            if record is not None and record.hash == kernel_hash(kernel_height):
+                for height in range(kernel_height + 1, mine + 1):
+                    raw = self.raw_block(height)
+                    assert raw is not None
+                    replay(raw)
+                    moved += 1
+                    if progress is not None:
+                        progress(height, mine)
+                return moved
         if mine >= 0:
             record = self.block(min(mine, kernel_height))
             if mine > kernel_height or record is None or record.hash != kernel_hash(record.height):
                 self.wipe()
                 mine = -1
-        applied = 0
         for height in range(mine + 1, kernel_height + 1):
             raw = read_block(height)
             self.connect(height, Block.from_bytes(raw), len(raw))
-            applied += 1
+            moved += 1
             if progress is not None:
                 progress(height, kernel_height)
-        return applied
+        return moved

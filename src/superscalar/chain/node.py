@@ -81,7 +81,11 @@ class RegtestNode:
             " txid BLOB NOT NULL UNIQUE, raw BLOB NOT NULL)"
         )
         self.index.reconcile(
-            self.kernel.height, self.kernel.block_hash, self.kernel.read_block, progress
+            self.kernel.height,
+            self.kernel.block_hash,
+            self.kernel.read_block,
+            self.kernel.process_block,
+            progress,
         )
         self._mtp_cache: dict[int, int] = {}
         self.mempool = Mempool(self, min_relay)

@@ -11,10 +11,11 @@ import click
 from rich.console import Console
 
 from superscalar import __version__
+from superscalar.cli.chain import chain_cli_command, chain_command
 
 err = Console(stderr=True)
 
-SUITES = ("crypto",)
+SUITES = ("crypto", "chain")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,9 +34,9 @@ def bench(suite: str, quick: bool, output: Path | None) -> None:
     """Run benchmark SUITE and print its results as JSON on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from superscalar.bench import crypto
+    from superscalar.bench import chain, crypto
 
-    runners = {"crypto": crypto.run}
+    runners = {"crypto": crypto.run, "chain": chain.run}
     chosen = list(SUITES) if suite == "all" else [suite]
     results: dict[str, Any] = {"version": __version__, "quick": quick}
     with Progress(
@@ -53,6 +54,10 @@ def bench(suite: str, quick: bool, output: Path | None) -> None:
     click.echo(text)
     if output is not None:
         output.write_text(text + "\n")
+
+
+main.add_command(chain_command)
+main.add_command(chain_cli_command)
 
 
 @main.command()
