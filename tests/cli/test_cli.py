@@ -20,7 +20,7 @@ def superscalar(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands() -> None:
     out = superscalar("--help")
     assert out.returncode == 0
-    for command in ("bench", "demo"):
+    for command in ("bench", "demo", "chain", "chain-cli"):
         assert command in out.stdout
 
 
@@ -45,3 +45,13 @@ def test_unknown_bench_suite_is_a_clear_error() -> None:
     out = superscalar("bench", "nonsense")
     assert out.returncode == 2
     assert "Invalid value" in out.stderr
+
+
+def test_bench_chain_measures_blocks_transactions_and_rpc() -> None:
+    out = superscalar("bench", "chain", "--quick")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)["chain"]
+    assert result["blocks"]["blocks_per_s"] > 0
+    assert result["transactions"]["transactions"] == 200
+    assert result["transactions"]["mempool_accept_per_s"] > 0
+    assert result["rpc"]["getblockcount_round_trips_per_s"] > 0
