@@ -76,7 +76,14 @@ class RegtestNode:
         except BaseException:
             self.kernel.close()
             raise
-        self.index.db.execute(
+        # The saved mempool has its own connection without an fsync per commit:
+        # it survives a killed process (WAL), and like bitcoind's mempool.dat it
+        # may lose its newest entries to a power cut. Blocks keep synchronous=FULL.
+        self._mempool_db = sqlite3.connect(
+            self.index.path, check_same_thread=False, isolation_level=None
+        )
+        self._mempool_db.execute("PRAGMA synchronous=NORMAL")
+        self._mempool_db.execute(
             "CREATE TABLE IF NOT EXISTS mempool(seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " txid BLOB NOT NULL UNIQUE, raw BLOB NOT NULL)"
         )
@@ -95,6 +102,7 @@ class RegtestNode:
     def close(self) -> None:
         with self.lock:
             self._wallet_db.close()
+            self._mempool_db.close()
             self.index.close()
             self.kernel.close()
 
@@ -193,7 +201,7 @@ class RegtestNode:
         evicted = self.mempool.block_connected(block.transactions)
         gone = [tx.txid for tx in txs] + evicted
         self._mtp_cache.pop(height, None)
-        self.index.db.executemany("DELETE FROM mempool WHERE txid=?", ((t,) for t in gone))
+        self._mempool_db.executemany("DELETE FROM mempool WHERE txid=?", ((t,) for t in gone))
         return block.hash
 
     # -- transactions ---------------------------------------------------------------------
@@ -335,14 +343,14 @@ class RegtestNode:
     # -- mempool persistence ----------------------------------------------------------------
 
     def _persist_mempool(self, entries: Sequence[MempoolEntry]) -> None:
-        self.index.db.executemany(
+        self._mempool_db.executemany(
             "INSERT OR IGNORE INTO mempool(txid, raw) VALUES(?, ?)",
             ((e.txid, e.tx.to_bytes()) for e in entries),
         )
 
     def _restore_mempool(self) -> None:
         """Re-admit the saved mempool (as bitcoind's mempool.dat); drop what no longer fits."""
-        rows = self.index.db.execute("SELECT txid, raw FROM mempool ORDER BY seq").fetchall()
+        rows = self._mempool_db.execute("SELECT txid, raw FROM mempool ORDER BY seq").fetchall()
         txs = [Transaction.from_bytes(bytes(raw)) for _, raw in rows]
         dropped: list[bytes] = []
         held: list[Transaction] = []
@@ -357,4 +365,4 @@ class RegtestNode:
             children = [c for c in txs if any(i.prevout.txid == tx.txid for i in c.inputs)]
             if not children or not self.mempool.accept_package([tx, children[0]]).ok:
                 dropped.append(tx.txid)
-        self.index.db.executemany("DELETE FROM mempool WHERE txid=?", ((t,) for t in dropped))
+        self._mempool_db.executemany("DELETE FROM mempool WHERE txid=?", ((t,) for t in dropped))

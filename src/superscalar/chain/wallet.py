@@ -22,9 +22,8 @@ from superscalar.crypto.keys import CURVE_ORDER, SecretKey
 __all__ = ["InsufficientFundsError", "Spendable", "Wallet"]
 
 _TAG = "superscalar/regtest-wallet"
-_KEYPATH_INPUT_VBYTES = 58  # outpoint 36 + scriptSig len 1 + sequence 4 + 66/4 witness
-_TX_OVERHEAD_VBYTES = 11  # version, locktime, counts, segwit marker
-_P2TR_OUTPUT_VBYTES = 43
+_SEQUENCE = 0xFFFFFFFD  # final for nLockTime, signals replaceability like bitcoind
+_PLACEHOLDER_WITNESS = (bytes(64),)  # a SIGHASH_DEFAULT key-path signature is 64 bytes
 
 
 class InsufficientFundsError(ValueError):
@@ -93,33 +92,31 @@ class Wallet:
     ) -> Transaction:
         """Select coins (confirmed first, largest first), add change, sign every input.
 
-        The fee is exact for the final size; change below dust is left to the fee
-        rather than created. Raises `InsufficientFundsError` if it cannot pay.
+        Sizes are measured on the real transaction with placeholder 64-byte
+        key-path signatures (their size is fixed), so the fee is exact. Change
+        below dust is left to the fee rather than created; with `subtract_fee`
+        the first output pays the fee. Raises `InsufficientFundsError`.
         """
         if not outputs:
             raise ValueError("a payment needs at least one output")
         target = sum(o.value for o in outputs)
         ordered = sorted(coins, key=lambda c: (c.confirmations == 0, -c.output.value))
-        out_vbytes = sum(len(o.serialize()) for o in outputs)
+        change_probe = TxOut(0, change_script)
         chosen: list[Spendable] = []
         total = 0
         for coin in ordered:
             chosen.append(coin)
             total += coin.output.value
-            vsize = _TX_OVERHEAD_VBYTES + _KEYPATH_INPUT_VBYTES * len(chosen) + out_vbytes
-            fee = feerate.fee_for_vsize(vsize + _P2TR_OUTPUT_VBYTES)
-            if subtract_fee and total >= target:
-                break
-            if total >= target + fee:
+            fee = feerate.fee_for_vsize(_vsize(chosen, [*outputs, change_probe]))
+            if total >= target + (0 if subtract_fee else fee):
                 break
         else:
             raise InsufficientFundsError(
                 f"insufficient funds: have {total} sat spendable, need {target} sat plus fee"
             )
         pay = list(outputs)
-        vsize_no_change = _TX_OVERHEAD_VBYTES + _KEYPATH_INPUT_VBYTES * len(chosen) + out_vbytes
-        fee_no_change = feerate.fee_for_vsize(vsize_no_change)
-        fee_with_change = feerate.fee_for_vsize(vsize_no_change + _P2TR_OUTPUT_VBYTES)
+        fee_no_change = feerate.fee_for_vsize(_vsize(chosen, pay))
+        fee_with_change = feerate.fee_for_vsize(_vsize(chosen, [*pay, change_probe]))
         if subtract_fee:
             change = total - target
             fee = fee_with_change if change >= dust_threshold(change_script) else fee_no_change
@@ -130,10 +127,10 @@ class Wallet:
         else:
             change = total - target - fee_with_change
             if change < dust_threshold(change_script):
-                change = 0
+                change = 0  # the remainder (at least fee_no_change) goes to the fee
         if change > 0:
             pay.append(TxOut(change, change_script))
-        inputs = tuple(TxIn(c.outpoint, b"", 0xFFFFFFFD) for c in chosen)
+        inputs = tuple(TxIn(c.outpoint, b"", _SEQUENCE) for c in chosen)
         unsigned = Transaction(2, inputs, tuple(pay), 0)
         return self.sign(unsigned, [c.output for c in chosen])
 
@@ -152,3 +149,9 @@ class Wallet:
     def secret_for(self, script_pubkey: bytes) -> SecretKey | None:
         """The untweaked key behind a wallet script (for tests that co-sign)."""
         return self._keys.get(script_pubkey)
+
+
+def _vsize(coins: Sequence[Spendable], outputs: Sequence[TxOut]) -> int:
+    """The vsize the signed payment will have (key-path witnesses are fixed-size)."""
+    inputs = tuple(TxIn(c.outpoint, b"", _SEQUENCE, _PLACEHOLDER_WITNESS) for c in coins)
+    return Transaction(2, inputs, tuple(outputs), 0).vsize
