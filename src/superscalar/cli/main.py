@@ -15,7 +15,7 @@ from superscalar.cli.chain import chain_cli_command, chain_command
 
 err = Console(stderr=True)
 
-SUITES = ("crypto", "chain")
+SUITES = ("crypto", "chain", "factory")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,18 +27,23 @@ def main() -> None:
 @main.command()
 @click.argument("suite", type=click.Choice([*SUITES, "all"]), default="all")
 @click.option("--quick", is_flag=True, help="Shorter timing runs (noisier numbers).")
+@click.option("--big", is_flag=True, help="Add the largest sizes (factory: N=10,000 in-process).")
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON here."
 )
-def bench(suite: str, quick: bool, output: Path | None) -> None:
+def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
     """Run benchmark SUITE and print its results as JSON on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from superscalar.bench import chain, crypto
+    from superscalar.bench import chain, crypto, factory
 
-    runners = {"crypto": crypto.run, "chain": chain.run}
+    runners: dict[str, Any] = {
+        "crypto": crypto.run,
+        "chain": chain.run,
+        "factory": lambda quick, progress: factory.run(quick, progress, big=big),
+    }
     chosen = list(SUITES) if suite == "all" else [suite]
-    results: dict[str, Any] = {"version": __version__, "quick": quick}
+    results: dict[str, Any] = {"version": __version__, "quick": quick, "big": big}
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err
     ) as progress:

@@ -98,9 +98,16 @@ class KeyAggContext:
         return self.tweak(tagged_hash("TapTweak", data), xonly=True)
 
     def index_of(self, pubkey: PublicKey) -> int:
+        """Position of `pubkey` (first occurrence): O(1), as it runs on every signature."""
+        positions: dict[PublicKey, int] | None = self.__dict__.get("_positions")
+        if positions is None:
+            positions = {}
+            for i, key in enumerate(self.pubkeys):
+                positions.setdefault(key, i)
+            object.__setattr__(self, "_positions", positions)
         try:
-            return self.pubkeys.index(pubkey)
-        except ValueError:
+            return positions[pubkey]
+        except KeyError:
             raise CryptoError("the signer's pubkey is not in the aggregated key list") from None
 
 

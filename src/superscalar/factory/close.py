@@ -1,0 +1,133 @@
+"""Spending the funding output directly: cooperative close and the distribution tx.
+
+- **Cooperative close**: everyone (LSP + all clients) signs one transaction
+  that pays each party its current balance straight from the funding output;
+  none of the tree ever reaches the chain. The LSP's output takes the
+  remainder and pays the fee (it asked for the close and holds the liquidity).
+- **Distribution tx**: signed by everyone at creation (and again at each epoch
+  reset), with nLockTime at the factory's end. If the LSP vanishes, clients
+  broadcast it and are paid by default instead of exiting through the tree.
+  Like tree transactions it pays zero fee and carries a P2A anchor for CPFP;
+  it uses the tree's TRUC version when it fits TRUC's 10,000-vbyte limit and
+  version 2 otherwise (large factories).
+
+Both are one MuSig2 session under the funding output's key, expressed as a
+`SessionSpec` so the same ceremony machinery signs them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..bitcoin.fees import Feerate, dust_limit
+from ..bitcoin.script import P2A_SCRIPT
+from ..bitcoin.sighash import SighashContext
+from ..bitcoin.tx import Transaction, TxIn, TxOut
+from .errors import FactoryError
+from .shape import TRUC_MAX_VSIZE
+from .signing import SessionSpec, participant_index
+from .tree import FactoryScripts
+
+__all__ = ["FundingSpend", "cooperative_close", "distribution_tx"]
+
+_SEQUENCE_ENABLE_LOCKTIME = 0xFFFFFFFE
+
+
+@dataclass(frozen=True)
+class FundingSpend:
+    """A transaction spending the funding output by key path, and its signing session."""
+
+    tx: Transaction
+    spent: TxOut
+    session: SessionSpec
+
+    def signed(self, signature: bytes) -> Transaction:
+        return self.tx.with_witness(0, (signature,))
+
+    @property
+    def fee(self) -> int:
+        return self.spent.value - self.tx.total_out
+
+
+def _check_payouts(payouts: Sequence[TxOut]) -> None:
+    for out in payouts:
+        if out.value < dust_limit(out.script_pubkey):
+            raise FactoryError(f"payout of {out.value} sat is below dust")
+
+
+def _session(
+    scripts: FactoryScripts, tx: Transaction, spent: TxOut, session_id: int
+) -> SessionSpec:
+    spec = scripts.shape.spec
+    keys = participant_index(spec.lsp, [c.key for c in spec.clients])
+    funding = scripts.funding
+    return SessionSpec(
+        session_id,
+        SighashContext(tx, (spent,)).key_path(0),
+        funding.signing,
+        tuple(keys[k.data] for k in funding.keys),
+    )
+
+
+def cooperative_close(
+    scripts: FactoryScripts,
+    client_payouts: Sequence[TxOut],
+    lsp_script: bytes,
+    feerate: Feerate,
+    session_id: int = 0,
+) -> FundingSpend:
+    """One tx paying `client_payouts` and the rest, less the fee, to `lsp_script`.
+
+    If the LSP's remainder would be dust it is left to the fee rather than
+    creating an unrelayable output.
+    """
+    _check_payouts(client_payouts)
+    spec = scripts.shape.spec
+    spent = scripts.funding.txout(spec.funding_amount)
+    prevout = TxIn(spec.funding_outpoint)
+    paid = sum(o.value for o in client_payouts)
+    draft = Transaction(2, (prevout,), (*client_payouts, TxOut(0, lsp_script)))
+    fee = feerate.fee_for_vsize(draft.with_witness(0, (bytes(64),)).vsize)
+    remainder = spec.funding_amount - paid - fee
+    if remainder < 0:
+        raise FactoryError(
+            f"payouts ({paid} sat) and fee ({fee}) exceed the funding ({spec.funding_amount})"
+        )
+    outputs = list(client_payouts)
+    if remainder >= dust_limit(lsp_script):
+        outputs.append(TxOut(remainder, lsp_script))
+    tx = Transaction(2, (prevout,), tuple(outputs))
+    return FundingSpend(tx, spent, _session(scripts, tx, spent, session_id))
+
+
+def distribution_tx(
+    scripts: FactoryScripts,
+    client_payouts: Sequence[TxOut],
+    lsp_script: bytes,
+    locktime: int,
+    session_id: int = 0,
+) -> FundingSpend:
+    """The nLockTime'd default: clients paid `client_payouts`, the LSP the rest, zero fee."""
+    _check_payouts(client_payouts)
+    spec = scripts.shape.spec
+    params = spec.params
+    if not 0 < locktime <= params.cltv_timeout:
+        raise FactoryError(f"distribution locktime {locktime} must be in 1..{params.cltv_timeout}")
+    anchor = TxOut(params.fees.anchor_value, P2A_SCRIPT)
+    remainder = spec.funding_amount - sum(o.value for o in client_payouts) - anchor.value
+    if remainder < 0:
+        raise FactoryError("client payouts exceed the funding amount")
+    outputs = list(client_payouts)
+    if remainder:
+        if remainder < dust_limit(lsp_script):
+            raise FactoryError(f"LSP remainder of {remainder} sat would be dust")
+        outputs.append(TxOut(remainder, lsp_script))
+    outputs.append(anchor)
+    prevout = TxIn(spec.funding_outpoint, sequence=_SEQUENCE_ENABLE_LOCKTIME)
+    version = params.fees.tx_version
+    tx = Transaction(version, (prevout,), tuple(outputs), locktime)
+    if version == 3 and tx.with_witness(0, (bytes(64),)).vsize > TRUC_MAX_VSIZE:
+        tx = Transaction(2, (prevout,), tuple(outputs), locktime)
+    spent = scripts.funding.txout(spec.funding_amount)
+    return FundingSpend(tx, spent, _session(scripts, tx, spent, session_id))

@@ -1,0 +1,199 @@
+"""Factory transactions on the embedded regtest chain: mined by the kernel at the right height.
+
+Each test opens a real factory (funding tx from the node's wallet), then drives
+one way out: a unilateral exit node by node with CPFP on the anchors, DW
+ordering of two states, the LSP's CLTV recovery, an L-stock burn, the
+cooperative close and the distribution tx. Where a lock applies, the
+transaction is shown to be refused one block early — by the mempool and, for
+consensus, by the kernel itself when forced into a block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from superscalar.bitcoin.address import address_to_script_pubkey
+from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.script import P2A_SCRIPT, p2tr_script
+from superscalar.bitcoin.tx import OutPoint, Transaction, TxOut
+from superscalar.chain.kernel import BlockRejectedError
+from superscalar.chain.mempool import PackageResult, TxRejectedError
+from superscalar.chain.node import RegtestNode
+from superscalar.factory import (
+    FactoryTree,
+    LStockSecrets,
+    SignedTree,
+    SigningPlan,
+    build_shape,
+    cooperative_close,
+    cpfp_child,
+    distribution_tx,
+    funding_output_ref,
+    lstock_burn_tx,
+    lstock_output_ref,
+    run_ceremony,
+    sign_tree,
+    timeout_recovery_tx,
+    unilateral_exit,
+    verify_burn_secret,
+)
+from superscalar.factory.outputs import timeout_output
+
+from .helpers import LSTOCK_SEED, initial_state, keys_for, make_params, make_spec, secret
+
+MINER = P2A_SCRIPT  # coinbase destination nobody needs to spend
+FEERATE = Feerate.from_sat_per_vb(2)
+LSP_SWEEP = p2tr_script(secret(0).xonly_public_key)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[RegtestNode]:
+    with RegtestNode(tmp_path / "node") as n:
+        n.mine_to_address(110, n.new_address())
+        yield n
+
+
+def open_factory(node: RegtestNode, n: int, cltv_in: int = 300, anchor: int = 240) -> SignedTree:
+    """Fund the factory's N+1-of-N+1 output from the wallet, then build and sign the tree."""
+    params = make_params(cltv=node.height + cltv_in, anchor=anchor)
+    draft = make_spec(n, params)
+    keys = [draft.lsp, *(c.key for c in draft.clients)]
+    script = timeout_output(keys, draft.lsp.xonly(), params.cltv_timeout).script_pubkey
+    funding_tx = node.send_to(script, draft.funding_amount)
+    node.mine(1, MINER)
+    vout = next(i for i, o in enumerate(funding_tx.outputs) if o.script_pubkey == script)
+    shape = build_shape(replace(draft, funding_outpoint=OutPoint(funding_tx.txid, vout)))
+    tree = FactoryTree.build(shape, initial_state(shape))
+    assert tree.funding_txout == funding_tx.outputs[vout]
+    return sign_tree(tree, keys_for(n))
+
+
+def with_cpfp(node: RegtestNode, parent: Transaction) -> PackageResult:
+    """Submit a zero-fee tree tx with a wallet-funded child on its P2A anchor."""
+    coin = max(node.spendable(min_conf=1), key=lambda c: c.output.value)
+    change = address_to_script_pubkey(node.new_address(), node.network)
+    child = cpfp_child(parent, coin.outpoint, coin.output, change, FEERATE)
+    child = node.wallet.sign(child, [parent.outputs[-1], coin.output])
+    return node.submit_package([parent, child])
+
+
+def confirmed(node: RegtestNode, tx: Transaction) -> bool:
+    status = node.transaction(tx.txid)
+    return status is not None and status.height is not None
+
+
+@pytest.mark.parametrize("anchor", [240, 0], ids=["anchor-240", "ephemeral-anchor"])
+def test_unilateral_exit_confirms_node_by_node_each_at_its_relative_lock(
+    node: RegtestNode, anchor: int
+) -> None:
+    signed = open_factory(node, 4, anchor=anchor)
+    path = unilateral_exit(signed, 2)
+    for step in path.steps:
+        if step.relative_delay:
+            node.mine(step.relative_delay - 2, MINER)
+            early = with_cpfp(node, step.tx)
+            assert not early.ok
+            assert "non-BIP68-final" in str(early.errors[step.tx.wtxid])
+            node.mine(1, MINER)
+        result = with_cpfp(node, step.tx)
+        assert result.ok, result
+        node.mine(1, MINER)
+        assert confirmed(node, step.tx)
+    assert node.utxo(path.channel_outpoint) == (path.channel_txout, 1, False)
+
+
+def _advanced_leaf(signed: SignedTree) -> SignedTree:
+    tree = signed.tree
+    adv = tree.state.odometer.advance_leaf(tree.shape, 0)
+    secrets = LStockSecrets(LSTOCK_SEED)
+    points = [secrets.point(leaf, g) for leaf, g in enumerate(adv.after.generations)]
+    new_tree = tree.with_state(tree.state.advanced(adv, points))
+    plan = SigningPlan.for_tree(new_tree, adv.resign_txs)
+    result = run_ceremony(plan, {p: secret(p) for p in plan.participants})
+    return signed.updated(new_tree, result.signatures)
+
+
+def test_newer_dw_state_confirms_before_the_older_one_can(node: RegtestNode) -> None:
+    old = open_factory(node, 2)  # one node: kickoff, then the leaf state
+    new = _advanced_leaf(old)
+    old_state, new_state = old.signed_tx(1), new.signed_tx(1)
+    assert (old_state.inputs[0].sequence, new_state.inputs[0].sequence) == (30, 20)
+    assert with_cpfp(node, old.signed_tx(0)).ok
+    node.mine(1, MINER)
+    node.mine(20 - 1, MINER)  # the newer state is final for the next block, the older is not
+    assert isinstance(node.test_accept([old_state])[0], TxRejectedError)
+    with pytest.raises(BlockRejectedError) as early:
+        node.mine_transactions([old_state], MINER)
+    assert early.value.reason == "bad-txns-nonfinal"
+    node.mine_transactions([new_state], MINER)
+    assert confirmed(node, new_state)
+    node.mine(10, MINER)  # the old state's lock has passed, but its input is gone
+    with pytest.raises(BlockRejectedError) as late:
+        node.mine_transactions([old_state], MINER)
+    assert late.value.reason == "bad-txns-inputs-missingorspent"
+
+
+def test_lsp_recovers_the_funding_output_after_the_cltv_and_not_before(
+    node: RegtestNode,
+) -> None:
+    signed = open_factory(node, 4, cltv_in=12)
+    cltv = signed.tree.shape.params.cltv_timeout
+    tx = timeout_recovery_tx([funding_output_ref(signed.tree)], cltv, secret(0), LSP_SWEEP, FEERATE)
+    node.mine(cltv - 1 - node.height, MINER)  # next block is at height cltv: still locked
+    with pytest.raises(TxRejectedError, match="non-final"):
+        node.send(tx)
+    with pytest.raises(BlockRejectedError) as early:
+        node.mine_transactions([tx], MINER)
+    assert early.value.reason == "bad-txns-nonfinal"
+    node.mine(1, MINER)
+    node.send(tx)
+    node.mine(1, MINER)
+    assert confirmed(node, tx)
+
+
+def test_superseded_leaf_state_on_chain_has_its_lstock_burnt(node: RegtestNode) -> None:
+    old = open_factory(node, 2)
+    _advanced_leaf(old)  # clients now hold generation 0's secret...
+    revealed = LStockSecrets(LSTOCK_SEED).secret(0, 0)
+    # ...and the LSP publishes the superseded state anyway, once its lock allows.
+    assert with_cpfp(node, old.signed_tx(0)).ok
+    node.mine(30, MINER)
+    assert with_cpfp(node, old.signed_tx(1)).ok
+    node.mine(1, MINER)
+    ref = lstock_output_ref(old.tree, 0)
+    burn = lstock_burn_tx(ref, verify_burn_secret(old.tree.state.lstock_points[0], revealed))
+    node.send(burn)
+    node.mine(1, MINER)
+    assert confirmed(node, burn)
+    assert node.utxo(ref.outpoint) is None
+
+
+def test_cooperative_close_confirms_paying_everyone(node: RegtestNode) -> None:
+    signed = open_factory(node, 4)
+    payouts = [TxOut(120_000, p2tr_script(secret(c + 1).xonly_public_key)) for c in range(4)]
+    close = cooperative_close(signed.tree.scripts, payouts, LSP_SWEEP, FEERATE)
+    result = run_ceremony(SigningPlan([close.session]), keys_for(4))
+    tx = close.signed(result.signatures[0])
+    node.send(tx)
+    node.mine(1, MINER)
+    assert confirmed(node, tx)
+
+
+def test_distribution_tx_confirms_only_after_its_locktime(node: RegtestNode) -> None:
+    signed = open_factory(node, 4, cltv_in=12)
+    tree = signed.tree
+    cltv = tree.shape.params.cltv_timeout
+    payouts = [TxOut(100_000, p2tr_script(secret(c + 1).xonly_public_key)) for c in range(4)]
+    dist = distribution_tx(tree.scripts, payouts, LSP_SWEEP, cltv)
+    tx = dist.signed(run_ceremony(SigningPlan([dist.session]), keys_for(4)).signatures[0])
+    node.mine(cltv - 1 - node.height, MINER)
+    early = with_cpfp(node, tx)
+    assert not early.ok and "non-final" in str(early.errors[tx.wtxid])
+    node.mine(1, MINER)
+    assert with_cpfp(node, tx).ok
+    node.mine(1, MINER)
+    assert confirmed(node, tx)
