@@ -16,13 +16,25 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from superscalar.bitcoin.script import p2tr_script
-from superscalar.bitcoin.sighash import taproot_sighash
-from superscalar.bitcoin.tx import COIN, Transaction, TxIn, TxOut
+from superscalar.bitcoin.fees import Feerate
 from superscalar.chain.node import RegtestNode
 from superscalar.crypto import adaptor, musig, schnorr
 from superscalar.crypto.keys import SecretKey
 from superscalar.crypto.shachain import ShachainSeed, ShachainStore, commitment_index
+from superscalar.factory import (
+    ClientSpec,
+    DWParams,
+    FactoryParams,
+    FactorySpec,
+    FactoryState,
+    FactoryTree,
+    LStockSecrets,
+    build_shape,
+    cpfp_child,
+    sign_tree,
+    unilateral_exit,
+)
+from superscalar.factory.outputs import timeout_output
 
 CLIENTS = ("alice", "bob", "carol", "dave")
 
@@ -38,7 +50,7 @@ def run_demo(console: Console) -> int:
             "The networked demo (separate LSP and client processes on the embedded regtest "
             "chain) is not built yet; this runs the most complete flow that exists, in one "
             "process: real BIP340/MuSig2/adaptor signatures, BOLT-3 shachain revocation, and a\n"
-            "5-of-5 MuSig2 output funded and spent on the embedded libbitcoinkernel chain.",
+            "4-client factory opened and exited on the embedded libbitcoinkernel chain.",
             expand=False,
         )
     )
@@ -105,42 +117,72 @@ def run_demo(console: Console) -> int:
         f"{len(store)} secrets and can derive all {states}: "
         f"[{'green' if derivable else 'red'}]{derivable}[/]"
     )
-    mined = _on_chain(console, root, ordered)
+    mined = _on_chain(console, lsp, clients)
     success = ok and presig_ok and turned and derivable and mined
     console.print("[green]demo complete[/green]" if success else "[red]demo FAILED[/red]")
     return 0 if success else 1
 
 
-def _on_chain(console: Console, root: musig.KeyAggContext, ordered: list[SecretKey]) -> bool:
-    """Fund the 5-of-5 root output on a fresh kernel chain and spend it by key path."""
-    with tempfile.TemporaryDirectory(prefix="superscalar-demo-") as tmp:
-        node = RegtestNode(Path(tmp) / "chain")
-        with node:
-            node.mine_to_address(101, node.new_address())
-            script = p2tr_script(root.xonly)
-            funding = node.send_to(script, 10 * COIN)
-            node.mine(1, node.wallet.new_script())
-            vout = next(i for i, o in enumerate(funding.outputs) if o.script_pubkey == script)
-            spent = funding.outputs[vout]
-            payout = TxOut(spent.value - 500, node.wallet.new_script())
-            unsigned = Transaction(2, (TxIn(funding.outpoint(vout)),), (payout,))
-            digest = taproot_sighash(unsigned, 0, [spent])
-            nonces = [
-                musig.generate_nonce(k.public_key, secret_key=k, keyagg=root, msg=digest)
-                for k in ordered
-            ]
-            pubnonces = [p for _, p in nonces]
-            session = musig.SigningSession(root, musig.aggregate_nonces(pubnonces), digest)
-            psigs = [session.sign(sec, k) for (sec, _), k in zip(nonces, ordered, strict=True)]
-            spend = unsigned.with_witness(0, [session.aggregate_verified(psigs, pubnonces)])
-            node.send(spend)
-            node.mine(1, node.wallet.new_script())
-            status = node.transaction(spend.txid)
-            confirmed = status is not None and status.height == node.height
-            console.print(
-                f"[bold]4. On chain[/bold] (embedded regtest, every block validated by "
-                f"libbitcoinkernel): funded the 5-of-5 output in {funding.txid_hex[:16]}…, "
-                f"spent it with one MuSig2 key-path signature in {spend.txid_hex[:16]}…, "
-                f"mined at height {node.height}: [{'green' if confirmed else 'red'}]{confirmed}[/]"
+def _on_chain(console: Console, lsp: SecretKey, clients: dict[str, SecretKey]) -> bool:
+    """Open a 4-client factory on a fresh kernel chain, sign it, and exit alice unilaterally."""
+    keys = [lsp, *clients.values()]
+    with (
+        tempfile.TemporaryDirectory(prefix="superscalar-demo-") as tmp,
+        RegtestNode(Path(tmp) / "chain") as node,
+    ):
+        miner = node.wallet.new_script()
+        node.mine(101, miner)
+        params = FactoryParams(cltv_timeout=node.height + 500, arity=(2,), dw=DWParams(4, 10))
+        channel = 1_000_000
+        funding = len(clients) * (channel + 500_000) + 8 * len(clients) * 240
+        specs = tuple(ClientSpec(k.public_key, channel) for k in clients.values())
+        script = timeout_output(
+            [k.public_key for k in keys], lsp.xonly_public_key, params.cltv_timeout
+        ).script_pubkey
+        funding_tx = node.send_to(script, funding)
+        node.mine(1, miner)
+        vout = next(i for i, o in enumerate(funding_tx.outputs) if o.script_pubkey == script)
+        shape = build_shape(
+            FactorySpec(lsp.public_key, specs, funding_tx.outpoint(vout), funding, params)
+        )
+        lstock = LStockSecrets(os.urandom(32))
+        state = FactoryState.initial(
+            shape, [lstock.point(leaf, 0) for leaf in range(len(shape.leaves))]
+        )
+        tree = FactoryTree.build(shape, state)
+        signed = sign_tree(tree, dict(enumerate(keys)))
+        table = Table(title=f"Factory tree on chain (funding {funding_tx.txid_hex[:16]}…)")
+        for column in ("tx", "nSequence", "outputs (sat)"):
+            table.add_column(column)
+        for ttx in tree.txs:
+            table.add_row(
+                f"{ttx.kind.value} (node {ttx.node})",
+                f"{ttx.sequence:#x}",
+                " + ".join(str(o.value) for o in ttx.tx.outputs),
             )
-            return confirmed
+        console.print(table)
+        path = unilateral_exit(signed, 0)
+        heights = []
+        for step in path.steps:
+            if step.relative_delay:
+                node.mine(step.relative_delay - 1, miner)
+            coin = max(node.spendable(min_conf=1), key=lambda c: c.output.value)
+            child = cpfp_child(
+                step.tx, coin.outpoint, coin.output, node.wallet.new_script(), Feerate(2000)
+            )
+            child = node.wallet.sign(child, [step.tx.outputs[-1], coin.output])
+            if not node.submit_package([step.tx, child]).ok:
+                return False
+            node.mine(1, miner)
+            status = node.transaction(step.tx.txid)
+            heights.append(status.height if status else None)
+        exited = node.utxo(path.channel_outpoint) is not None and None not in heights
+        console.print(
+            f"[bold]4. Factory on chain[/bold] (embedded regtest, every block validated by "
+            f"libbitcoinkernel): LSP + 4 clients in one {funding:,} sat UTXO; "
+            f"{len(tree.txs)} zero-fee tree txs signed with sparse MuSig2 sessions. alice exits "
+            f"alone: {len(path.steps)} txs, each CPFP'd through its P2A anchor, confirmed at "
+            f"heights {heights}; her channel output {path.channel_outpoint} is on chain: "
+            f"[{'green' if exited else 'red'}]{exited}[/]"
+        )
+        return exited
