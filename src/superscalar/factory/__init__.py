@@ -38,6 +38,7 @@ from .exits import (
 from .lstock import LStockSecrets, reveal_into_store, verify_burn_secret
 from .odometer import Advance, Odometer
 from .outputs import KeyAggCache, MusigOutput
+from .placement import Placement, place_clients
 from .shape import (
     ClientSpec,
     DWParams,
@@ -102,6 +103,7 @@ __all__ = [
     "Odometer",
     "OdometerExhaustedError",
     "PartialSigBundle",
+    "Placement",
     "SessionSpec",
     "Shape",
     "ShapeError",
@@ -126,6 +128,7 @@ __all__ = [
     "lstock_burn_tx",
     "lstock_output_ref",
     "lstock_sweep_tx",
+    "place_clients",
     "reveal_into_store",
     "run_ceremony",
     "sign_tree",
