@@ -98,16 +98,6 @@ def test_csv_spend_is_refused_one_block_early_and_accepted_at_its_delay(
     assert node.transaction(tx.txid).height == confirmed_at + delay  # type: ignore[union-attr]
 
 
-def test_double_spend_of_a_mempool_input_is_a_conflict(node: RegtestNode) -> None:
-    info = TaprootSpendInfo(OWNER.xonly_public_key)
-    prevout, spent = fund(node, info.script_pubkey, COIN)
-    node.send(keypath_spend(info, OWNER, prevout, spent, _dest(node)))
-    other = keypath_spend(info, OWNER, prevout, spent, (TxOut(COIN - 5000, info.script_pubkey),))
-    with pytest.raises(TxRejectedError) as exc:
-        node.send(other)
-    assert exc.value.reason == "txn-mempool-conflict"
-
-
 def test_spending_a_missing_output_is_missing_inputs(node: RegtestNode) -> None:
     info = TaprootSpendInfo(OWNER.xonly_public_key)
     nowhere = OutPoint(b"\x11" * 32, 0)
@@ -189,3 +179,48 @@ def test_package_whose_child_pays_too_little_admits_nothing(node: RegtestNode) -
     result = node.submit_package([parent, child])
     assert not result.ok
     assert parent.txid not in node.mempool and child.txid not in node.mempool
+
+
+def test_replacement_paying_more_evicts_the_original(node: RegtestNode) -> None:
+    info = TaprootSpendInfo(OWNER.xonly_public_key)
+    prevout, spent = fund(node, info.script_pubkey, COIN)
+    first = keypath_spend(info, OWNER, prevout, spent, (TxOut(COIN - 1000, info.script_pubkey),))
+    node.send(first)
+    better = keypath_spend(info, OWNER, prevout, spent, (TxOut(COIN - 2000, info.script_pubkey),))
+    node.send(better)
+    assert better.txid in node.mempool and first.txid not in node.mempool
+
+
+def test_replacement_without_enough_extra_fee_is_refused(node: RegtestNode) -> None:
+    info = TaprootSpendInfo(OWNER.xonly_public_key)
+    prevout, spent = fund(node, info.script_pubkey, COIN)
+    node.send(keypath_spend(info, OWNER, prevout, spent, (TxOut(COIN - 1000, info.script_pubkey),)))
+    stingy = keypath_spend(info, OWNER, prevout, spent, (TxOut(COIN - 1050, info.script_pubkey),))
+    with pytest.raises(TxRejectedError) as exc:
+        node.send(stingy)
+    assert exc.value.reason == "insufficient fee"
+    assert stingy.txid not in node.mempool
+
+
+def test_cpfp_child_can_be_rebumped_by_a_richer_child(node: RegtestNode) -> None:
+    parent, _ = _zero_fee_parent(node)
+    first = _anchor_child(node, parent, fee=1000)
+    assert node.submit_package([parent, first]).ok
+    richer = _anchor_child(node, parent, fee=3000)
+    result = node.submit_package([parent, richer])
+    assert result.ok, result.errors
+    assert richer.txid in node.mempool and first.txid not in node.mempool
+    node.mine(1, MINER)
+    assert node.transaction(richer.txid).height == node.height  # type: ignore[union-attr]
+
+
+def test_replaced_transaction_does_not_come_back_after_restart(node: RegtestNode) -> None:
+    info = TaprootSpendInfo(OWNER.xonly_public_key)
+    prevout, spent = fund(node, info.script_pubkey, COIN)
+    first = keypath_spend(info, OWNER, prevout, spent, (TxOut(COIN - 1000, info.script_pubkey),))
+    node.send(first)
+    better = keypath_spend(info, OWNER, prevout, spent, (TxOut(COIN - 3000, info.script_pubkey),))
+    node.send(better)
+    node.close()
+    with RegtestNode(node.datadir) as again:
+        assert better.txid in again.mempool and first.txid not in again.mempool

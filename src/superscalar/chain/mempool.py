@@ -46,6 +46,7 @@ MAX_STANDARD_VERSION = 3
 TRUC_VERSION = 3
 TRUC_MAX_VSIZE = 10_000
 TRUC_CHILD_MAX_VSIZE = 1_000
+MAX_REPLACEMENT_EVICTIONS = 100
 MAX_PACKAGE_COUNT = 25
 
 
@@ -93,6 +94,8 @@ class MempoolEntry:
     height: int
     parents: set[bytes] = field(default_factory=set)
     children: set[bytes] = field(default_factory=set)
+    replaces: frozenset[bytes] = frozenset()
+    """Mempool txs (and, implicitly, their descendants) this one evicts when added (RBF)."""
 
     @property
     def vsize(self) -> int:
@@ -124,6 +127,7 @@ class _Checked:
     parents: set[bytes]
     spent: list[TxOut]
     dust: list[int]
+    conflicts: set[bytes] = field(default_factory=set)
 
 
 class Mempool:
@@ -142,6 +146,8 @@ class Mempool:
         self._clock = clock or (lambda: int(time.time()))
         self.entries: dict[bytes, MempoolEntry] = {}
         self.spends: dict[OutPoint, bytes] = {}
+        self.removed: list[bytes] = []
+        """Txids removed since the owner last drained this (to keep a saved copy in step)."""
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -192,9 +198,13 @@ class Mempool:
         heights: list[int] = []
         parents: set[bytes] = set()
         pending_spends = {txin.prevout for p in pending.values() for txin in p.tx.inputs}
+        conflicts = {self.spends[p] for p in prevouts if p in self.spends}
+        if conflicts and pending:
+            raise TxRejectedError("txn-mempool-conflict")  # no package RBF here
+        evicted = self._with_descendants(conflicts)
         for prevout in prevouts:
-            if prevout in self.spends:
-                raise TxRejectedError("txn-mempool-conflict")
+            if prevout.txid in evicted:
+                raise TxRejectedError("bad-txns-spends-conflicting-tx")
             if prevout in pending_spends:
                 raise TxRejectedError("bad-txns-spends-conflicting-tx")
             parent = pending.get(prevout.txid)
@@ -236,7 +246,7 @@ class Mempool:
         if dust and (len(dust) > 1 or fee != 0):
             raise TxRejectedError("dust")
 
-        self._check_truc(tx, parents, pending)
+        self._check_truc(tx, parents, pending, evicted)
 
         try:
             verify_transaction(tx, spent)
@@ -244,7 +254,7 @@ class Mempool:
             raise TxRejectedError(
                 f"mandatory-script-verify-flag-failed (input {exc.index}: {exc.reason})"
             ) from exc
-        return _Checked(tx, fee, parents, spent, dust)
+        return _Checked(tx, fee, parents, spent, dust, conflicts)
 
     def _sequence_locks_ok(
         self, tx: Transaction, heights: Sequence[int], next_height: int, tip_mtp: int
@@ -266,7 +276,11 @@ class Mempool:
         return min_height < next_height and min_time < tip_mtp
 
     def _check_truc(
-        self, tx: Transaction, parents: set[bytes], pending: dict[bytes, _Checked]
+        self,
+        tx: Transaction,
+        parents: set[bytes],
+        pending: dict[bytes, _Checked],
+        evicted: set[bytes],
     ) -> None:
         """TRUC (v3) topology: one unconfirmed parent, one child, small children."""
         parent_versions = [
@@ -285,7 +299,7 @@ class Mempool:
         if parents:
             (parent,) = parents
             entry = self.entries.get(parent)
-            if entry is not None and (entry.parents or entry.children):
+            if entry is not None and (entry.parents or entry.children - evicted):
                 raise TxRejectedError("TRUC-violation", "tx would exceed descendant/ancestor limit")
             if tx.vsize > TRUC_CHILD_MAX_VSIZE:
                 raise TxRejectedError(
@@ -294,6 +308,57 @@ class Mempool:
 
     def _fee_floor(self, vsize: int) -> int:
         return self.min_relay.fee_for_vsize(vsize)
+
+    def _with_descendants(self, txids: set[bytes]) -> set[bytes]:
+        out = set(txids)
+        for txid in txids:
+            out |= self.descendants(txid)
+        return out
+
+    def _check_replacement(self, checked: _Checked) -> None:
+        """Full-RBF as Bitcoin Core: pay for everything evicted, plus relay of the new tx.
+
+        The replacement's feerate must beat each tx it directly conflicts
+        with, its fee must cover the fees of all it evicts (descendants too)
+        plus the incremental relay fee for its own size, it may evict at most
+        100 txs, and it may not bring in new unconfirmed inputs.
+        """
+        if not checked.conflicts:
+            return
+        evicted = self._with_descendants(checked.conflicts)
+        if len(evicted) > MAX_REPLACEMENT_EVICTIONS:
+            raise TxRejectedError(
+                "too many potential replacements",
+                f"rejecting replacement {checked.tx.txid_hex}; too many potential replacements"
+                f" ({len(evicted)} > {MAX_REPLACEMENT_EVICTIONS})",
+            )
+        known_parents = set().union(*(self.entries[c].parents for c in checked.conflicts))
+        if not checked.parents <= known_parents:
+            raise TxRejectedError("replacement-adds-unconfirmed")
+        vsize = checked.tx.vsize
+        for txid in checked.conflicts:
+            old = self.entries[txid]
+            if checked.fee * old.vsize <= old.fee * vsize:
+                raise TxRejectedError(
+                    "insufficient fee",
+                    f"rejecting replacement {checked.tx.txid_hex}; new feerate"
+                    f" {checked.fee * 1000 // vsize} <= old feerate {old.fee * 1000 // old.vsize}"
+                    " sat/kvB",
+                )
+        evicted_fees = sum(self.entries[t].fee for t in evicted)
+        if checked.fee < evicted_fees:
+            raise TxRejectedError(
+                "insufficient fee",
+                f"rejecting replacement {checked.tx.txid_hex}, less fees than conflicting txs;"
+                f" {checked.fee} < {evicted_fees}",
+            )
+        needed = self.min_relay.fee_for_vsize(vsize)
+        if checked.fee - evicted_fees < needed:
+            raise TxRejectedError(
+                "insufficient fee",
+                f"rejecting replacement {checked.tx.txid_hex}, not enough additional fees to"
+                f" relay; {checked.fee - evicted_fees} < {needed}",
+            )
 
     # -- admission ---------------------------------------------------------------------
 
@@ -309,6 +374,7 @@ class Mempool:
             raise TxRejectedError(
                 "min relay fee not met", f"{checked.fee} < {floor}", RejectKind.FEE_ONLY
             )
+        self._check_replacement(checked)
         return self._entry(checked)
 
     def accept(self, tx: Transaction) -> MempoolEntry:
@@ -373,6 +439,11 @@ class Mempool:
                     "min relay fee not met", f"{fees} < {floor}", RejectKind.FEE_ONLY
                 )
             return PackageResult(accepted, errors, already, "transaction failed")
+        try:
+            self._check_replacement(child_checked)  # a re-bumped CPFP child replaces the old
+        except TxRejectedError as exc:
+            errors[child.wtxid] = exc
+            return PackageResult(accepted, errors, already, "transaction failed")
         for c in group:
             entry = self._entry(c)
             self._add(entry)
@@ -381,15 +452,25 @@ class Mempool:
 
     def _entry(self, checked: _Checked) -> MempoolEntry:
         return MempoolEntry(
-            checked.tx, checked.fee, self._clock(), self.chain.height, set(checked.parents)
+            checked.tx,
+            checked.fee,
+            self._clock(),
+            self.chain.height,
+            set(checked.parents),
+            replaces=frozenset(checked.conflicts),
         )
 
-    def _add(self, entry: MempoolEntry) -> None:
+    def _add(self, entry: MempoolEntry) -> list[bytes]:
+        """Insert `entry`, first evicting what it replaces; returns the evicted txids."""
+        evicted: list[bytes] = []
+        for txid in entry.replaces:
+            evicted.extend(self.remove(txid))
         self.entries[entry.txid] = entry
         for txin in entry.tx.inputs:
             self.spends[txin.prevout] = entry.txid
         for parent in entry.parents:
             self.entries[parent].children.add(entry.txid)
+        return evicted
 
     # -- removal -------------------------------------------------------------------------
 
@@ -403,6 +484,7 @@ class Mempool:
             if entry is None:
                 continue
             removed.append(current)
+            self.removed.append(current)
             for txin in entry.tx.inputs:
                 if self.spends.get(txin.prevout) == current:
                     del self.spends[txin.prevout]

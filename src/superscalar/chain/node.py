@@ -198,10 +198,8 @@ class RegtestNode:
         raw = block.serialize()
         self.kernel.process_block(raw)
         self.index.connect(height, block, len(raw))
-        evicted = self.mempool.block_connected(block.transactions)
-        gone = [tx.txid for tx in txs] + evicted
-        self._mtp_cache.pop(height, None)
-        self._mempool_db.executemany("DELETE FROM mempool WHERE txid=?", ((t,) for t in gone))
+        self.mempool.block_connected(block.transactions)
+        self._persist_mempool([])
         return block.hash
 
     # -- transactions ---------------------------------------------------------------------
@@ -226,11 +224,13 @@ class RegtestNode:
                         results.append(exc)
                         continue
                     results.append(entry)
-                    self.mempool._add(entry)
-                    added.append(entry.txid)
+                    if not entry.replaces:  # never evict real entries for a dry run
+                        self.mempool._add(entry)
+                        added.append(entry.txid)
             finally:
                 for txid in reversed(added):
                     self.mempool.remove(txid, with_descendants=False)
+                del self.mempool.removed[len(self.mempool.removed) - len(added) :]
             return results
 
     def submit_package(self, txs: Sequence[Transaction]) -> PackageResult:
@@ -343,6 +343,9 @@ class RegtestNode:
     # -- mempool persistence ----------------------------------------------------------------
 
     def _persist_mempool(self, entries: Sequence[MempoolEntry]) -> None:
+        """Keep the saved mempool in step: drop what left (mined, replaced), add `entries`."""
+        gone, self.mempool.removed = self.mempool.removed, []
+        self._mempool_db.executemany("DELETE FROM mempool WHERE txid=?", ((t,) for t in gone))
         self._mempool_db.executemany(
             "INSERT OR IGNORE INTO mempool(txid, raw) VALUES(?, ?)",
             ((e.txid, e.tx.to_bytes()) for e in entries),
