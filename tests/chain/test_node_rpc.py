@@ -137,3 +137,15 @@ def test_wrong_password_gets_401_and_no_body(served: tuple[RpcServer, BitcoindCl
     response = conn.getresponse()
     assert response.status == 401
     assert response.read() == b""
+
+
+def test_funded_transaction_keeps_its_txid_through_signing_and_broadcast(
+    served: tuple[RpcServer, BitcoindClient],
+) -> None:
+    _, client = served
+    target = TaprootSpendInfo(KEY.xonly_public_key).script_pubkey
+    unsigned = client.fund_transaction([TxOut(3 * COIN, target)])
+    assert unsigned.outputs[0] == TxOut(3 * COIN, target) and unsigned.inputs
+    signed = client.sign_with_wallet(unsigned)
+    assert signed.txid == unsigned.txid  # so a factory can be signed before funding goes out
+    assert client.send_raw_transaction(signed) == unsigned.txid_hex

@@ -324,6 +324,10 @@ class ChainSource(Protocol):
 
     def get_balance(self) -> int: ...
 
+    def fund_transaction(self, outputs: Sequence[TxOut]) -> Transaction: ...
+
+    def sign_with_wallet(self, tx: Transaction) -> Transaction: ...
+
 
 # -- response parsing -------------------------------------------------------------------
 
@@ -929,3 +933,25 @@ class BitcoindClient:
 
     def get_balance(self) -> int:
         return _as_amount(self.call("getbalance"), "getbalance")
+
+    def fund_transaction(self, outputs: Sequence[TxOut]) -> Transaction:
+        """`fundrawtransaction` of a tx paying `outputs`: wallet inputs and change, unsigned.
+
+        Its txid is final once signed (segwit), so a factory can be signed
+        against this funding outpoint before the funding tx is broadcast.
+        """
+        draft = Transaction(2, (), tuple(outputs), 0)
+        obj = _obj(self.call("fundrawtransaction", draft.hex()), "fundrawtransaction")
+        return _decode_tx(obj.get("hex"), "fundrawtransaction")
+
+    def sign_with_wallet(self, tx: Transaction) -> Transaction:
+        """`signrawtransactionwithwallet`; raises `ChainResponseError` if any input is unsigned."""
+        obj = _obj(
+            self.call("signrawtransactionwithwallet", tx.hex()), "signrawtransactionwithwallet"
+        )
+        signed = _decode_tx(obj.get("hex"), "signrawtransactionwithwallet")
+        if obj.get("complete") is not True:
+            raise ChainResponseError(
+                f"signrawtransactionwithwallet: incomplete: {obj.get('errors')}"
+            )
+        return signed

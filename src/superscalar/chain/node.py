@@ -340,6 +340,27 @@ class RegtestNode:
             self.send(tx)
             return tx
 
+    def fund(self, outputs: Sequence[TxOut], feerate: Feerate = WALLET_FEERATE) -> Transaction:
+        """fundrawtransaction: add wallet inputs and change to pay `outputs`; unsigned."""
+        with self.lock:
+            change = self.wallet.new_script()
+            self._save_wallet_index()
+            tx, _ = self.wallet.fund_payment(self.spendable(), outputs, feerate, change)
+            return tx
+
+    def sign_with_wallet(self, tx: Transaction) -> tuple[Transaction, bool]:
+        """signrawtransactionwithwallet: sign the inputs the wallet owns; (tx, complete)."""
+        with self.lock:
+            spent: list[TxOut] = []
+            for txin in tx.inputs:
+                found = self.utxo(txin.prevout, include_mempool=True)
+                if found is None:
+                    return tx, False
+                spent.append(found[0])
+            signed = self.wallet.sign(tx, spent)
+            complete = all(txin.witness for txin in signed.inputs)
+            return signed, complete
+
     # -- mempool persistence ----------------------------------------------------------------
 
     def _persist_mempool(self, entries: Sequence[MempoolEntry]) -> None:

@@ -90,7 +90,21 @@ class Wallet:
         change_script: bytes,
         subtract_fee: bool = False,
     ) -> Transaction:
-        """Select coins (confirmed first, largest first), add change, sign every input.
+        """`fund_payment`, then sign every input."""
+        unsigned, spent = self.fund_payment(coins, outputs, feerate, change_script, subtract_fee)
+        return self.sign(unsigned, spent)
+
+    def fund_payment(
+        self,
+        coins: Sequence[Spendable],
+        outputs: Sequence[TxOut],
+        feerate: Feerate,
+        change_script: bytes,
+        subtract_fee: bool = False,
+    ) -> tuple[Transaction, list[TxOut]]:
+        """Select coins (confirmed first, largest first) and add change; unsigned.
+
+        Returns the transaction and the outputs its inputs spend (for signing).
 
         Sizes are measured on the real transaction with placeholder 64-byte
         key-path signatures (their size is fixed), so the fee is exact. Change
@@ -131,8 +145,7 @@ class Wallet:
         if change > 0:
             pay.append(TxOut(change, change_script))
         inputs = tuple(TxIn(c.outpoint, b"", _SEQUENCE) for c in chosen)
-        unsigned = Transaction(2, inputs, tuple(pay), 0)
-        return self.sign(unsigned, [c.output for c in chosen])
+        return Transaction(2, inputs, tuple(pay), 0), [c.output for c in chosen]
 
     def sign(self, tx: Transaction, spent: Sequence[TxOut]) -> Transaction:
         """Key-path sign every input whose spent output is ours (others are left as they are)."""
