@@ -177,7 +177,9 @@ class Block:
         """Parse one block; malformed or trailing data raises `TxDecodeError`."""
         header = BlockHeader.from_bytes(bytes(data[:80]))
         reader = _Reader(bytes(data), 80)
-        count = reader.count(60, "transaction")
+        # 51 bytes is the smallest transaction `Transaction` parses (one input, no
+        # outputs); a larger bound would misreport well-formed (if invalid) blocks.
+        count = reader.count(51, "transaction")
         txs: list[Transaction] = []
         try:
             for _ in range(count):

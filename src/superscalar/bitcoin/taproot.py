@@ -44,6 +44,7 @@ __all__ = [
 
 TAPSCRIPT_LEAF_VERSION = 0xC0
 TAPROOT_CONTROL_MAX_DEPTH = 128
+_ANNEX_TAG = 0x50
 
 
 class TaprootError(ValueError):
@@ -63,6 +64,9 @@ class TapLeaf:
         object.__setattr__(self, "script", bytes(self.script))
         if not 0 <= self.leaf_version <= 0xFE or self.leaf_version & 1:
             raise TaprootError(f"invalid leaf version {self.leaf_version:#x} (must be even)")
+        if self.leaf_version == _ANNEX_TAG:
+            # BIP341: a control block starting 0x50 would be read as the annex.
+            raise TaprootError("leaf version 0x50 is ambiguous with the annex (BIP341)")
 
     @property
     def leaf_hash(self) -> bytes:
