@@ -1,0 +1,1 @@
+"""Persistence: SQLite (WAL, synchronous=FULL), schema migrations, one transaction per change."""
