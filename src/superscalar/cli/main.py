@@ -15,7 +15,7 @@ from superscalar.cli.chain import chain_cli_command, chain_command
 
 err = Console(stderr=True)
 
-SUITES = ("crypto", "chain", "factory")
+SUITES = ("crypto", "chain", "factory", "wire")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,12 +35,13 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
     """Run benchmark SUITE and print its results as JSON on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from superscalar.bench import chain, crypto, factory
+    from superscalar.bench import chain, crypto, factory, wire
 
     runners: dict[str, Any] = {
         "crypto": crypto.run,
         "chain": chain.run,
         "factory": lambda quick, progress: factory.run(quick, progress, big=big),
+        "wire": wire.run,
     }
     chosen = list(SUITES) if suite == "all" else [suite]
     results: dict[str, Any] = {"version": __version__, "quick": quick, "big": big}

@@ -15,13 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from superscalar.crypto.keys import SecretKey
+from superscalar.wire.codec import Init, Ping, decode, encode
+from superscalar.wire.connection import PeerConnection, open_connection, start_server
+from superscalar.wire.framing import MessageStream
+from superscalar.wire.noise import MAX_MESSAGE_SIZE, Initiator, Responder, Transport
 
-from .codec import Init, Ping, decode, encode
-from .connection import PeerConnection, open_connection, start_server
-from .framing import MessageStream
-from .noise import MAX_MESSAGE_SIZE, Initiator, Responder, Transport
-
-__all__ = ["bench_transport"]
+__all__ = ["bench_transport", "run"]
 
 
 def _rate(fn: Callable[[], object], min_seconds: float) -> float:
@@ -135,3 +134,10 @@ def bench_transport(quick: bool) -> dict[str, Any]:
         "codec": _codec(t),
         "tcp_loopback": asyncio.run(_tcp(2_000 if quick else 20_000, 1024)),
     }
+
+
+def run(quick: bool, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The `wire` suite of `superscalar bench`."""
+    if progress is not None:
+        progress("BOLT-8 handshakes, packets, framing, codec, TCP")
+    return bench_transport(quick)
