@@ -55,3 +55,18 @@ def test_bench_chain_measures_blocks_transactions_and_rpc() -> None:
     assert result["transactions"]["transactions"] == 200
     assert result["transactions"]["mempool_accept_per_s"] > 0
     assert result["rpc"]["getblockcount_round_trips_per_s"] > 0
+
+
+def test_bench_factory_signs_every_size_and_reports_exit_costs() -> None:
+    out = superscalar("bench", "factory", "--quick")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)["factory"]
+    assert [f["n"] for f in result["factories"]] == [4, 16, 64]
+    assert all(f["sign_s"] > 0 for f in result["factories"])
+    assert result["exit_costs"]["rows"]
+
+
+def test_bench_wire_measures_bolt8_handshakes() -> None:
+    out = superscalar("bench", "wire", "--quick")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["wire"]["handshakes_per_s"] > 0
