@@ -20,28 +20,9 @@ from superscalar.wire.connection import PeerConnection, open_connection, start_s
 from superscalar.wire.framing import MessageStream
 from superscalar.wire.noise import MAX_MESSAGE_SIZE, Initiator, Responder, Transport
 
+from .timing import per_second as _rate
+
 __all__ = ["bench_transport", "run"]
-
-
-def _rate(fn: Callable[[], object], min_seconds: float) -> float:
-    """Calls of `fn` per second: doubling batches until one lasts `min_seconds`, best of 3."""
-    fn()
-    batch = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(batch):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds / 3:
-            break
-        batch *= 2
-    best = elapsed
-    for _ in range(2):
-        start = time.perf_counter()
-        for _ in range(batch):
-            fn()
-        best = min(best, time.perf_counter() - start)
-    return batch / best
 
 
 def _pair() -> tuple[Transport, Transport]:
