@@ -70,3 +70,10 @@ def test_bench_wire_measures_bolt8_handshakes() -> None:
     out = superscalar("bench", "wire", "--quick")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["wire"]["handshakes_per_s"] > 0
+
+
+def test_bench_channel_counts_payments_and_their_curve_operations() -> None:
+    out = superscalar("bench", "channel", "--quick")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)["channel"]
+    assert result["payments_per_s"] > 0

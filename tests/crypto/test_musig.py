@@ -153,3 +153,21 @@ def test_public_values_survive_pickling() -> None:
     _, pubnonce = musig.generate_nonce(key.public_key)
     assert pickle.loads(pickle.dumps(pubnonce)) == pubnonce
     assert pickle.loads(pickle.dumps(key.public_key)) == key.public_key
+
+
+def test_counter_nonce_is_reproducible_and_distinct_per_counter() -> None:
+    key = SecretKey.from_int(7)
+    _, first = musig.generate_nonce_counter(key, 5, extra=bytes(32))
+    _, again = musig.generate_nonce_counter(key, 5, extra=bytes(32))
+    _, other = musig.generate_nonce_counter(key, 6, extra=bytes(32))
+    assert first == again and first != other
+
+
+def test_counter_nonce_signs_a_valid_two_of_two() -> None:
+    keys = [SecretKey.from_int(11), SecretKey.from_int(12)]
+    keyagg = musig.aggregate_keys([k.public_key for k in keys])
+    msg = bytes(range(32))
+    nonces = [musig.generate_nonce_counter(k, 1) for k in keys]
+    session = musig.SigningSession(keyagg, musig.aggregate_nonces([p for _, p in nonces]), msg)
+    psigs = [session.sign(sec, k) for (sec, _), k in zip(nonces, keys, strict=True)]
+    assert schnorr.verify(keyagg.xonly, msg, session.aggregate(psigs))

@@ -15,7 +15,7 @@ from superscalar.cli.chain import chain_cli_command, chain_command
 
 err = Console(stderr=True)
 
-SUITES = ("crypto", "chain", "factory", "wire")
+SUITES = ("crypto", "chain", "factory", "channel", "wire")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,12 +35,13 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
     """Run benchmark SUITE and print its results as JSON on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from superscalar.bench import chain, crypto, factory, wire
+    from superscalar.bench import chain, channel, crypto, factory, wire
 
     runners: dict[str, Any] = {
         "crypto": crypto.run,
         "chain": chain.run,
         "factory": lambda quick, progress: factory.run(quick, progress, big=big),
+        "channel": channel.run,
         "wire": wire.run,
     }
     chosen = list(SUITES) if suite == "all" else [suite]

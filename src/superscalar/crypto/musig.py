@@ -276,6 +276,41 @@ def generate_nonce(
     return _nonce_gen(os.urandom(32), pubkey, secret_key, keyagg, msg, extra)
 
 
+def generate_nonce_counter(
+    secret_key: SecretKey, counter: int, *, extra: bytes | None = None
+) -> tuple[SecretNonce, PublicNonce]:
+    """Deterministic nonce from (key, counter, extra) — libsecp256k1's `nonce_gen_counter`.
+
+    For a holder that must re-create its nonce after a restart without storing
+    a secret nonce. Safe only if `counter` never signs two different messages
+    under this key: the caller owns that invariant.
+    """
+    if not 0 <= counter < (1 << 64):
+        raise CryptoError("nonce counter must fit in 64 bits")
+    if extra is not None and len(extra) != 32:
+        raise CryptoError("extra input must be 32 bytes")
+    secnonce = ffi.new("secp256k1_musig_secnonce *")
+    pubnonce = ffi.new("secp256k1_musig_pubnonce *")
+    check(
+        lib.secp256k1_musig_nonce_gen_counter(
+            CTX,
+            secnonce,
+            pubnonce,
+            counter,
+            secret_key._keypair,
+            ffi.NULL,
+            ffi.NULL,
+            ffi.NULL if extra is None else extra,
+        ),
+        CryptoError,
+        "counter nonce generation failed",
+    )
+    out = ffi.new("unsigned char[66]")
+    lib.secp256k1_musig_pubnonce_serialize(CTX, out, pubnonce)
+    public = PublicNonce(bytes(out))
+    return SecretNonce(secnonce, public, secret_key.public_key), public
+
+
 def aggregate_nonces(nonces: Sequence[PublicNonce | bytes]) -> AggregateNonce:
     """BIP327 NonceAgg; a malformed nonce is blamed on the signer who sent it."""
     if not nonces:
