@@ -12,6 +12,9 @@ from rich.console import Console
 
 from superscalar import __version__
 from superscalar.cli.chain import chain_cli_command, chain_command
+from superscalar.cli.client import client_command
+from superscalar.cli.lsp import lsp_command
+from superscalar.cli.ops import close_command, invoice_command, report_command, status_command
 
 err = Console(stderr=True)
 
@@ -65,6 +68,15 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
 
 main.add_command(chain_command)
 main.add_command(chain_cli_command)
+for _command in (
+    lsp_command,
+    client_command,
+    status_command,
+    report_command,
+    close_command,
+    invoice_command,
+):
+    main.add_command(_command)
 
 
 @main.command()

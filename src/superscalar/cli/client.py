@@ -1,0 +1,59 @@
+"""`superscalar client`: a client daemon that joins an LSP's factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .lsp import chain_client, run_until_signal
+
+err = Console(stderr=True)
+
+
+@click.command("client")
+@click.option("--datadir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--lsp", "lsp_addr", required=True, help="HOST:PORT of the LSP.")
+@click.option("--lsp-pubkey", required=True, help="The LSP's node key (33-byte hex).")
+@click.option("--amount", required=True, type=click.IntRange(1000), help="Channel size, sat.")
+@click.option("--chain-rpc", required=True, help="bitcoind JSON-RPC URL.")
+@click.option("--chain-cookie", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True)
+def client_command(
+    datadir: Path,
+    lsp_addr: str,
+    lsp_pubkey: str,
+    amount: int,
+    chain_rpc: str,
+    chain_cookie: Path,
+    verbose: bool,
+) -> None:
+    """Run a client: connect to the LSP over BOLT-8, join, verify and sign the factory."""
+    from superscalar.chain.bitcoind import BitcoindClient
+    from superscalar.crypto.keys import PublicKey
+    from superscalar.node.client import ClientConfig, ClientDaemon
+    from superscalar.node.common import load_or_create_key
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    host, sep, port_text = lsp_addr.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise click.BadParameter("expected HOST:PORT", param_hint="--lsp")
+    try:
+        lsp_key = PublicKey.from_hex(lsp_pubkey)
+    except ValueError as exc:
+        raise click.BadParameter(f"not a public key: {exc}", param_hint="--lsp-pubkey") from None
+    chain = chain_client(chain_rpc, chain_cookie)
+    assert isinstance(chain, BitcoindClient)
+    try:
+        key, created = load_or_create_key(datadir)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"pubkey {key.public_key.hex()}")
+    err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
+    config = ClientConfig(datadir, host, int(port_text), lsp_key, amount)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

@@ -1,0 +1,112 @@
+"""`superscalar lsp`: the LSP daemon (factory ceremony, funding, cooperative close)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+err = Console(stderr=True)
+
+
+def chain_client(url: str, cookie: Path) -> object:
+    """A `BitcoindClient` that has answered once: fail early and clearly if the chain is down."""
+    from superscalar.chain.bitcoind import BitcoindClient, ChainUnavailable
+
+    if not cookie.exists():
+        raise click.ClickException(f"chain cookie {cookie} not found: is the chain running?")
+    try:
+        chain = BitcoindClient(url, cookie_file=cookie, timeout=60)
+        chain.get_block_count()
+    except (ChainUnavailable, ValueError) as exc:
+        raise click.ClickException(f"chain at {url} unreachable: {exc}") from exc
+    return chain
+
+
+async def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
+    """Run a daemon until SIGTERM/SIGINT, then cancel it so it stops its servers cleanly."""
+    task = asyncio.ensure_future(main)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def parse_arity(text: str) -> tuple[int, ...]:
+    try:
+        arity = tuple(int(a) for a in text.split(","))
+    except ValueError:
+        raise click.BadParameter("comma-separated integers, e.g. 2 or 4,2") from None
+    if not arity or any(a < 1 for a in arity):
+        raise click.BadParameter("every arity must be ≥ 1")
+    return arity
+
+
+@click.command("lsp")
+@click.option("--datadir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", required=True, type=click.IntRange(0, 65535), help="Peer port (BOLT-8).")
+@click.option(
+    "--chain-rpc", required=True, help="bitcoind JSON-RPC URL, e.g. http://127.0.0.1:18443/"
+)
+@click.option("--chain-cookie", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--clients", "n_clients", required=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--arity", default="2", show_default=True, help="Leaf-first arity list, e.g. 2 or 2,4."
+)
+@click.option("--states-per-layer", default=4, show_default=True, type=click.IntRange(2, 256))
+@click.option("--step-blocks", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--lstock-sat", default=50_000, show_default=True, type=click.IntRange(1000))
+@click.option("--lifetime-blocks", default=1000, show_default=True, type=click.IntRange(10))
+@click.option("-v", "--verbose", is_flag=True)
+def lsp_command(
+    datadir: Path,
+    host: str,
+    port: int,
+    chain_rpc: str,
+    chain_cookie: Path,
+    n_clients: int,
+    arity: str,
+    states_per_layer: int,
+    step_blocks: int,
+    lstock_sat: int,
+    lifetime_blocks: int,
+    verbose: bool,
+) -> None:
+    """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
+    from superscalar.chain.bitcoind import BitcoindClient
+    from superscalar.node.common import load_or_create_key
+    from superscalar.node.lsp import LspConfig, LspDaemon
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    arities = parse_arity(arity)
+    chain = chain_client(chain_rpc, chain_cookie)
+    assert isinstance(chain, BitcoindClient)
+    try:
+        key, created = load_or_create_key(datadir)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"pubkey {key.public_key.hex()}", err=False)
+    err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
+    config = LspConfig(
+        datadir,
+        host,
+        port,
+        n_clients,
+        arities,
+        states_per_layer,
+        step_blocks,
+        lstock_sat,
+        lifetime_blocks,
+    )
+    daemon = LspDaemon(config, key, chain)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_until_signal(daemon.run()))

@@ -1,0 +1,116 @@
+"""Operator commands talking to a running daemon's control RPC: status, close, report.
+
+`python -m superscalar.cli.ops` runs them (and the daemons) as one group, so
+tests and scripts work before the commands are registered on `superscalar`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+
+
+def _call(datadir: Path, method: str) -> Any:
+    from superscalar.chain.bitcoind import ChainUnavailable
+    from superscalar.chain.rpc import RpcError
+    from superscalar.node.control import ControlUnavailable, call_control
+
+    try:
+        return call_control(datadir, method)
+    except (ControlUnavailable, ChainUnavailable) as exc:
+        raise click.ClickException(f"daemon not reachable: {exc}") from exc
+    except RpcError as exc:
+        raise click.ClickException(f"{method} failed: {exc}") from exc
+
+
+_datadir = click.option(
+    "--datadir", required=True, type=click.Path(file_okay=False, path_type=Path)
+)
+
+
+@click.command("status")
+@_datadir
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON instead of tables.")
+def status_command(datadir: Path, as_json: bool) -> None:
+    """Show the daemon's factory, tree nodes, clients and balances."""
+    snap = _call(datadir, "status")
+    if as_json:
+        click.echo(json.dumps(snap, indent=2, default=str))
+        return
+    out.print(f"[bold]{snap['role']}[/bold] {snap['pubkey']}")
+    for f in snap["factories"]:
+        t = Table(title=f"factory {f['factory_id'][:16]}…")
+        t.add_column("field")
+        t.add_column("value")
+        for k in (
+            "state",
+            "lsp_balance_sat",
+            "funding_txid",
+            "funding_amount",
+            "cltv_timeout",
+            "signatures",
+            "close_txid",
+        ):
+            t.add_row(k, str(f[k]))
+        out.print(t)
+        if f["state"] == "aborted":
+            continue
+        c = Table(title="clients")
+        for col in ("position", "pubkey", "channel (sat)"):
+            c.add_column(col)
+        for cl in f["clients"]:
+            c.add_row(str(cl["position"]), cl["pubkey"][:20] + "…", str(cl["amount_sat"]))
+        out.print(c)
+        n = Table(title="tree nodes")
+        for col in ("tx", "kind", "txid", "nSequence", "outputs (sat)"):
+            n.add_column(col)
+        for node in f["nodes"]:
+            n.add_row(
+                str(node["index"]),
+                node["kind"],
+                node["txid"][:16] + "…",
+                hex(node["sequence"]),
+                ", ".join(map(str, node["outputs"])),
+            )
+        out.print(n)
+
+
+@click.command("report")
+@_datadir
+def report_command(datadir: Path) -> None:
+    """JSON diagnostics of the daemon (state, peers, factory, timings)."""
+    click.echo(json.dumps(_call(datadir, "report"), indent=2, default=str))
+
+
+@click.command("close")
+@_datadir
+def close_command(datadir: Path) -> None:
+    """LSP: cooperatively close the factory with every client and broadcast the close tx."""
+    result = _call(datadir, "close")
+    click.echo(result["txid"])
+
+
+@click.command("invoice")
+@_datadir
+@click.option("--amount-msat", required=True, type=click.IntRange(1), help="Amount to receive.")
+@click.option("--description", default="", help="Free text kept with the invoice.")
+def invoice_command(datadir: Path, amount_msat: int, description: str) -> None:
+    """Client: create an invoice (payment hash; the preimage stays in the daemon's database)."""
+    from superscalar.chain.rpc import RpcError
+    from superscalar.node.control import ControlUnavailable, call_control
+
+    try:
+        result = call_control(datadir, "invoice", amount_msat, description)
+    except ControlUnavailable as exc:
+        raise click.ClickException(f"daemon not reachable: {exc}") from exc
+    except RpcError as exc:
+        raise click.ClickException(f"invoice failed: {exc}") from exc
+    click.echo(json.dumps(result, indent=2, default=str))
+

@@ -1,0 +1,467 @@
+"""The client daemon: joins the LSP's factory, checks its tree, signs its path, closes.
+
+State of the current factory (`factories.state`, role 'client'):
+
+    proposed → nonces_sent → psigs_sent → ready → funded → closed   (or aborted)
+
+Rules this shell keeps (the checks themselves are `factory.verify_view` and
+`factory.cooperative_close`):
+
+- Nothing is signed before `verify_view` accepted the tree rebuilt from PROPOSE.
+- The row saying "nonces generated for this attempt" is committed before the
+  nonces are sent, and the move to `psigs_sent` before the partial signatures
+  are sent. Secret nonces live only in memory, so after a crash an attempt in
+  `proposed`/`nonces_sent` is aborted, never resumed.
+- A message that does not fit the current state gets a wire `Error` and the
+  connection is dropped; the state is untouched. The daemon then reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.tx import TxOut
+from superscalar.chain.bitcoind import BitcoindClient
+from superscalar.chain.rpc import RpcError, RpcServer
+from superscalar.crypto import schnorr
+from superscalar.crypto.keys import PublicKey, SecretKey
+from superscalar.factory import (
+    AggNonceBundle,
+    ClientExpectation,
+    FactoryScripts,
+    SignatureBundle,
+    Signer,
+    build_shape,
+    cooperative_close,
+    extract_view,
+    verify_view,
+)
+from superscalar.factory.errors import FactoryError
+from superscalar.store.db import Database
+from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, encode
+from superscalar.wire.connection import exchange_init, open_connection
+from superscalar.wire.errors import HandshakeError, ProtocolViolationError, WireError
+from superscalar.wire.messages import (
+    CloseAggNonce,
+    CloseDone,
+    CloseNonce,
+    ClosePropose,
+    ClosePsig,
+    FactoryAbort,
+    FactoryAggNonces,
+    FactoryFunded,
+    FactoryNonces,
+    FactoryPropose,
+    FactoryPsigs,
+    FactoryReady,
+    JoinRequest,
+)
+
+from .common import now, open_db, params_of, spec_of, tree_of
+from .control import write_control_port
+from .lsp import script_for_address, status_snapshot
+
+__all__ = ["ClientConfig", "ClientDaemon", "Refused"]
+
+log = logging.getLogger(__name__)
+
+LIVE = ("psigs_sent", "ready", "funded", "closed")
+
+
+class Refused(Exception):
+    """The message does not fit our state or fails our checks: Error + disconnect."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Everything `superscalar client` takes on its command line."""
+
+    datadir: Path
+    lsp_host: str
+    lsp_port: int
+    lsp_pubkey: PublicKey
+    amount_sat: int
+
+
+class ClientDaemon:
+    """See the module docstring. `run()` connects (and reconnects) until cancelled."""
+
+    def __init__(self, config: ClientConfig, key: SecretKey, chain: BitcoindClient) -> None:
+        self.config = config
+        self.key = key
+        self.chain = chain
+        self.db: Database = open_db(config.datadir)
+        self._signer: Signer | None = None
+        self._close_signer: Signer | None = None
+        self.control: RpcServer | None = None
+        self.connected = False
+        self.last_error: str | None = None
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _kv(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM node_kv WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row["value"])
+
+    def _current(self) -> Any:
+        return self.db.execute(
+            "SELECT * FROM factories WHERE role='client' AND state != 'aborted'"
+            " ORDER BY created DESC LIMIT 1"
+        ).fetchone()
+
+    def _set_state(self, fid: bytes, state: str, **cols: str) -> None:
+        sets = "".join(f", {k}=?" for k in cols)
+        with self.db.transaction() as c:
+            c.execute(
+                f"UPDATE factories SET state=?, updated=?{sets} WHERE factory_id=?",
+                (state, now(), *cols.values(), fid.hex()),
+            )
+
+    def _abort_dead_attempts(self) -> None:
+        """Attempts before `psigs_sent` die with the connection (or the process): the LSP
+        aborts them when we vanish, and our secret nonces are gone or must not be reused."""
+        self._signer = None
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='aborted', updated=? WHERE role='client' AND state IN"
+                " ('proposed', 'nonces_sent')",
+                (now(),),
+            )
+
+    def _recover(self) -> None:
+        self._abort_dead_attempts()
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO node_kv VALUES ('lsp_pubkey', ?)",
+                (self.config.lsp_pubkey.hex(),),
+            )
+        if self._kv("payout_script") is None:
+            script = script_for_address(self.chain.get_new_address())
+            with self.db.transaction() as c:
+                c.execute("INSERT INTO node_kv VALUES ('payout_script', ?)", (script.hex(),))
+
+    # -- main loop -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self._recover()
+        self.control = RpcServer(self._rpc_handlers(), port=0, cookie_dir=self.config.datadir)
+        self.control.start()
+        write_control_port(self.config.datadir, self.control.port)
+        try:
+            while True:
+                try:
+                    await self._session()
+                except HandshakeError as exc:
+                    self.last_error = f"handshake with the LSP failed (wrong --lsp-pubkey?): {exc}"
+                    log.error("%s", self.last_error)
+                except (WireError, Refused) as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("disconnected: %s", self.last_error)
+                self.connected = False
+                await asyncio.sleep(1.0)
+        finally:
+            self.control.stop()
+            self.db.close()
+
+    async def _session(self) -> None:
+        cfg = self.config
+        self._abort_dead_attempts()
+        conn = await open_connection(cfg.lsp_host, cfg.lsp_port, self.key, cfg.lsp_pubkey)
+        try:
+            await exchange_init(conn, Init(user_agent="superscalar-client"))
+            self.connected = True
+            row = self._current()
+            fid = bytes.fromhex(row["factory_id"]) if row is not None else None
+            payout = bytes.fromhex(self._kv("payout_script") or "")
+            await conn.send_message(
+                JoinRequest(
+                    amount_sat=cfg.amount_sat,
+                    payout_script=Hex(payout),
+                    factory_id=Hex32(fid) if fid is not None else None,
+                )
+            )
+            while True:
+                msg = await conn.receive_message()
+                if isinstance(msg, Error):
+                    if row is not None and row["state"] == "psigs_sent":
+                        self._set_state(bytes.fromhex(row["factory_id"]), "aborted")
+                    raise ProtocolViolationError(f"LSP error: {msg.code}: {msg.message}")
+                try:
+                    reply = self._dispatch(msg)
+                except Refused as exc:
+                    await conn.fail(ProtocolViolationError(str(exc)), ErrorCode.UNEXPECTED_MESSAGE)
+                    raise
+                if reply is not None:
+                    await conn.send_message(reply)
+        finally:
+            await conn.close()
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def _dispatch(self, msg: Message) -> Message | None:
+        handlers: dict[type[Message], Callable[[Any], Message | None]] = {
+            FactoryPropose: self._on_propose,
+            FactoryAggNonces: self._on_agg_nonces,
+            FactoryReady: self._on_ready,
+            FactoryFunded: self._on_funded,
+            FactoryAbort: self._on_abort,
+            ClosePropose: self._on_close_propose,
+            CloseAggNonce: self._on_close_agg,
+            CloseDone: self._on_close_done,
+        }
+        handler = handlers.get(type(msg))
+        if handler is None:
+            raise Refused(f"unexpected {msg.type_tag}")
+        return handler(msg)
+
+    def _expect_row(self, fid: bytes, *states: str) -> Any:
+        row = self._current()
+        if row is None or bytes.fromhex(row["factory_id"]) != fid or row["state"] not in states:
+            have = "nothing" if row is None else row["state"]
+            raise Refused(f"message for factory {fid.hex()[:16]} not expected ({have})")
+        return row
+
+    def _propose_of(self, row: Any) -> FactoryPropose:
+        from superscalar.wire.codec import decode
+
+        msg = decode(row["propose"])
+        assert isinstance(msg, FactoryPropose)
+        return msg
+
+    def _on_propose(self, msg: FactoryPropose) -> Message:
+        if self._current() is not None:
+            raise Refused("already in a factory")
+        pos = msg.position
+        if pos >= len(msg.clients) or msg.clients[pos].key.to_key() != self.key.public_key:
+            raise Refused("our key is not at the proposed position")
+        lsp = self.config.lsp_pubkey
+        try:
+            tree = tree_of(msg, lsp)
+            expect = ClientExpectation(
+                self.key.public_key, self.config.amount_sat, lsp, params_of(msg)
+            )
+            verified = verify_view(extract_view(tree, pos), expect)
+        except (FactoryError, ValueError) as exc:
+            raise Refused(f"proposed factory refused: {exc}") from exc
+        fid = bytes(msg.factory_id)
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT INTO factories (factory_id, role, attempt, state, position, propose,"
+                " funding_txid, created, updated) VALUES (?, 'client', ?, 'nonces_sent', ?, ?, ?,"
+                " ?, ?)",
+                (
+                    fid.hex(),
+                    msg.attempt,
+                    pos,
+                    encode(msg).decode(),
+                    bytes(msg.funding_txid)[::-1].hex(),
+                    now(),
+                    now(),
+                ),
+            )
+            c.execute(
+                "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
+            )
+        self._signer = Signer(pos + 1, self.key, verified.sessions)
+        bundle = self._signer.nonces()
+        return FactoryNonces(
+            factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(bundle.to_bytes())
+        )
+
+    def _on_agg_nonces(self, msg: FactoryAggNonces) -> Message:
+        fid = bytes(msg.factory_id)
+        self._expect_row(fid, "nonces_sent")
+        signer = self._signer
+        if signer is None:
+            raise Refused("no nonces for this attempt (restarted?)")
+        try:
+            agg = AggNonceBundle.from_bytes(bytes(msg.bundle))
+        except (FactoryError, ValueError) as exc:
+            raise Refused(f"bad aggregate nonces: {exc}") from exc
+        self._set_state(fid, "psigs_sent")
+        self._signer = None
+        try:
+            psigs = signer.sign(agg)
+        except (FactoryError, ValueError) as exc:
+            raise Refused(f"cannot sign: {exc}") from exc
+        return FactoryPsigs(
+            factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(psigs.to_bytes())
+        )
+
+    def _on_ready(self, msg: FactoryReady) -> None:
+        fid = bytes(msg.factory_id)
+        row = self._expect_row(fid, "psigs_sent", "ready", "funded", "closed")
+        propose = self._propose_of(row)
+        tree = tree_of(propose, self.config.lsp_pubkey)
+        pos = int(row["position"])
+        try:
+            bundle = SignatureBundle.from_bytes(bytes(msg.bundle))
+        except (FactoryError, ValueError) as exc:
+            raise Refused(f"bad signatures: {exc}") from exc
+        view = extract_view(tree, pos)
+        expect = ClientExpectation(
+            self.key.public_key, self.config.amount_sat, self.config.lsp_pubkey, params_of(propose)
+        )
+        sessions = {s.id: s for s in verify_view(view, expect).sessions}
+        sigs = bundle.as_dict()
+        if bundle.signer != pos + 1 or set(sigs) != set(sessions):
+            raise Refused("signatures do not cover our path")
+        for sid, sig in sigs.items():
+            s = sessions[sid]
+            if not schnorr.verify(s.keyagg.xonly, s.msg, sig):
+                raise Refused(f"signature for session {sid} does not verify")
+        with self.db.transaction() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO tree_signatures VALUES (?, ?, ?)",
+                [(fid.hex(), sid, sig.hex()) for sid, sig in sigs.items()],
+            )
+            if row["state"] == "psigs_sent":
+                c.execute(
+                    "UPDATE factories SET state='ready', updated=? WHERE factory_id=?",
+                    (now(), fid.hex()),
+                )
+        return None
+
+    def _on_funded(self, msg: FactoryFunded) -> None:
+        fid = bytes(msg.factory_id)
+        row = self._expect_row(fid, "ready", "funded", "closed")
+        propose = self._propose_of(row)
+        if bytes(msg.txid) != bytes(propose.funding_txid):
+            raise Refused("funding txid differs from the proposed one")
+        if row["state"] == "ready":
+            self._set_state(fid, "funded")
+        return None
+
+    def _on_abort(self, msg: FactoryAbort) -> None:
+        fid = bytes(msg.factory_id)
+        row = self._current()
+        if (
+            row is not None
+            and bytes.fromhex(row["factory_id"]) == fid
+            and row["state"]
+            in (
+                "nonces_sent",
+                "psigs_sent",
+            )
+        ):
+            self._set_state(fid, "aborted")
+            self._signer = None
+        return None
+
+    def _close_spend(self, row: Any, msg: ClosePropose) -> Any:
+        propose = self._propose_of(row)
+        scripts = FactoryScripts.build(build_shape(spec_of(propose, self.config.lsp_pubkey)))
+        pos = int(row["position"])
+        if len(msg.payouts) != len(propose.clients):
+            raise Refused("close pays a different number of clients")
+        ours = msg.payouts[pos]
+        if bytes(ours.script).hex() != self._kv("payout_script") or ours.amount_sat < int(
+            self.config.amount_sat
+        ):
+            raise Refused("close does not pay us our channel amount")
+        try:
+            return cooperative_close(
+                scripts,
+                [TxOut(p.amount_sat, bytes(p.script)) for p in msg.payouts],
+                bytes(msg.lsp_script),
+                Feerate(msg.feerate_sat_per_kvb),
+            )
+        except (FactoryError, ValueError) as exc:
+            raise Refused(f"close refused: {exc}") from exc
+
+    def _on_close_propose(self, msg: ClosePropose) -> Message:
+        fid = bytes(msg.factory_id)
+        row = self._expect_row(fid, "funded")
+        spend = self._close_spend(row, msg)
+        pos = int(row["position"])
+        with self.db.transaction() as c:
+            n = c.execute(
+                "SELECT COUNT(*) FROM nonce_use WHERE factory_id=? AND purpose LIKE 'close%'",
+                (fid.hex(),),
+            ).fetchone()[0]
+            c.execute(
+                "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
+                (fid.hex(), n + 1, f"close{n + 1}", now()),
+            )
+            c.execute(
+                "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
+                (spend.tx.hex(), now(), fid.hex()),
+            )
+        self._close_signer = Signer(pos + 1, self.key, [spend.session])
+        return CloseNonce(
+            factory_id=msg.factory_id, bundle=Hex(self._close_signer.nonces().to_bytes())
+        )
+
+    def _on_close_agg(self, msg: CloseAggNonce) -> Message:
+        self._expect_row(bytes(msg.factory_id), "funded")
+        signer = self._close_signer
+        if signer is None:
+            raise Refused("no close in progress")
+        self._close_signer = None
+        try:
+            psig = signer.sign(AggNonceBundle.from_bytes(bytes(msg.bundle)))
+        except (FactoryError, ValueError) as exc:
+            raise Refused(f"cannot sign the close: {exc}") from exc
+        return ClosePsig(factory_id=msg.factory_id, bundle=Hex(psig.to_bytes()))
+
+    def _on_close_done(self, msg: CloseDone) -> None:
+        fid = bytes(msg.factory_id)
+        self._expect_row(fid, "funded", "closed")
+        self._set_state(fid, "closed", close_txid=bytes(msg.txid)[::-1].hex())
+        return None
+
+    # -- control RPC ------------------------------------------------------------------------
+
+    def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
+        datadir = self.config.datadir
+
+        def status() -> dict[str, Any]:
+            return status_snapshot(
+                datadir,
+                "client",
+                self.key.public_key,
+                extra={
+                    "lsp": f"{self.config.lsp_host}:{self.config.lsp_port}",
+                    "lsp_pubkey": self.config.lsp_pubkey.hex(),
+                    "amount_sat": self.config.amount_sat,
+                    "connected": self.connected,
+                    "last_error": self.last_error,
+                },
+            )
+
+        def invoice(amount_msat: int, description: str = "") -> dict[str, Any]:
+            return make_invoice(datadir, amount_msat, description)
+
+        return {"status": status, "report": status, "invoice": invoice}
+
+
+def make_invoice(datadir: Path, amount_msat: int, description: str = "") -> dict[str, Any]:
+    """A fresh preimage and its SHA256 payment hash, stored before the hash is handed out
+    (a payment to a hash we cannot settle would be stuck until its timeout)."""
+    if amount_msat <= 0:
+        raise RpcError(-8, "amount_msat must be positive")
+    preimage = os.urandom(32)
+    payment_hash = hashlib.sha256(preimage).digest()
+    db = open_db(datadir)
+    try:
+        with db.transaction() as c:
+            c.execute(
+                "INSERT INTO invoices (payment_hash, preimage, amount_msat, description, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (payment_hash.hex(), preimage.hex(), amount_msat, description[:256], now()),
+            )
+    finally:
+        db.close()
+    return {
+        "payment_hash": payment_hash.hex(),
+        "preimage": preimage.hex(),
+        "amount_msat": amount_msat,
+    }

@@ -1,0 +1,737 @@
+"""The LSP daemon: gathers N clients, runs the factory ceremony over BOLT-8, funds, closes.
+
+An I/O shell only: the tree, the signing plan, the coordinator and the close tx
+all come from `superscalar.factory`. What this module adds is ordering:
+
+- Every step is one SQLite transaction committed *before* the message that
+  depends on it is sent (PROPOSE after the factory row; READY after the
+  signatures; the funding broadcast after the signed funding tx is stored).
+- A ceremony attempt that fails (a client disconnects, times out or sends
+  something wrong) is aborted: the faulty peer gets a wire `Error` and is
+  dropped, the others get `factory_abort`, and a fresh attempt with a new
+  factory id and a new (never signed) funding tx starts when N clients are
+  queued again. Nothing was broadcast, so no satoshi moves.
+- On restart, attempts that never reached `signed` are marked aborted (their
+  secret nonces died with the process); a `signed` factory has its funding tx
+  signed and broadcast again, and reconnecting clients get READY/FUNDED resent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from superscalar.bitcoin.address import Network, address_to_script_pubkey
+from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.tx import Transaction, TxOut
+from superscalar.chain.bitcoind import BitcoindClient
+from superscalar.chain.rpc import RpcError, RpcServer
+from superscalar.crypto.keys import PublicKey, SecretKey
+from superscalar.factory import (
+    ClientSpec,
+    Coordinator,
+    FactoryScripts,
+    FactorySpec,
+    LStockSecrets,
+    NonceBundle,
+    PartialSigBundle,
+    SignatureBundle,
+    Signer,
+    SigningPlan,
+    build_shape,
+    cooperative_close,
+)
+from superscalar.factory.errors import FactoryError
+from superscalar.store.db import Database
+from superscalar.wire.codec import (
+    Error,
+    ErrorCode,
+    Hex,
+    Hex32,
+    Init,
+    Message,
+    PublicKeyHex,
+    XOnlyHex,
+    decode,
+    encode,
+)
+from superscalar.wire.connection import PeerConnection, PeerServer, exchange_init, start_server
+from superscalar.wire.errors import ProtocolViolationError, WireError
+from superscalar.wire.messages import (
+    CloseAggNonce,
+    CloseDone,
+    CloseNonce,
+    ClosePropose,
+    ClosePsig,
+    FactoryAbort,
+    FactoryAggNonces,
+    FactoryFunded,
+    FactoryNonces,
+    FactoryPropose,
+    FactoryPsigs,
+    FactoryReady,
+    JoinRequest,
+    Payout,
+    ProposedClient,
+)
+
+from .common import now, open_db, spec_of, tree_of
+from .control import write_control_port
+
+__all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
+
+log = logging.getLogger(__name__)
+
+STEP_TIMEOUT = 60.0
+M = TypeVar("M", bound=Message)
+
+
+def script_for_address(address: str) -> bytes:
+    """The scriptPubKey of a wallet address on whichever network it belongs to."""
+    for network in (Network.REGTEST, Network.MAINNET, Network.TESTNET):
+        with contextlib.suppress(ValueError):
+            return address_to_script_pubkey(address, network)
+    raise ValueError(f"cannot decode address {address!r}")
+
+
+@dataclass(frozen=True)
+class LspConfig:
+    """Everything `superscalar lsp` takes on its command line."""
+
+    datadir: Path
+    host: str
+    port: int
+    n_clients: int
+    arity: tuple[int, ...] = (2,)
+    states_per_layer: int = 4
+    step_blocks: int = 10
+    lstock_sat: int = 50_000
+    lifetime_blocks: int = 1000
+    anchor_value: int = 240
+    close_feerate: int = 2000
+
+
+@dataclass(eq=False)
+class Peer:
+    """One connected client; its handler waits on `done` while ceremonies talk to it."""
+
+    conn: PeerConnection
+    key: PublicKey
+    join: JoinRequest
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class PeerFault(Exception):
+    """A peer broke the protocol (or vanished): it is dropped, the attempt aborted."""
+
+    def __init__(self, peer: Peer, reason: str) -> None:
+        super().__init__(reason)
+        self.peer = peer
+
+
+class LspDaemon:
+    """See the module docstring. `run()` serves until cancelled."""
+
+    def __init__(self, config: LspConfig, key: SecretKey, chain: BitcoindClient) -> None:
+        self.config = config
+        self.key = key
+        self.chain = chain
+        self.db: Database = open_db(config.datadir)
+        self.queue: list[Peer] = []
+        self.members: dict[bytes, Peer] = {}
+        """Connected clients of the current factory, by node key."""
+        self.factory_id: bytes | None = None
+        self.server: PeerServer | None = None
+        self.control: RpcServer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self.ceremony_seconds: float | None = None
+        self._lock = asyncio.Lock()
+
+    # -- startup ------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Abort attempts that died mid-ceremony; remember the live factory."""
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='aborted', updated=? WHERE role='lsp' AND state IN"
+                " ('proposed', 'nonces')",
+                (now(),),
+            )
+            row = c.execute(
+                "SELECT factory_id FROM factories WHERE role='lsp' AND state IN"
+                " ('signed', 'funded', 'closed') ORDER BY created DESC LIMIT 1"
+            ).fetchone()
+        if row is not None:
+            self.factory_id = bytes.fromhex(row["factory_id"])
+
+    def _rebroadcast(self) -> None:
+        if self.factory_id is None:
+            return
+        row = self._row(self.factory_id)
+        if row["state"] == "signed":
+            self._broadcast_funding(self.factory_id)
+
+    async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._recover()
+        self._rebroadcast()
+        self.server = await start_server(self.key, self._handle, self.config.host, self.config.port)
+        self.control = RpcServer(self._rpc_handlers(), port=0, cookie_dir=self.config.datadir)
+        self.control.start()
+        write_control_port(self.config.datadir, self.control.port)
+        log.info("lsp listening on %s:%d", self.config.host, self.server.port)
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self.factory_id is None and len(self.queue) >= self.config.n_clients:
+                    await self._ceremony(self.queue[: self.config.n_clients])
+        finally:
+            self.control.stop()
+            await self.server.close()
+            self.db.close()
+
+    # -- peers --------------------------------------------------------------------------
+
+    async def _handle(self, conn: PeerConnection) -> None:
+        remote = conn.remote_pubkey
+        await exchange_init(conn, Init(user_agent="superscalar-lsp"))
+        join = await _expect(conn, JoinRequest)
+        peer = Peer(conn, remote, join)
+        if join.factory_id is not None:
+            if not self._reattach(peer, bytes(join.factory_id)):
+                await conn.fail(ProtocolViolationError("unknown factory"), ErrorCode.PROTOCOL)
+                return
+            await self._resend(peer, bytes(join.factory_id))
+        elif self.factory_id is not None:
+            await conn.fail(ProtocolViolationError("this LSP's factory is full"))
+            return
+        else:
+            for old in [p for p in self.queue if p.key == remote]:
+                old.done.set()  # a reconnect replaces the stale connection
+            self.queue = [p for p in self.queue if p.key != remote]
+            self.queue.append(peer)
+            self._wake.set()
+        await peer.done.wait()
+
+    def _reattach(self, peer: Peer, factory_id: bytes) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM factory_clients WHERE factory_id=? AND pubkey=?",
+            (factory_id.hex(), peer.key.hex()),
+        ).fetchone()
+        if row is None or factory_id != self.factory_id:
+            return False
+        old = self.members.get(peer.key.data)
+        if old is not None:
+            old.done.set()
+        self.members[peer.key.data] = peer
+        return True
+
+    async def _resend(self, peer: Peer, factory_id: bytes) -> None:
+        """A reconnecting client gets what it may have missed: READY, FUNDED, CLOSE_DONE."""
+        row = self._row(factory_id)
+        if row["state"] not in ("signed", "funded", "closed"):
+            return
+        position = self._position(factory_id, peer.key)
+        await peer.conn.send_message(self._ready_for(factory_id, position, row["attempt"]))
+        if row["funding_txid"] and row["state"] in ("funded", "closed"):
+            txid = bytes.fromhex(row["funding_txid"])[::-1]
+            await peer.conn.send_message(
+                FactoryFunded(factory_id=Hex32(factory_id), txid=Hex32(txid))
+            )
+        if row["state"] == "closed" and row["close_txid"]:
+            close_txid = Hex32(bytes.fromhex(row["close_txid"])[::-1])
+            await peer.conn.send_message(CloseDone(factory_id=Hex32(factory_id), txid=close_txid))
+
+    async def _drop(self, peer: Peer, reason: str) -> None:
+        """Error + disconnect for a faulty peer; its handler then returns."""
+        self.queue = [p for p in self.queue if p is not peer]
+        if self.members.get(peer.key.data) is peer:
+            del self.members[peer.key.data]
+        await peer.conn.fail(ProtocolViolationError(reason))
+        peer.done.set()
+
+    # -- the ceremony -------------------------------------------------------------------
+
+    def _row(self, factory_id: bytes) -> Any:
+        return self.db.execute(
+            "SELECT * FROM factories WHERE factory_id=?", (factory_id.hex(),)
+        ).fetchone()
+
+    def _position(self, factory_id: bytes, key: PublicKey) -> int:
+        row = self.db.execute(
+            "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
+            (factory_id.hex(), key.hex()),
+        ).fetchone()
+        return int(row["position"])
+
+    def _propose_base(self, peers: list[Peer]) -> tuple[FactoryPropose, Transaction, bytes]:
+        """Build the spec, fund it with the wallet (unsigned), return PROPOSE for position 0."""
+        cfg = self.config
+        height = self.chain.get_block_count()
+        clients = tuple(ClientSpec(p.key, p.join.amount_sat) for p in peers)
+        n = len(peers)
+        amount = sum(c.channel_amount for c in clients) + n * cfg.lstock_sat
+        amount += 8 * n * cfg.anchor_value
+        seed = os.urandom(32)
+        base = FactoryPropose(
+            factory_id=Hex32(os.urandom(32)),
+            attempt=1,
+            position=0,
+            clients=tuple(
+                ProposedClient(key=PublicKeyHex.of(c.key), amount_sat=c.channel_amount)
+                for c in clients
+            ),
+            funding_txid=Hex32(bytes(32)),
+            funding_vout=0,
+            funding_amount=amount,
+            cltv_timeout=height + cfg.lifetime_blocks,
+            arity=cfg.arity,
+            states_per_layer=cfg.states_per_layer,
+            step_blocks=cfg.step_blocks,
+            anchor_value=cfg.anchor_value,
+            lstock_points=(),
+        )
+        shape = build_shape(spec_of(base, self.key.public_key))
+        secrets = LStockSecrets(seed)
+        points = tuple(XOnlyHex.of(secrets.point(leaf, 0)) for leaf in range(len(shape.leaves)))
+        funding_out = FactoryScripts.build(shape).funding.txout(amount)
+        unsigned = self.chain.fund_transaction([funding_out])
+        vout = next(
+            i
+            for i, o in enumerate(unsigned.outputs)
+            if o.script_pubkey == funding_out.script_pubkey
+        )
+        base = _replace(
+            base, funding_txid=Hex32(unsigned.txid), funding_vout=vout, lstock_points=points
+        )
+        return base, unsigned, seed
+
+    async def _ceremony(self, peers: list[Peer]) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            base, unsigned, seed = self._propose_base(peers)
+        except Exception as exc:  # chain trouble: wait and let the next join retry
+            log.error("cannot fund a factory: %s", exc)
+            await asyncio.sleep(1)
+            self._wake.set()
+            return
+        fid = bytes(base.factory_id)
+        tree = tree_of(base, self.key.public_key)
+        plan = SigningPlan.for_tree(tree)
+        coordinator = Coordinator(plan)
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT INTO factories (factory_id, role, attempt, state, propose, lstock_seed,"
+                " funding_tx, funding_txid, created, updated)"
+                " VALUES (?, 'lsp', 1, 'proposed', ?, ?, ?, ?, ?, ?)",
+                (
+                    fid.hex(),
+                    encode(base).decode(),
+                    seed.hex(),
+                    unsigned.hex(),
+                    unsigned.txid_hex,
+                    now(),
+                    now(),
+                ),
+            )
+            for pos, p in enumerate(peers):
+                c.execute(
+                    "INSERT INTO factory_clients VALUES (?, ?, ?, ?, ?)",
+                    (
+                        fid.hex(),
+                        pos,
+                        p.key.hex(),
+                        p.join.amount_sat,
+                        bytes(p.join.payout_script).hex(),
+                    ),
+                )
+        try:
+            for pos, p in enumerate(peers):
+                await self._send(p, _replace(base, position=pos))
+            bundles = await self._gather(peers, FactoryNonces, fid)
+            for pos, (p, msg) in enumerate(zip(peers, bundles, strict=True)):
+                try:
+                    coordinator.add_nonces(NonceBundle.from_bytes(bytes(msg.bundle)), pos + 1)
+                except (FactoryError, ValueError) as exc:
+                    raise PeerFault(p, f"bad nonces: {exc}") from exc
+            with self.db.transaction() as c:
+                c.execute("INSERT INTO nonce_use VALUES (?, 1, 'tree', ?)", (fid.hex(), now()))
+                c.execute("UPDATE factories SET state='nonces' WHERE factory_id=?", (fid.hex(),))
+            lsp_signer = Signer(0, self.key, plan.sessions)
+            coordinator.add_nonces(lsp_signer.nonces(), 0)
+            aggs = coordinator.aggregate_nonces()
+            for pos, p in enumerate(peers):
+                await self._send(
+                    p,
+                    FactoryAggNonces(
+                        factory_id=Hex32(fid), attempt=1, bundle=Hex(aggs[pos + 1].to_bytes())
+                    ),
+                )
+            psigs = await self._gather(peers, FactoryPsigs, fid)
+            for pos, (p, pmsg) in enumerate(zip(peers, psigs, strict=True)):
+                try:
+                    bundle = PartialSigBundle.from_bytes(bytes(pmsg.bundle))
+                    coordinator.add_partial_sigs(bundle, pos + 1)
+                except (FactoryError, ValueError) as exc:
+                    raise PeerFault(p, f"bad partial signatures: {exc}") from exc
+            coordinator.add_partial_sigs(lsp_signer.sign(aggs[0]), 0)
+            signatures = coordinator.finalize()
+        except PeerFault as fault:
+            await self._abort(fid, peers, fault)
+            return
+        signed_funding = self.chain.sign_with_wallet(unsigned)
+        with self.db.transaction() as c:
+            c.executemany(
+                "INSERT INTO tree_signatures VALUES (?, ?, ?)",
+                [(fid.hex(), sid, sig.hex()) for sid, sig in signatures.items()],
+            )
+            c.execute(
+                "UPDATE factories SET state='signed', funding_tx=?, updated=? WHERE factory_id=?",
+                (signed_funding.hex(), now(), fid.hex()),
+            )
+        self.factory_id = fid
+        self.queue = [p for p in self.queue if p not in peers]
+        self.members = {p.key.data: p for p in peers}
+        for pos, p in enumerate(peers):
+            with contextlib.suppress(WireError):
+                await p.conn.send_message(self._ready_for(fid, pos, 1))
+        txid = self._broadcast_funding(fid)
+        self.ceremony_seconds = loop.time() - start
+        for p in peers:
+            with contextlib.suppress(WireError):
+                await p.conn.send_message(FactoryFunded(factory_id=Hex32(fid), txid=Hex32(txid)))
+        log.info(
+            "factory %s funded: %s (%.2fs)", fid.hex()[:16], txid[::-1].hex(), self.ceremony_seconds
+        )
+
+    def _ready_for(self, fid: bytes, position: int, attempt: int) -> FactoryReady:
+        row = self._row(fid)
+        propose = decode(row["propose"])
+        assert isinstance(propose, FactoryPropose)
+        plan = SigningPlan.for_tree(tree_of(propose, self.key.public_key))
+        sigs = {
+            int(r["session_id"]): bytes.fromhex(r["signature"])
+            for r in self.db.execute(
+                "SELECT session_id, signature FROM tree_signatures WHERE factory_id=?",
+                (fid.hex(),),
+            )
+        }
+        bundle = SignatureBundle(
+            position + 1, tuple((sid, sigs[sid]) for sid in plan.sessions_for(position + 1))
+        )
+        return FactoryReady(factory_id=Hex32(fid), attempt=attempt, bundle=Hex(bundle.to_bytes()))
+
+    def _broadcast_funding(self, fid: bytes) -> bytes:
+        """Send the stored signed funding tx (idempotent: already-known is fine)."""
+        row = self._row(fid)
+        tx = Transaction.from_hex(row["funding_tx"])
+        try:
+            self.chain.send_raw_transaction(tx)
+        except RpcError as exc:
+            if "already" not in str(exc) and "known" not in str(exc):
+                raise
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='funded', updated=?"
+                " WHERE factory_id=? AND state='signed'",
+                (now(), fid.hex()),
+            )
+        return tx.txid
+
+    async def _abort(self, fid: bytes, peers: list[Peer], fault: PeerFault) -> None:
+        log.warning("ceremony %s aborted: %s", fid.hex()[:16], fault)
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='aborted', updated=? WHERE factory_id=?",
+                (now(), fid.hex()),
+            )
+        await self._drop(fault.peer, str(fault))
+        for p in peers:
+            if p is not fault.peer:
+                with contextlib.suppress(WireError):
+                    await p.conn.send_message(
+                        FactoryAbort(factory_id=Hex32(fid), attempt=1, reason=str(fault)[:500])
+                    )
+        self._wake.set()
+
+    async def _send(self, peer: Peer, msg: Message) -> None:
+        try:
+            await peer.conn.send_message(msg)
+        except WireError as exc:
+            raise PeerFault(peer, f"send failed: {exc}") from exc
+
+    async def _recv(self, peer: Peer, kind: type[M], fid: bytes) -> M:
+        try:
+            msg = await peer.conn.receive_message(STEP_TIMEOUT)
+        except WireError as exc:
+            raise PeerFault(peer, f"{type(exc).__name__}: {exc}") from exc
+        if isinstance(msg, Error):
+            raise PeerFault(peer, f"peer error: {msg.code}: {msg.message}")
+        if not isinstance(msg, kind) or bytes(getattr(msg, "factory_id", b"")) != fid:
+            raise PeerFault(peer, f"expected {kind.__name__}, got {msg.type_tag}")
+        return msg
+
+    async def _gather(self, peers: list[Peer], kind: type[M], fid: bytes) -> list[M]:
+        results = await asyncio.gather(
+            *(self._recv(p, kind, fid) for p in peers), return_exceptions=True
+        )
+        out: list[M] = []
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+            out.append(r)
+        return out
+
+    # -- cooperative close ----------------------------------------------------------------
+
+    async def close_factory(self) -> str:
+        """Sign a cooperative close with every client over the wire and broadcast it."""
+        async with self._lock:
+            fid = self.factory_id
+            if fid is None:
+                raise RuntimeError("no factory to close")
+            row = self._row(fid)
+            if row["state"] != "funded":
+                raise RuntimeError(f"factory is {row['state']}, not funded")
+            propose = decode(row["propose"])
+            assert isinstance(propose, FactoryPropose)
+            clients = list(
+                self.db.execute(
+                    "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position",
+                    (fid.hex(),),
+                )
+            )
+            peers = []
+            for c in clients:
+                p = self.members.get(bytes.fromhex(c["pubkey"]))
+                if p is None or p.conn.closed:
+                    raise RuntimeError(f"client {c['position']} is not connected")
+                peers.append(p)
+            payouts = tuple(
+                Payout(script=Hex(bytes.fromhex(c["payout_script"])), amount_sat=c["amount_sat"])
+                for c in clients
+            )
+            lsp_script = script_for_address(self.chain.get_new_address())
+            feerate = self.config.close_feerate
+            spec: FactorySpec = spec_of(propose, self.key.public_key)
+            scripts = FactoryScripts.build(build_shape(spec))
+            spend = cooperative_close(
+                scripts,
+                [TxOut(p.amount_sat, bytes(p.script)) for p in payouts],
+                lsp_script,
+                Feerate(feerate),
+            )
+            plan = SigningPlan([spend.session])
+            coordinator = Coordinator(plan)
+            msg = ClosePropose(
+                factory_id=Hex32(fid),
+                payouts=payouts,
+                lsp_script=Hex(lsp_script),
+                feerate_sat_per_kvb=feerate,
+            )
+            with self.db.transaction() as c:
+                c.execute(
+                    "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
+                    (spend.tx.hex(), now(), fid.hex()),
+                )
+            try:
+                for p in peers:
+                    await self._send(p, msg)
+                nonces = await self._gather(peers, CloseNonce, fid)
+                for pos, (p, n) in enumerate(zip(peers, nonces, strict=True)):
+                    try:
+                        coordinator.add_nonces(NonceBundle.from_bytes(bytes(n.bundle)), pos + 1)
+                    except (FactoryError, ValueError) as exc:
+                        raise PeerFault(p, f"bad close nonce: {exc}") from exc
+                attempt = int(
+                    self.db.execute(
+                        "SELECT COUNT(*) FROM nonce_use"
+                        " WHERE factory_id=? AND purpose LIKE 'close%'",
+                        (fid.hex(),),
+                    ).fetchone()[0]
+                )
+                with self.db.transaction() as c:
+                    c.execute(
+                        "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
+                        (fid.hex(), attempt + 1, f"close{attempt + 1}", now()),
+                    )
+                signer = Signer(0, self.key, plan.sessions)
+                coordinator.add_nonces(signer.nonces(), 0)
+                aggs = coordinator.aggregate_nonces()
+                for pos, p in enumerate(peers):
+                    await self._send(
+                        p,
+                        CloseAggNonce(factory_id=Hex32(fid), bundle=Hex(aggs[pos + 1].to_bytes())),
+                    )
+                psigs = await self._gather(peers, ClosePsig, fid)
+                for pos, (p, ps) in enumerate(zip(peers, psigs, strict=True)):
+                    try:
+                        coordinator.add_partial_sigs(
+                            PartialSigBundle.from_bytes(bytes(ps.bundle)), pos + 1
+                        )
+                    except (FactoryError, ValueError) as exc:
+                        raise PeerFault(p, f"bad close signature: {exc}") from exc
+                coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
+                sig = coordinator.finalize()[spend.session.id]
+            except PeerFault as fault:
+                await self._drop(fault.peer, str(fault))
+                raise RuntimeError(f"close failed: {fault}") from fault
+            tx = spend.signed(sig)
+            with self.db.transaction() as c:
+                c.execute(
+                    "UPDATE factories SET state='closed', close_tx=?, close_txid=?, updated=?"
+                    " WHERE factory_id=?",
+                    (tx.hex(), tx.txid_hex, now(), fid.hex()),
+                )
+            self.chain.send_raw_transaction(tx)
+            for p in peers:
+                with contextlib.suppress(WireError):
+                    await p.conn.send_message(CloseDone(factory_id=Hex32(fid), txid=Hex32(tx.txid)))
+            return tx.txid_hex
+
+    # -- control RPC (runs on the RPC server's threads) -------------------------------------
+
+    def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
+        datadir = self.config.datadir
+
+        def status() -> dict[str, Any]:
+            return status_snapshot(
+                datadir,
+                "lsp",
+                self.key.public_key,
+                extra={
+                    "listen": f"{self.config.host}:{self.server.port if self.server else 0}",
+                    "queued_clients": len(self.queue),
+                    "connected_members": len(self.members),
+                    "ceremony_ms": (
+                        None
+                        if self.ceremony_seconds is None
+                        else round(self.ceremony_seconds * 1000)
+                    ),
+                },
+            )
+
+        def close() -> dict[str, Any]:
+            return {"txid": self._call_in_loop(self.close_factory)}
+
+        return {"status": status, "report": status, "close": close}
+
+    def _call_in_loop(self, fn: Callable[[], Awaitable[str]]) -> str:
+        assert self.loop is not None
+
+        async def run() -> str:
+            return await fn()
+
+        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
+        try:
+            return future.result(timeout=120)
+        except RuntimeError as exc:
+            raise RpcError(-1, str(exc)) from exc
+
+
+def status_snapshot(
+    datadir: Path, role: str, key: PublicKey, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """What `status`/`report` show, read from the database on the calling thread."""
+    db = open_db(datadir)
+    try:
+        factories = []
+        for row in db.execute("SELECT * FROM factories ORDER BY created"):
+            fid = row["factory_id"]
+            propose = decode(row["propose"])
+            assert isinstance(propose, FactoryPropose)
+            clients = [
+                dict(r)
+                for r in db.execute(
+                    "SELECT position, pubkey, amount_sat, payout_script FROM factory_clients"
+                    " WHERE factory_id=? ORDER BY position",
+                    (fid,),
+                )
+            ]
+            lsp_key = (
+                PublicKey.from_hex(_kv(db, "lsp_pubkey") or key.hex()) if role == "client" else key
+            )
+            nodes = []
+            if row["state"] not in ("aborted",):
+                tree = tree_of(propose, lsp_key)
+                for tx in tree.txs:
+                    nodes.append(
+                        {
+                            "index": tx.index,
+                            "kind": str(tx.kind),
+                            "txid": tx.tx.txid_hex,
+                            "sequence": tx.sequence,
+                            "outputs": [o.value for o in tx.tx.outputs],
+                        }
+                    )
+            sigs = db.execute(
+                "SELECT COUNT(*) FROM tree_signatures WHERE factory_id=?", (fid,)
+            ).fetchone()[0]
+            factories.append(
+                {
+                    "factory_id": fid,
+                    "state": row["state"],
+                    "position": row["position"],
+                    "funding_txid": row["funding_txid"],
+                    "funding_amount": propose.funding_amount,
+                    "cltv_timeout": propose.cltv_timeout,
+                    "close_txid": row["close_txid"],
+                    "clients": clients
+                    or [
+                        {"position": i, "pubkey": c.key.hex(), "amount_sat": c.amount_sat}
+                        for i, c in enumerate(propose.clients)
+                    ],
+                    "signatures": sigs,
+                    "lsp_balance_sat": propose.funding_amount
+                    - sum(c.amount_sat for c in propose.clients),
+                    "nodes": nodes,
+                }
+            )
+        nonce_uses = db.execute("SELECT COUNT(*) FROM nonce_use").fetchone()[0]
+        invoices = [
+            dict(r)
+            for r in db.execute(
+                "SELECT payment_hash, amount_msat, state, created FROM invoices ORDER BY created"
+            )
+        ]
+        return {
+            "role": role,
+            "pubkey": key.hex(),
+            "schema_version": db.schema_version,
+            "nonce_uses": nonce_uses,
+            "invoices": invoices,
+            "factories": factories,
+            **(extra or {}),
+        }
+    finally:
+        db.close()
+
+
+def _kv(db: Database, key: str) -> str | None:
+    row = db.execute("SELECT value FROM node_kv WHERE key=?", (key,)).fetchone()
+    return None if row is None else str(row["value"])
+
+
+def _replace(msg: FactoryPropose, **changes: Any) -> FactoryPropose:
+    return msgspec.structs.replace(msg, **changes)
+
+
+async def _expect(conn: PeerConnection, kind: type[M], timeout: float = STEP_TIMEOUT) -> M:
+    """The next message must be `kind`: anything else gets an Error and a disconnect."""
+    msg = await conn.receive_message(timeout)
+    if not isinstance(msg, kind):
+        exc = ProtocolViolationError(f"expected {kind.__name__}, got {msg.type_tag}")
+        await conn.fail(exc, ErrorCode.UNEXPECTED_MESSAGE)
+        raise exc
+    return msg

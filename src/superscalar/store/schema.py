@@ -1,0 +1,79 @@
+"""The daemons' schema: migrations after the project's v1 (meta table).
+
+Why one row per factory plus side tables: each ceremony step is one
+transaction that moves `factories.state` forward together with what the step
+produced (signatures, the funding tx), so a crash leaves either the old step or
+the new one, never half. `nonce_use` records every attempt whose secret nonces
+were generated: those nonces lived only in memory, so after a restart that
+attempt can only be aborted, never signed again.
+"""
+
+from __future__ import annotations
+
+from .migrations import MIGRATIONS, Migration
+
+__all__ = ["DAEMON_MIGRATIONS"]
+
+DAEMON_MIGRATIONS: tuple[Migration, ...] = (
+    *MIGRATIONS,
+    Migration(
+        2,
+        "daemon_factories",
+        """
+        CREATE TABLE node_kv (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE factories (
+            factory_id TEXT PRIMARY KEY,
+            role TEXT NOT NULL CHECK (role IN ('lsp', 'client')),
+            attempt INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            position INTEGER,
+            propose TEXT NOT NULL,
+            lstock_seed TEXT,
+            funding_tx TEXT,
+            funding_txid TEXT,
+            close_tx TEXT,
+            close_txid TEXT,
+            created INTEGER NOT NULL,
+            updated INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE factory_clients (
+            factory_id TEXT NOT NULL REFERENCES factories(factory_id),
+            position INTEGER NOT NULL,
+            pubkey TEXT NOT NULL,
+            amount_sat INTEGER NOT NULL,
+            payout_script TEXT NOT NULL,
+            PRIMARY KEY (factory_id, position)
+        ) STRICT;
+        CREATE TABLE tree_signatures (
+            factory_id TEXT NOT NULL REFERENCES factories(factory_id),
+            session_id INTEGER NOT NULL,
+            signature TEXT NOT NULL,
+            PRIMARY KEY (factory_id, session_id)
+        ) STRICT;
+        CREATE TABLE nonce_use (
+            factory_id TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            purpose TEXT NOT NULL,
+            used_at INTEGER NOT NULL,
+            PRIMARY KEY (factory_id, attempt, purpose)
+        ) STRICT;
+        """,
+    ),
+    Migration(
+        3,
+        "invoices",
+        """
+        CREATE TABLE invoices (
+            payment_hash TEXT PRIMARY KEY,
+            preimage TEXT NOT NULL,
+            amount_msat INTEGER NOT NULL CHECK (amount_msat > 0),
+            description TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'paid', 'cancelled')),
+            created INTEGER NOT NULL
+        ) STRICT;
+        """,
+    ),
+)

@@ -1,0 +1,176 @@
+"""Factory-creation and close messages (LSP ↔ client), auto-registered by `wire.codec`.
+
+Flow (one `attempt` number per ceremony try, so a restarted ceremony can never
+be confused with the one it replaces):
+
+    client → LSP   join_request        (its channel amount and payout script)
+    LSP → client   factory_propose     (the factory spec: everything the client needs
+                                        to rebuild and check the tree itself)
+    client → LSP   factory_nonces      (sparse: its own path sessions only)
+    LSP → client   factory_agg_nonces
+    client → LSP   factory_psigs
+    LSP → client   factory_ready       (final signatures for the client's path)
+    LSP → client   factory_funded      (the funding txid, once broadcast)
+    LSP → client   close_propose → client close_nonce → LSP close_agg_nonce
+                   → client close_psig → LSP close_done (txid)
+    LSP → client   factory_abort       (this attempt is dead; a fresh one follows)
+"""
+
+from __future__ import annotations
+
+from superscalar.wire.codec import (
+    U32,
+    Hex,
+    Hex32,
+    Message,
+    PublicKeyHex,
+    Record,
+    Text,
+    UInt,
+    XOnlyHex,
+)
+
+__all__ = [
+    "CloseAggNonce",
+    "CloseDone",
+    "CloseNonce",
+    "ClosePropose",
+    "ClosePsig",
+    "FactoryAbort",
+    "FactoryAggNonces",
+    "FactoryFunded",
+    "FactoryNonces",
+    "FactoryPropose",
+    "FactoryPsigs",
+    "FactoryReady",
+    "JoinRequest",
+    "Payout",
+    "ProposedClient",
+]
+
+
+class JoinRequest(Message, tag="join_request"):
+    """Client → LSP: join the next factory with a channel of `amount_sat`."""
+
+    amount_sat: UInt
+    payout_script: Hex
+    factory_id: Hex32 | None = None
+    """Set when reconnecting to a factory the client already signed."""
+
+
+class ProposedClient(Record):
+    """One client of a proposed factory, in position order."""
+
+    key: PublicKeyHex
+    amount_sat: UInt
+
+
+class FactoryPropose(Message, tag="factory_propose"):
+    """LSP → client: the factory spec and DW state; the client rebuilds the tree and checks
+    its own path with `factory.verify_view` before it sends a single nonce."""
+
+    factory_id: Hex32
+    attempt: U32
+    position: U32
+    clients: tuple[ProposedClient, ...]
+    funding_txid: Hex32
+    funding_vout: U32
+    funding_amount: UInt
+    cltv_timeout: U32
+    arity: tuple[U32, ...]
+    states_per_layer: U32
+    step_blocks: U32
+    anchor_value: UInt
+    lstock_points: tuple[XOnlyHex, ...]
+
+
+class FactoryNonces(Message, tag="factory_nonces"):
+    """Client → LSP: its sparse `NonceBundle` (hex of `to_bytes`)."""
+
+    factory_id: Hex32
+    attempt: U32
+    bundle: Hex
+
+
+class FactoryAggNonces(Message, tag="factory_agg_nonces"):
+    """LSP → client: the aggregate nonces of the client's sessions."""
+
+    factory_id: Hex32
+    attempt: U32
+    bundle: Hex
+
+
+class FactoryPsigs(Message, tag="factory_psigs"):
+    """Client → LSP: its partial signatures (the secret nonces are gone after this)."""
+
+    factory_id: Hex32
+    attempt: U32
+    bundle: Hex
+
+
+class FactoryReady(Message, tag="factory_ready"):
+    """LSP → client: the final signatures of the client's path: it can now exit alone."""
+
+    factory_id: Hex32
+    attempt: U32
+    bundle: Hex
+
+
+class FactoryFunded(Message, tag="factory_funded"):
+    """LSP → client: the funding tx was broadcast."""
+
+    factory_id: Hex32
+    txid: Hex32
+
+
+class FactoryAbort(Message, tag="factory_abort"):
+    """LSP → client: drop this attempt (its nonces are never used again)."""
+
+    factory_id: Hex32
+    attempt: U32
+    reason: Text = ""
+
+
+class Payout(Record):
+    """One client payout of a cooperative close, in position order."""
+
+    script: Hex
+    amount_sat: UInt
+
+
+class ClosePropose(Message, tag="close_propose"):
+    """LSP → client: the inputs of `factory.cooperative_close`; the client rebuilds the tx
+    itself and signs only if its own payout is there in full."""
+
+    factory_id: Hex32
+    payouts: tuple[Payout, ...]
+    lsp_script: Hex
+    feerate_sat_per_kvb: UInt
+
+
+class CloseNonce(Message, tag="close_nonce"):
+    """Client → LSP: its nonce for the single close session."""
+
+    factory_id: Hex32
+    bundle: Hex
+
+
+class CloseAggNonce(Message, tag="close_agg_nonce"):
+    """LSP → client: the close session's aggregate nonce."""
+
+    factory_id: Hex32
+    bundle: Hex
+
+
+class ClosePsig(Message, tag="close_psig"):
+    """Client → LSP: its partial signature on the close."""
+
+    factory_id: Hex32
+    bundle: Hex
+
+
+class CloseDone(Message, tag="close_done"):
+    """LSP → client: the close was broadcast."""
+
+    factory_id: Hex32
+    txid: Hex32

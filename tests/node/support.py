@@ -1,0 +1,179 @@
+"""Real processes on loopback: the chain, an LSP and clients, driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from superscalar.chain.bitcoind import BitcoindClient
+
+NODE = [sys.executable, "-m", "superscalar"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except Exception:
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Proc:
+    """A daemon subprocess with its log in its datadir."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self._fh = log.open("ab")
+        self.proc = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+        self._fh.close()
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+class Cluster:
+    """Chain + LSP + clients under one temp dir."""
+
+    def __init__(self, root: Path, n_clients: int) -> None:
+        self.root = root
+        self.n = n_clients
+        self.chain_dir = root / "chain"
+        self.chain_port = free_port()
+        self.chain_proc = Proc(
+            [
+                sys.executable,
+                "-m",
+                "superscalar",
+                "chain",
+                "--datadir",
+                str(self.chain_dir),
+                "--rpcport",
+                str(self.chain_port),
+            ],
+            root / "chain.log",
+        )
+        self.cookie = self.chain_dir / ".cookie"
+        wait_for("chain cookie", self.cookie.exists)
+        self.url = f"http://127.0.0.1:{self.chain_port}/"
+        self.chain = BitcoindClient(self.url, cookie_file=self.cookie)
+        wait_for("chain rpc", lambda: self.chain.get_block_count() >= 0)
+        self.mine_to = self.chain.get_new_address()
+        self.chain.generate_to_address(110, self.mine_to)
+        self.lsp_port = free_port()
+        self.lsp_dir = root / "lsp"
+        self.lsp: Proc | None = None
+        self.clients: dict[int, Proc] = {}
+        self.lsp_pubkey = ""
+
+    def chain_args(self) -> list[str]:
+        return ["--chain-rpc", self.url, "--chain-cookie", str(self.cookie)]
+
+    def start_lsp(self) -> None:
+        self.lsp = Proc(
+            [
+                *NODE,
+                "lsp",
+                "--datadir",
+                str(self.lsp_dir),
+                "--port",
+                str(self.lsp_port),
+                "--clients",
+                str(self.n),
+                *self.chain_args(),
+                "-v",
+            ],
+            self.lsp_dir / "log.txt",
+        )
+        line = wait_for("lsp pubkey", lambda: _pubkey(self.lsp_dir / "log.txt"))
+        self.lsp_pubkey = line
+        wait_for("lsp control", lambda: self.status(self.lsp_dir))
+
+    def client_dir(self, i: int) -> Path:
+        return self.root / f"client{i}"
+
+    def start_client(self, i: int, amount: int = 100_000) -> None:
+        d = self.client_dir(i)
+        self.clients[i] = Proc(
+            [
+                *NODE,
+                "client",
+                "--datadir",
+                str(d),
+                "--lsp",
+                f"127.0.0.1:{self.lsp_port}",
+                "--lsp-pubkey",
+                self.lsp_pubkey,
+                "--amount",
+                str(amount),
+                *self.chain_args(),
+                "-v",
+            ],
+            d / "log.txt",
+        )
+
+    def status(self, datadir: Path) -> dict[str, Any] | None:
+        r = run_node("status", "--datadir", str(datadir), "--json")
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def factory(self, datadir: Path) -> dict[str, Any] | None:
+        snap = self.status(datadir)
+        if not snap:
+            return None
+        live = [f for f in snap["factories"] if f["state"] != "aborted"]
+        return live[-1] if live else None
+
+    def state_of(self, datadir: Path) -> str | None:
+        f = self.factory(datadir)
+        return None if f is None else str(f["state"])
+
+    def stop(self) -> None:
+        for p in [*self.clients.values(), *([self.lsp] if self.lsp else [])]:
+            p.kill(signal.SIGTERM)
+        self.chain_proc.kill(signal.SIGTERM)
+        self.chain.close()
+
+
+def _pubkey(log: Path) -> str | None:
+    if not log.exists():
+        return None
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("pubkey "):
+            return line.split()[1]
+    return None
+
+
+def run_node(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*NODE, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
