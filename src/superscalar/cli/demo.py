@@ -43,17 +43,25 @@ def _short(hexstr: str) -> str:
     return f"{hexstr[:16]}…"
 
 
-def run_demo(console: Console) -> int:
+def run_demo(console: Console, workdir: Path | None = None, network: bool = True) -> int:
     console.print(
         Panel(
-            "[bold]SuperScalar demo — in-process[/bold]\n"
-            "The networked demo (separate LSP and client processes on the embedded regtest "
-            "chain) is not built yet; this runs the most complete flow that exists, in one "
-            "process: real BIP340/MuSig2/adaptor signatures, BOLT-3 shachain revocation, and a\n"
-            "4-client factory opened and exited on the embedded libbitcoinkernel chain.",
+            "[bold]SuperScalar demo[/bold]\n"
+            "Part 1, networked: `superscalar chain`, an LSP and 4 clients as separate processes "
+            "build, fund and cooperatively close a factory over BOLT-8.\n"
+            "Part 2, in-process (not yet over the wire: channel payments, PTLC key turnover, "
+            "unilateral exit): real BIP340/MuSig2/adaptor signatures, shachain revocation, and a "
+            "factory exit confirmed on the embedded libbitcoinkernel chain.",
             expand=False,
         )
     )
+    networked = True
+    if network:
+        from superscalar.cli.netdemo import run_network_demo
+
+        work = workdir or Path(tempfile.mkdtemp(prefix="superscalar-demo-"))
+        networked = run_network_demo(console, work)
+    console.print("[bold]In-process[/bold]")
     lsp = SecretKey.generate()
     clients = {name: SecretKey.generate() for name in CLIENTS}
 
@@ -118,7 +126,7 @@ def run_demo(console: Console) -> int:
         f"[{'green' if derivable else 'red'}]{derivable}[/]"
     )
     mined = _on_chain(console, lsp, clients)
-    success = ok and presig_ok and turned and derivable and mined
+    success = networked and ok and presig_ok and turned and derivable and mined
     console.print("[green]demo complete[/green]" if success else "[red]demo FAILED[/red]")
     return 0 if success else 1
 

@@ -80,8 +80,14 @@ for _command in (
 
 
 @main.command()
-def demo() -> None:
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo's processes keep logs and databases (default: a new temp dir).",
+)
+@click.option("--in-process", is_flag=True, help="Skip the networked part (no processes).")
+def demo(workdir: Path | None, in_process: bool) -> None:
     """Run the end-to-end demo and print what happened."""
     from superscalar.cli.demo import run_demo
 
-    sys.exit(run_demo(Console()))
+    sys.exit(run_demo(Console(), workdir, network=not in_process))

@@ -113,4 +113,3 @@ def invoice_command(datadir: Path, amount_msat: int, description: str) -> None:
     except RpcError as exc:
         raise click.ClickException(f"invoice failed: {exc}") from exc
     click.echo(json.dumps(result, indent=2, default=str))
-
