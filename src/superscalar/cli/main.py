@@ -14,7 +14,13 @@ from superscalar import __version__
 from superscalar.cli.chain import chain_cli_command, chain_command
 from superscalar.cli.client import client_command
 from superscalar.cli.lsp import lsp_command
-from superscalar.cli.ops import close_command, invoice_command, report_command, status_command
+from superscalar.cli.ops import (
+    close_command,
+    invoice_command,
+    pay_command,
+    report_command,
+    status_command,
+)
 
 err = Console(stderr=True)
 
@@ -75,6 +81,7 @@ for _command in (
     report_command,
     close_command,
     invoice_command,
+    pay_command,
 ):
     main.add_command(_command)
 

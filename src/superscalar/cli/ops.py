@@ -17,13 +17,13 @@ from rich.table import Table
 out = Console()
 
 
-def _call(datadir: Path, method: str) -> Any:
+def _call(datadir: Path, method: str, *args: Any) -> Any:
     from superscalar.chain.bitcoind import ChainUnavailable
     from superscalar.chain.rpc import RpcError
     from superscalar.node.control import ControlUnavailable, call_control
 
     try:
-        return call_control(datadir, method)
+        return call_control(datadir, method, *args)
     except (ControlUnavailable, ChainUnavailable) as exc:
         raise click.ClickException(f"daemon not reachable: {exc}") from exc
     except RpcError as exc:
@@ -80,6 +80,19 @@ def status_command(datadir: Path, as_json: bool) -> None:
                 ", ".join(map(str, node["outputs"])),
             )
         out.print(n)
+    if snap.get("channels"):
+        ch = Table(title="channels (msat)")
+        for col in ("position", "status", "ours", "theirs", "htlcs"):
+            ch.add_column(col)
+        for c in snap["channels"]:
+            ch.add_row(
+                str(c["position"]),
+                str(c.get("status", "opening")),
+                str(c.get("local_msat", "")),
+                str(c.get("remote_msat", "")),
+                str(c.get("htlcs", "")),
+            )
+        out.print(ch)
 
 
 @click.command("report")
@@ -112,4 +125,17 @@ def invoice_command(datadir: Path, amount_msat: int, description: str) -> None:
         raise click.ClickException(f"daemon not reachable: {exc}") from exc
     except RpcError as exc:
         raise click.ClickException(f"invoice failed: {exc}") from exc
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@click.command("pay")
+@_datadir
+@click.option(
+    "--to-pubkey", "payee", required=True, help="The payee client's node public key (hex)."
+)
+@click.option("--payment-hash", required=True, help="The payee's invoice payment hash (hex).")
+@click.option("--amount-msat", required=True, type=click.IntRange(1), help="Amount to send.")
+def pay_command(datadir: Path, payee: str, payment_hash: str, amount_msat: int) -> None:
+    """Client: pay another client of the same LSP (an HTLC forwarded client → LSP → client)."""
+    result = _call(datadir, "pay", payee, payment_hash, amount_msat)
     click.echo(json.dumps(result, indent=2, default=str))

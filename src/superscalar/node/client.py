@@ -31,6 +31,19 @@ from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import TxOut
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.rpc import RpcError, RpcServer
+from superscalar.channel import (
+    AddHtlc,
+    ChannelError,
+    ChannelOpen,
+    Effect,
+    FailHtlc,
+    FulfillHtlc,
+    IncomingHtlcCommitted,
+    OutgoingHtlcFailed,
+    OutgoingHtlcFulfilled,
+    accept_open,
+    open_message,
+)
 from superscalar.crypto import schnorr
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
@@ -47,9 +60,10 @@ from superscalar.factory import (
 from superscalar.factory.errors import FactoryError
 from superscalar.store.db import Database
 from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, encode
-from superscalar.wire.connection import exchange_init, open_connection
+from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
 from superscalar.wire.errors import HandshakeError, ProtocolViolationError, WireError
 from superscalar.wire.messages import (
+    ChannelMsg,
     CloseAggNonce,
     CloseDone,
     CloseNonce,
@@ -65,6 +79,16 @@ from superscalar.wire.messages import (
     JoinRequest,
 )
 
+from .chancodec import decode_message
+from .channels import (
+    CHANNEL_CONFIG,
+    ChannelShell,
+    channel_capacity,
+    channel_funding,
+    channel_secrets,
+    load_channel,
+    opening_balances,
+)
 from .common import now, open_db, params_of, spec_of, tree_of
 from .control import write_control_port
 from .lsp import script_for_address, status_snapshot
@@ -104,6 +128,11 @@ class ClientDaemon:
         self.control: RpcServer | None = None
         self.connected = False
         self.last_error: str | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.conn: PeerConnection | None = None
+        self.channel: ChannelShell | None = None
+        self._our_open: tuple[ChannelOpen, Any] | None = None
+        self._waiting: dict[bytes, asyncio.Future[bytes]] = {}
 
     # -- state ---------------------------------------------------------------------------
 
@@ -151,6 +180,7 @@ class ClientDaemon:
     # -- main loop -----------------------------------------------------------------------
 
     async def run(self) -> None:
+        self.loop = asyncio.get_running_loop()
         self._recover()
         self.control = RpcServer(self._rpc_handlers(), port=0, cookie_dir=self.config.datadir)
         self.control.start()
@@ -175,6 +205,8 @@ class ClientDaemon:
         cfg = self.config
         self._abort_dead_attempts()
         conn = await open_connection(cfg.lsp_host, cfg.lsp_port, self.key, cfg.lsp_pubkey)
+        self.conn = conn
+        self._our_open = None
         try:
             await exchange_init(conn, Init(user_agent="superscalar-client"))
             self.connected = True
@@ -190,6 +222,9 @@ class ClientDaemon:
             )
             while True:
                 msg = await conn.receive_message()
+                if isinstance(msg, ChannelMsg):
+                    await self._on_channel(msg)
+                    continue
                 if isinstance(msg, Error):
                     if row is not None and row["state"] == "psigs_sent":
                         self._set_state(bytes.fromhex(row["factory_id"]), "aborted")
@@ -201,8 +236,147 @@ class ClientDaemon:
                     raise
                 if reply is not None:
                     await conn.send_message(reply)
+                if isinstance(msg, FactoryFunded):
+                    await self._maybe_open()
         finally:
+            self.conn = None
             await conn.close()
+
+    # -- the leaf channel -----------------------------------------------------------------
+
+    async def _send_channel(self, msg: ChannelMsg) -> None:
+        if self.conn is None:
+            raise WireError("not connected")
+        await self.conn.send_message(msg)
+
+    async def _maybe_open(self) -> None:
+        """Once the factory is funded: load our channel, or send our half of the open."""
+        row = self._current()
+        if row is None or row["state"] != "funded":
+            return
+        fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
+        if self.channel is None or self.channel.factory_id != fid:
+            self.channel = load_channel(self.db, self.key, fid, pos)
+        if self.channel is not None and self.channel.ready.is_set():
+            return
+        # first open, or redo one a crash interrupted (deterministic: same signatures)
+        secrets = channel_secrets(self.key, fid, pos)
+        funding = channel_funding(
+            self._propose_of(row), self.config.lsp_pubkey, self.key.public_key
+        )
+        ours = open_message(
+            secrets,
+            funding,
+            CHANNEL_CONFIG,
+            is_initiator=False,
+            balance_msat=opening_balances(self.config.amount_sat)[0],
+            close_script=bytes.fromhex(self._kv("payout_script") or ""),
+        )
+        self.channel = ChannelShell(self.db, secrets, fid, pos)
+        self._our_open = (ours, funding)
+        await self._send_channel(self.channel.wrap(ours))
+
+    async def _on_channel(self, msg: ChannelMsg) -> None:
+        shell = self.channel
+        if shell is None or bytes(msg.factory_id) != shell.factory_id:
+            raise Refused("channel message for no channel of ours")
+        if msg.position != shell.position:
+            raise Refused("channel message for another position")
+        try:
+            cmsg = decode_message(msg.payload)
+            if isinstance(cmsg, ChannelOpen) and shell.ready.is_set():
+                return  # the LSP answering an open we redid: nothing changed
+            if isinstance(cmsg, ChannelOpen):
+                if self._our_open is None:
+                    raise Refused("channel_open we did not ask for")
+                ours, funding = self._our_open
+                t = accept_open(
+                    shell.secrets, funding, ours, cmsg, chain_height=self.chain.get_block_count()
+                )
+                shell.state = t.state
+                notices = await shell.run_effects(t.effects, self._send_channel)
+            elif shell.state is None:
+                raise Refused(f"expected the LSP's channel_open, got {type(cmsg).__name__}")
+            else:
+                notices = await shell.apply(cmsg, self._send_channel)
+        except Refused:
+            raise
+        except Exception as exc:  # refused or ill-typed: our state was not touched
+            raise Refused(f"channel error: {exc!r}") from exc
+        for n in notices:
+            await self._on_notice(shell, n)
+
+    async def _on_notice(self, shell: ChannelShell, notice: Effect) -> None:
+        if isinstance(notice, IncomingHtlcCommitted):
+            htlc = notice.htlc
+            row = self.db.execute(
+                "SELECT preimage, amount_msat FROM invoices WHERE payment_hash=? AND state='open'",
+                (htlc.payment_hash.hex(),),
+            ).fetchone()
+            if row is None or htlc.amount_msat < int(row["amount_msat"]):
+                more = await shell.apply(FailHtlc(htlc.id, b"unknown payment"), self._send_channel)
+            else:
+                with self.db.transaction() as c:
+                    c.execute(
+                        "UPDATE invoices SET state='paid' WHERE payment_hash=?",
+                        (htlc.payment_hash.hex(),),
+                    )
+                more = await shell.apply(
+                    FulfillHtlc(htlc.id, bytes.fromhex(row["preimage"])), self._send_channel
+                )
+            for n in more:
+                await self._on_notice(shell, n)
+        elif isinstance(notice, OutgoingHtlcFulfilled | OutgoingHtlcFailed):
+            h = notice.htlc.payment_hash
+            ok = isinstance(notice, OutgoingHtlcFulfilled)
+            with self.db.transaction() as c:
+                c.execute(
+                    "UPDATE payments SET state=?, preimage=?, updated=? WHERE payment_hash=?",
+                    (
+                        "complete" if ok else "failed",
+                        notice.preimage.hex()
+                        if isinstance(notice, OutgoingHtlcFulfilled)
+                        else None,
+                        now(),
+                        h.hex(),
+                    ),
+                )
+            fut = self._waiting.pop(h, None)
+            if fut is not None and not fut.done():
+                if isinstance(notice, OutgoingHtlcFulfilled):
+                    fut.set_result(notice.preimage)
+                else:
+                    fut.set_exception(RuntimeError("payment failed"))
+
+    async def pay(self, payee: PublicKey, payment_hash: bytes, amount_msat: int) -> dict[str, Any]:
+        """Offer an HTLC to the LSP for `payee`; wait for the preimage."""
+        shell = self.channel
+        if self.conn is None or shell is None or shell.state is None or not shell.ready.is_set():
+            raise RuntimeError("no open channel with the LSP (yet)")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT INTO payments VALUES (?, ?, ?, 'pending', NULL, ?, ?)",
+                (payment_hash.hex(), payee.hex(), amount_msat, now(), now()),
+            )
+        fut: asyncio.Future[bytes] = loop.create_future()
+        self._waiting[payment_hash] = fut
+        cltv = shell.state.chain_height + 300
+        try:
+            await shell.apply(
+                AddHtlc(amount_msat, payment_hash, cltv, payee.data), self._send_channel
+            )
+        except ChannelError as exc:
+            self._waiting.pop(payment_hash, None)
+            raise RuntimeError(f"cannot pay: {exc}") from exc
+        preimage = await asyncio.wait_for(fut, 60)
+        return {
+            "payment_hash": payment_hash.hex(),
+            "preimage": preimage.hex(),
+            "amount_msat": amount_msat,
+            "ms": round((loop.time() - start) * 1000, 1),
+        }
 
     # -- the protocol ----------------------------------------------------------------------
 
@@ -246,7 +420,7 @@ class ClientDaemon:
         try:
             tree = tree_of(msg, lsp)
             expect = ClientExpectation(
-                self.key.public_key, self.config.amount_sat, lsp, params_of(msg)
+                self.key.public_key, channel_capacity(self.config.amount_sat), lsp, params_of(msg)
             )
             verified = verify_view(extract_view(tree, pos), expect)
         except (FactoryError, ValueError) as exc:
@@ -308,7 +482,10 @@ class ClientDaemon:
             raise Refused(f"bad signatures: {exc}") from exc
         view = extract_view(tree, pos)
         expect = ClientExpectation(
-            self.key.public_key, self.config.amount_sat, self.config.lsp_pubkey, params_of(propose)
+            self.key.public_key,
+            channel_capacity(self.config.amount_sat),
+            self.config.lsp_pubkey,
+            params_of(propose),
         )
         sessions = {s.id: s for s in verify_view(view, expect).sessions}
         sigs = bundle.as_dict()
@@ -363,10 +540,11 @@ class ClientDaemon:
         if len(msg.payouts) != len(propose.clients):
             raise Refused("close pays a different number of clients")
         ours = msg.payouts[pos]
-        if bytes(ours.script).hex() != self._kv("payout_script") or ours.amount_sat < int(
-            self.config.amount_sat
-        ):
-            raise Refused("close does not pay us our channel amount")
+        expected = int(self.config.amount_sat)
+        if self.channel is not None and self.channel.state is not None:
+            expected = int(self.channel.balances().get("local_msat", expected * 1000)) // 1000
+        if bytes(ours.script).hex() != self._kv("payout_script") or ours.amount_sat < expected:
+            raise Refused("close does not pay us our channel balance")
         try:
             return cooperative_close(
                 scripts,
@@ -440,7 +618,23 @@ class ClientDaemon:
         def invoice(amount_msat: int, description: str = "") -> dict[str, Any]:
             return make_invoice(datadir, amount_msat, description)
 
-        return {"status": status, "report": status, "invoice": invoice}
+        def pay(payee: str, payment_hash: str, amount_msat: int) -> dict[str, Any]:
+            if self.loop is None:
+                raise RpcError(-1, "daemon not running")
+            try:
+                key = PublicKey.from_hex(payee)
+                h = bytes.fromhex(payment_hash)
+                if len(h) != 32 or amount_msat <= 0:
+                    raise ValueError("payment hash must be 32 bytes, amount positive")
+            except ValueError as exc:
+                raise RpcError(-8, str(exc)) from exc
+            future = asyncio.run_coroutine_threadsafe(self.pay(key, h, amount_msat), self.loop)
+            try:
+                return future.result(timeout=90)
+            except (RuntimeError, TimeoutError) as exc:
+                raise RpcError(-1, f"payment failed: {exc}") from exc
+
+        return {"status": status, "report": status, "invoice": invoice, "pay": pay}
 
 
 def make_invoice(datadir: Path, amount_msat: int, description: str = "") -> dict[str, Any]:

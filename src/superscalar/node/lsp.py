@@ -34,6 +34,21 @@ from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import Transaction, TxOut
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.rpc import RpcError, RpcServer
+from superscalar.channel import (
+    AddHtlc,
+    ChannelError,
+    ChannelOpen,
+    Effect,
+    FailHtlc,
+    FulfillHtlc,
+    FundingSigned,
+    IncomingHtlcCommitted,
+    OutgoingHtlcFailed,
+    OutgoingHtlcFulfilled,
+    SendMessage,
+    accept_open,
+    open_message,
+)
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     ClientSpec,
@@ -66,6 +81,7 @@ from superscalar.wire.codec import (
 from superscalar.wire.connection import PeerConnection, PeerServer, exchange_init, start_server
 from superscalar.wire.errors import ProtocolViolationError, WireError
 from superscalar.wire.messages import (
+    ChannelMsg,
     CloseAggNonce,
     CloseDone,
     CloseNonce,
@@ -83,6 +99,17 @@ from superscalar.wire.messages import (
     ProposedClient,
 )
 
+from .chancodec import decode_message
+from .channels import (
+    CHANNEL_CONFIG,
+    ChannelShell,
+    channel_capacity,
+    channel_funding,
+    channel_secrets,
+    load_channel,
+    opening_balances,
+    stored_balances,
+)
 from .common import now, open_db, spec_of, tree_of
 from .control import write_control_port
 
@@ -127,6 +154,9 @@ class Peer:
     key: PublicKey
     join: JoinRequest
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    inbox: asyncio.Queue[Message | WireError] | None = None
+    """Set once a reader task owns the connection (after funding): non-channel messages."""
+    reader: asyncio.Task[None] | None = None
 
 
 class PeerFault(Exception):
@@ -155,6 +185,10 @@ class LspDaemon:
         self._wake = asyncio.Event()
         self.ceremony_seconds: float | None = None
         self._lock = asyncio.Lock()
+        self.channels: dict[int, ChannelShell] = {}
+        """The current factory's leaf channels, by client position."""
+        self.forwards: dict[bytes, tuple[int, int]] = {}
+        """payment hash -> (upstream position, upstream HTLC id) of HTLCs being forwarded."""
 
     # -- startup ------------------------------------------------------------------------
 
@@ -172,6 +206,12 @@ class LspDaemon:
             ).fetchone()
         if row is not None:
             self.factory_id = bytes.fromhex(row["factory_id"])
+            for r in self.db.execute(
+                "SELECT position FROM factory_clients WHERE factory_id=?", (row["factory_id"],)
+            ).fetchall():
+                shell = load_channel(self.db, self.key, self.factory_id, int(r["position"]))
+                if shell is not None:
+                    self.channels[int(r["position"])] = shell
 
     def _rebroadcast(self) -> None:
         if self.factory_id is None:
@@ -212,6 +252,8 @@ class LspDaemon:
                 await conn.fail(ProtocolViolationError("unknown factory"), ErrorCode.PROTOCOL)
                 return
             await self._resend(peer, bytes(join.factory_id))
+            if self._row(bytes(join.factory_id))["state"] == "funded":
+                self._start_reader(peer)
         elif self.factory_id is not None:
             await conn.fail(ProtocolViolationError("this LSP's factory is full"))
             return
@@ -278,7 +320,7 @@ class LspDaemon:
         """Build the spec, fund it with the wallet (unsigned), return PROPOSE for position 0."""
         cfg = self.config
         height = self.chain.get_block_count()
-        clients = tuple(ClientSpec(p.key, p.join.amount_sat) for p in peers)
+        clients = tuple(ClientSpec(p.key, channel_capacity(p.join.amount_sat)) for p in peers)
         n = len(peers)
         amount = sum(c.channel_amount for c in clients) + n * cfg.lstock_sat
         amount += 8 * n * cfg.anchor_value
@@ -411,6 +453,7 @@ class LspDaemon:
         for p in peers:
             with contextlib.suppress(WireError):
                 await p.conn.send_message(FactoryFunded(factory_id=Hex32(fid), txid=Hex32(txid)))
+            self._start_reader(p)
         log.info(
             "factory %s funded: %s (%.2fs)", fid.hex()[:16], txid[::-1].hex(), self.ceremony_seconds
         )
@@ -473,7 +516,16 @@ class LspDaemon:
 
     async def _recv(self, peer: Peer, kind: type[M], fid: bytes) -> M:
         try:
-            msg = await peer.conn.receive_message(STEP_TIMEOUT)
+            if peer.inbox is not None:
+                try:
+                    item = await asyncio.wait_for(peer.inbox.get(), STEP_TIMEOUT)
+                except TimeoutError as exc:
+                    raise PeerFault(peer, "timed out") from exc
+                if isinstance(item, WireError):
+                    raise item
+                msg = item
+            else:
+                msg = await peer.conn.receive_message(STEP_TIMEOUT)
         except WireError as exc:
             raise PeerFault(peer, f"{type(exc).__name__}: {exc}") from exc
         if isinstance(msg, Error):
@@ -492,6 +544,164 @@ class LspDaemon:
                 raise r
             out.append(r)
         return out
+
+    # -- leaf channels and forwarding -------------------------------------------------------
+
+    def _start_reader(self, peer: Peer) -> None:
+        """From funding on, one task reads the peer: channel messages are handled at once,
+        the rest (the close flow) queue up for `_recv`."""
+        if peer.reader is not None:
+            return
+        peer.inbox = asyncio.Queue()
+        peer.reader = asyncio.create_task(self._read_loop(peer))
+
+    async def _read_loop(self, peer: Peer) -> None:
+        assert peer.inbox is not None
+        try:
+            while True:
+                msg = await peer.conn.receive_message()
+                if not isinstance(msg, ChannelMsg):
+                    peer.inbox.put_nowait(msg)
+                    continue
+                try:
+                    await self._on_channel(peer, msg)
+                except Exception as exc:  # refused or ill-typed: the state was not touched
+                    log.warning("channel error from %s: %r", peer.key.hex()[:16], exc)
+                    await self._drop(peer, f"channel error: {exc}")
+                    return
+        except WireError as exc:
+            peer.inbox.put_nowait(exc)
+        except Exception:  # a bug must not pass silently
+            log.exception("reader for %s died", peer.key.hex()[:16])
+            raise
+
+    def _sender(self, position: int) -> Callable[[ChannelMsg], Awaitable[None]]:
+        async def send(msg: ChannelMsg) -> None:
+            fid = self.factory_id
+            assert fid is not None
+            row = self.db.execute(
+                "SELECT pubkey FROM factory_clients WHERE factory_id=? AND position=?",
+                (fid.hex(), position),
+            ).fetchone()
+            peer = self.members.get(bytes.fromhex(row["pubkey"]))
+            if peer is None or peer.conn.closed:
+                raise WireError(f"client {position} is not connected")
+            await peer.conn.send_message(msg)
+
+        return send
+
+    async def _on_channel(self, peer: Peer, msg: ChannelMsg) -> None:
+        fid = self.factory_id
+        if fid is None or bytes(msg.factory_id) != fid:
+            raise ValueError("channel message for another factory")
+        pos = self._position(fid, peer.key)
+        if msg.position != pos:
+            raise ValueError("channel message for another client's channel")
+        cmsg = decode_message(msg.payload)
+        send = self._sender(pos)
+        shell = self.channels.get(pos)
+        ready = shell is not None and shell.ready.is_set()
+        if isinstance(cmsg, FundingSigned) and ready:
+            return  # a client redoing its open after a crash: we already hold its signature
+        if isinstance(cmsg, ChannelOpen):
+            # a first open, or a client redoing one (a crash on either side mid-open):
+            # the open is deterministic, so the same commitment 0 gets the same signature
+            row = self._row(fid)
+            if row["state"] != "funded":
+                raise ValueError(f"factory is {row['state']}: no channel to open")
+            propose = decode(row["propose"])
+            assert isinstance(propose, FactoryPropose)
+            amount = int(
+                self.db.execute(
+                    "SELECT amount_sat FROM factory_clients WHERE factory_id=? AND position=?",
+                    (fid.hex(), pos),
+                ).fetchone()["amount_sat"]
+            )
+            client_msat, lsp_msat = opening_balances(amount)
+            if cmsg.balance_msat != client_msat or cmsg.is_initiator:
+                raise ValueError("channel_open with the wrong balance or role")
+            secrets = channel_secrets(self.key, fid, pos)
+            funding = channel_funding(propose, self.key.public_key, peer.key)
+            if shell is not None and shell.state is not None:
+                close_script = shell.state.local_close_script
+            else:
+                close_script = script_for_address(self.chain.get_new_address())
+            ours = open_message(
+                secrets,
+                funding,
+                CHANNEL_CONFIG,
+                is_initiator=True,
+                balance_msat=lsp_msat,
+                close_script=close_script,
+            )
+            t = accept_open(secrets, funding, ours, cmsg, chain_height=self.chain.get_block_count())
+            if shell is not None and ready:
+                # keep our (newer) state; just say again what the client needs to finish
+                await send(shell.wrap(ours))
+                for effect in t.effects:
+                    if isinstance(effect, SendMessage):
+                        await send(shell.wrap(effect.message))
+                return
+            shell = ChannelShell(self.db, secrets, fid, pos)
+            self.channels[pos] = shell
+            shell.state = t.state
+            await send(shell.wrap(ours))
+            notices = await shell.run_effects(t.effects, send)
+        elif shell is None or shell.state is None:
+            raise ValueError("expected channel_open")
+        else:
+            notices = await shell.apply(cmsg, send)
+        for n in notices:
+            await self._on_notice(pos, n)
+
+    async def _on_notice(self, pos: int, notice: Effect) -> None:
+        if isinstance(notice, IncomingHtlcCommitted):
+            await self._forward(pos, notice)
+        elif isinstance(notice, OutgoingHtlcFulfilled | OutgoingHtlcFailed):
+            up = self.forwards.pop(notice.htlc.payment_hash, None)
+            if up is None:
+                return
+            up_pos, up_id = up
+            event = (
+                FulfillHtlc(up_id, notice.preimage)
+                if isinstance(notice, OutgoingHtlcFulfilled)
+                else FailHtlc(up_id, notice.reason)
+            )
+            more = await self.channels[up_pos].apply(event, self._sender(up_pos))
+            for n in more:
+                await self._on_notice(up_pos, n)
+
+    async def _forward(self, pos: int, notice: IncomingHtlcCommitted) -> None:
+        """An upstream HTLC is irrevocably committed: offer it to the payee (onion = its key)."""
+        htlc = notice.htlc
+        fid = self.factory_id
+        assert fid is not None
+        row = self.db.execute(
+            "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
+            (fid.hex(), htlc.onion.hex()),
+        ).fetchone()
+        target = None if row is None else self.channels.get(int(row["position"]))
+        try:
+            if row is None or target is None or int(row["position"]) == pos:
+                raise ChannelError("unknown payee")
+            payee = self.members.get(htlc.onion)
+            if payee is None or payee.conn.closed or not target.ready.is_set():
+                raise ChannelError("payee not connected")  # before touching its channel
+            self.forwards[htlc.payment_hash] = (pos, htlc.id)
+            down = int(row["position"])
+            more = await target.apply(
+                AddHtlc(htlc.amount_msat, htlc.payment_hash, htlc.cltv_expiry - 40),
+                self._sender(down),
+            )
+        except (ChannelError, WireError) as exc:
+            log.warning("cannot forward %s: %s", htlc.payment_hash.hex()[:16], exc)
+            self.forwards.pop(htlc.payment_hash, None)
+            more = await self.channels[pos].apply(
+                FailHtlc(htlc.id, b"cannot forward"), self._sender(pos)
+            )
+            down = pos
+        for n in more:
+            await self._on_notice(down, n)
 
     # -- cooperative close ----------------------------------------------------------------
 
@@ -512,6 +722,14 @@ class LspDaemon:
                     (fid.hex(),),
                 )
             )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 10
+            while loop.time() < deadline and not all(
+                (shell := self.channels.get(int(c["position"]))) is not None
+                and shell.ready.is_set()
+                for c in clients
+            ):
+                await asyncio.sleep(0.1)  # channels still opening: give them a moment
             peers = []
             for c in clients:
                 p = self.members.get(bytes.fromhex(c["pubkey"]))
@@ -519,7 +737,10 @@ class LspDaemon:
                     raise RuntimeError(f"client {c['position']} is not connected")
                 peers.append(p)
             payouts = tuple(
-                Payout(script=Hex(bytes.fromhex(c["payout_script"])), amount_sat=c["amount_sat"])
+                Payout(
+                    script=Hex(bytes.fromhex(c["payout_script"])),
+                    amount_sat=self._client_close_amount(int(c["position"]), int(c["amount_sat"])),
+                )
                 for c in clients
             )
             lsp_script = script_for_address(self.chain.get_new_address())
@@ -588,6 +809,21 @@ class LspDaemon:
                 await self._drop(fault.peer, str(fault))
                 raise RuntimeError(f"close failed: {fault}") from fault
             tx = spend.signed(sig)
+            remainders = sum(
+                int(shell.balances()["remote_msat"]) % 1000
+                for shell in self.channels.values()
+                if shell.ready.is_set()
+            )
+            log.info(
+                "close %s: clients %s sat, LSP %d sat (incl. %d msat of client rounding),"
+                " fee %d sat, in %d sat",
+                tx.txid_hex[:16],
+                [p.amount_sat for p in payouts],
+                sum(o.value for o in tx.outputs) - sum(p.amount_sat for p in payouts),
+                remainders,
+                propose.funding_amount - sum(o.value for o in tx.outputs),
+                propose.funding_amount,
+            )
             with self.db.transaction() as c:
                 c.execute(
                     "UPDATE factories SET state='closed', close_tx=?, close_txid=?, updated=?"
@@ -599,6 +835,17 @@ class LspDaemon:
                 with contextlib.suppress(WireError):
                     await p.conn.send_message(CloseDone(factory_id=Hex32(fid), txid=Hex32(tx.txid)))
             return tx.txid_hex
+
+    def _client_close_amount(self, pos: int, amount_sat: int) -> int:
+        """The client's current channel balance, msat rounded down (the remainder stays with
+        the LSP's change output); the factory amount if the channel never opened."""
+        shell = self.channels.get(pos)
+        if shell is None or shell.state is None or shell.state.local_commit is None:
+            return amount_sat
+        b = shell.balances()
+        if not b["quiescent"]:
+            raise RuntimeError(f"channel {pos} has updates in flight; retry the close")
+        return int(b["remote_msat"]) // 1000
 
     # -- control RPC (runs on the RPC server's threads) -------------------------------------
 
@@ -694,11 +941,21 @@ def status_snapshot(
                     ],
                     "signatures": sigs,
                     "lsp_balance_sat": propose.funding_amount
-                    - sum(c.amount_sat for c in propose.clients),
+                    - sum(int(c["amount_sat"]) for c in clients)
+                    if clients
+                    else propose.funding_amount - sum(c.amount_sat for c in propose.clients),
                     "nodes": nodes,
                 }
             )
         nonce_uses = db.execute("SELECT COUNT(*) FROM nonce_use").fetchone()[0]
+        channels = stored_balances(db)
+        payments = [
+            dict(r)
+            for r in db.execute(
+                "SELECT payment_hash, payee, amount_msat, state, created FROM payments"
+                " ORDER BY created"
+            )
+        ]
         invoices = [
             dict(r)
             for r in db.execute(
@@ -711,6 +968,8 @@ def status_snapshot(
             "schema_version": db.schema_version,
             "nonce_uses": nonce_uses,
             "invoices": invoices,
+            "channels": channels,
+            "payments": payments,
             "factories": factories,
             **(extra or {}),
         }

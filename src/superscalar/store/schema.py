@@ -76,4 +76,33 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        4,
+        "channels",
+        """
+        CREATE TABLE channels (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (factory_id, position)
+        ) STRICT;
+        CREATE TABLE channel_revoked (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            revoked TEXT NOT NULL,
+            PRIMARY KEY (factory_id, position, number)
+        ) STRICT;
+        CREATE TABLE payments (
+            payment_hash TEXT PRIMARY KEY,
+            payee TEXT NOT NULL,
+            amount_msat INTEGER NOT NULL CHECK (amount_msat > 0),
+            state TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'failed')),
+            preimage TEXT,
+            created INTEGER NOT NULL,
+            updated INTEGER NOT NULL
+        ) STRICT;
+        """,
+    ),
 )

@@ -14,9 +14,14 @@ be confused with the one it replaces):
     LSP → client   close_propose → client close_nonce → LSP close_agg_nonce
                    → client close_psig → LSP close_done (txid)
     LSP → client   factory_abort       (this attempt is dead; a fresh one follows)
+    both ways      channel_msg         (a leaf channel message, after factory_funded)
 """
 
 from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
 
 from superscalar.wire.codec import (
     U32,
@@ -31,6 +36,7 @@ from superscalar.wire.codec import (
 )
 
 __all__ = [
+    "ChannelMsg",
     "CloseAggNonce",
     "CloseDone",
     "CloseNonce",
@@ -56,6 +62,21 @@ class JoinRequest(Message, tag="join_request"):
     payout_script: Hex
     factory_id: Hex32 | None = None
     """Set when reconnecting to a factory the client already signed."""
+
+
+ChannelPayload = Annotated[str, msgspec.Meta(max_length=200_000)]
+
+
+class ChannelMsg(Message, tag="channel_msg"):
+    """Either way: one message of client `position`'s leaf channel in factory `factory_id`.
+
+    `payload` is the channel core's message as `node.chancodec` JSON; the
+    receiving daemon decodes it strictly and hands it to `channel.step`.
+    """
+
+    factory_id: Hex32
+    position: U32
+    payload: ChannelPayload
 
 
 class ProposedClient(Record):

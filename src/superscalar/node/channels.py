@@ -1,0 +1,221 @@
+"""The leaf-channel shell shared by both daemons: `channel.step` over a socket and SQLite.
+
+One `ChannelShell` per (factory, client position). `apply(event)` steps the
+pure core and carries out its effects *in order*: a `PersistState` is one
+SQLite transaction, committed before any `SendMessage` that follows it goes
+out (the core always puts the persist first); a `PersistRevokedCommitment`
+is stored likewise; other effects (HTLC committed / fulfilled, channel ready)
+are returned to the daemon. After each event the shell signs a commitment if
+the core has unsigned changes, the way `LoopbackChannel.settle` does. A
+per-channel lock keeps one channel's messages in order on the wire.
+
+Keys: the channel's funding key *is* the party's factory key (the leaf's
+channel output is `funding_output(client_key, lsp_key)`); the other channel
+keys derive from the node key, the factory id and the position, so a restart
+needs nothing but the node key and the stored state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from superscalar.bitcoin.tx import OutPoint
+from superscalar.channel import (
+    ChannelConfig,
+    ChannelSecrets,
+    ChannelState,
+    Effect,
+    Event,
+    Funding,
+    PersistRevokedCommitment,
+    PersistState,
+    SendMessage,
+    SignCommitment,
+    channel_balances,
+    has_changes_to_sign,
+    step,
+)
+from superscalar.channel import messages as chmsg
+from superscalar.channel.scripts import funding_output
+from superscalar.crypto.hashes import tagged_hash
+from superscalar.crypto.keys import PublicKey, SecretKey
+from superscalar.store.db import Database
+from superscalar.wire.codec import Hex32
+from superscalar.wire.messages import ChannelMsg, FactoryPropose
+
+from .chancodec import decode_state, encode_message, encode_state, encode_value
+from .common import now, tree_of
+
+__all__ = [
+    "CHANNEL_CONFIG",
+    "ChannelShell",
+    "channel_capacity",
+    "channel_funding",
+    "channel_secrets",
+    "load_channel",
+    "opening_balances",
+    "stored_balances",
+]
+
+CHANNEL_CONFIG = ChannelConfig(to_self_delay=144, min_cltv_delta=18)
+Sender = Callable[[ChannelMsg], Awaitable[None]]
+
+
+def channel_secrets(key: SecretKey, factory_id: bytes, position: int) -> ChannelSecrets:
+    """The channel's keys: funding = the factory key, the rest derived deterministically."""
+    seed = tagged_hash(
+        "SuperScalar/node/channel", key.to_bytes() + factory_id + position.to_bytes(4, "big")
+    )
+    base = ChannelSecrets.from_seed(seed)
+    return ChannelSecrets(
+        key, base.revocation, base.payment, base.delayed_payment, base.htlc, base.shachain
+    )
+
+
+def channel_funding(propose: FactoryPropose, lsp_key: PublicKey, client_key: PublicKey) -> Funding:
+    """The client's channel output in its leaf state tx (the signed tree's outpoint)."""
+    script = funding_output(client_key, lsp_key).script_pubkey
+    tree = tree_of(propose, lsp_key)
+    for node in tree.txs:
+        for vout, out in enumerate(node.tx.outputs):
+            if out.script_pubkey == script:
+                return Funding(OutPoint(node.tx.txid, vout), out.value)
+    raise ValueError("the tree has no channel output for this client")
+
+
+def channel_capacity(amount_sat: int) -> int:
+    """A client joining with `amount_sat` gets a channel of twice that: its own amount plus
+    as much again of the LSP's inbound liquidity (what lets the LSP forward to it)."""
+    return 2 * amount_sat
+
+
+def opening_balances(amount_sat: int) -> tuple[int, int]:
+    """(client, LSP) msat at open: the client's own amount, the LSP's inbound liquidity."""
+    client = amount_sat * 1000
+    return client, channel_capacity(amount_sat) * 1000 - client
+
+
+class ChannelShell:
+    """One channel side: secrets, latest state, persistence and the wire."""
+
+    def __init__(
+        self,
+        db: Database,
+        secrets: ChannelSecrets,
+        factory_id: bytes,
+        position: int,
+        state: ChannelState | None = None,
+    ) -> None:
+        self.db = db
+        self.secrets = secrets
+        self.factory_id = factory_id
+        self.position = position
+        self.state = state
+        self.lock = asyncio.Lock()
+        self.ready = asyncio.Event()
+        if state is not None and state.local_commit is not None:
+            self.ready.set()
+
+    def wrap(self, message: chmsg.Message) -> ChannelMsg:
+        return ChannelMsg(
+            factory_id=Hex32(self.factory_id),
+            position=self.position,
+            payload=encode_message(message),
+        )
+
+    def persist(self, state: ChannelState) -> None:
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
+                (self.factory_id.hex(), self.position, encode_state(state), now()),
+            )
+
+    async def run_effects(self, effects: tuple[Effect, ...], send: Sender) -> list[Effect]:
+        """Carry out `effects` in order; return the ones for the daemon."""
+        notices: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, PersistState):
+                self.persist(effect.state)
+            elif isinstance(effect, PersistRevokedCommitment):
+                with self.db.transaction() as c:
+                    c.execute(
+                        "INSERT OR REPLACE INTO channel_revoked VALUES (?, ?, ?, ?)",
+                        (
+                            self.factory_id.hex(),
+                            self.position,
+                            effect.revoked.number,
+                            json.dumps(encode_value(effect.revoked)),
+                        ),
+                    )
+            elif isinstance(effect, SendMessage):
+                await send(self.wrap(effect.message))
+            else:
+                if isinstance(effect, chmsg.ChannelReady):
+                    self.ready.set()
+                notices.append(effect)
+        return notices
+
+    async def apply(self, event: Event, send: Sender) -> list[Effect]:
+        """Step the core with `event` (then sign if needed); raises `ChannelError` on refusal."""
+        async with self.lock:
+            assert self.state is not None
+            transition = step(self.secrets, self.state, event)
+            self.state = transition.state
+            notices = await self.run_effects(transition.effects, send)
+            while has_changes_to_sign(self.state):
+                transition = step(self.secrets, self.state, SignCommitment())
+                self.state = transition.state
+                notices += await self.run_effects(transition.effects, send)
+            return notices
+
+    def balances(self) -> dict[str, Any]:
+        if self.state is None or self.state.local_commit is None:
+            return {"open": False}
+        b = channel_balances(self.state)
+        return {
+            "open": True,
+            "local_msat": b.local_msat,
+            "remote_msat": b.remote_msat,
+            "htlcs": len(b.htlcs),
+            "quiescent": b.quiescent,
+        }
+
+
+def load_channel(
+    db: Database, key: SecretKey, factory_id: bytes, position: int
+) -> ChannelShell | None:
+    row = db.execute(
+        "SELECT state FROM channels WHERE factory_id=? AND position=?",
+        (factory_id.hex(), position),
+    ).fetchone()
+    if row is None:
+        return None
+    return ChannelShell(
+        db,
+        channel_secrets(key, factory_id, position),
+        factory_id,
+        position,
+        decode_state(row["state"]),
+    )
+
+
+def stored_balances(db: Database) -> list[dict[str, Any]]:
+    """Every stored channel's balances (for `status`), read on the caller's thread."""
+    out = []
+    for row in db.execute("SELECT * FROM channels ORDER BY factory_id, position"):
+        state = decode_state(row["state"])
+        entry: dict[str, Any] = {"factory_id": row["factory_id"], "position": row["position"]}
+        if state.local_commit is not None:
+            b = channel_balances(state)
+            entry.update(
+                local_msat=b.local_msat,
+                remote_msat=b.remote_msat,
+                htlcs=len(b.htlcs),
+                quiescent=b.quiescent,
+                status=state.status.value,
+            )
+        out.append(entry)
+    return out
