@@ -30,6 +30,7 @@ def test_demo_runs_to_completion() -> None:
     text = " ".join(out.stdout.replace("│", " ").split())  # undo rich's wrapping
     assert "demo complete" in text
     assert "Factory built over BOLT-8 by 5 processes" in text
+    assert "alice paid bob 25,000,000 msat through the LSP" in text
     assert "every client paid exactly: True" in text
     assert "not yet over the wire" in text  # says plainly what is still in-process
 

@@ -48,9 +48,10 @@ def run_demo(console: Console, workdir: Path | None = None, network: bool = True
         Panel(
             "[bold]SuperScalar demo[/bold]\n"
             "Part 1, networked: `superscalar chain`, an LSP and 4 clients as separate processes "
-            "build, fund and cooperatively close a factory over BOLT-8.\n"
-            "Part 2, in-process (not yet over the wire: channel payments, PTLC key turnover, "
-            "unilateral exit): real BIP340/MuSig2/adaptor signatures, shachain revocation, and a "
+            "build and fund a factory over BOLT-8, open leaf channels, pay alice → LSP → bob "
+            "with a real preimage, and close on the channel balances.\n"
+            "Part 2, in-process (not yet over the wire: PTLC key turnover, unilateral exit): "
+            "real BIP340/MuSig2/adaptor signatures, shachain revocation, and a "
             "factory exit confirmed on the embedded libbitcoinkernel chain.",
             expand=False,
         )

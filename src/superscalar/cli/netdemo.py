@@ -2,18 +2,22 @@
 
 Starts `superscalar chain`, an LSP and four clients as separate processes in a
 work directory it names (logs and databases stay there), lets them build and
-fund a factory over BOLT-8, then closes it cooperatively and shows what the
-chain says. Everything goes through the same commands an operator would run.
+fund a factory over BOLT-8, opens the leaf channels, makes a payment between
+two clients through the LSP, then closes the factory cooperatively on the
+channel balances and shows what the chain says. Everything goes through the
+same commands an operator would run.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,8 +93,59 @@ def _factory(datadir: Path) -> dict[str, Any] | None:
     return live[-1] if live else None
 
 
+def _cli(*args: str) -> str:
+    """An operator command, exactly as a user would type it; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "superscalar", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"superscalar {args[0]} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _channels_open(datadir: Path, count: int) -> bool:
+    chans = call_control(datadir, "status").get("channels", [])
+    return len(chans) == count and all(c.get("status") == "open" for c in chans)
+
+
+def _pay(console: Console, workdir: Path, lsp_dir: Path) -> int:
+    """bob invoices, alice pays him through the LSP: HTLCs over the wire, real preimage."""
+    _wait("the leaf channels to open", lambda: _channels_open(lsp_dir, len(CLIENT_AMOUNTS)))
+    for name in CLIENT_AMOUNTS:
+        client_dir = workdir / name
+        _wait(f"{name}'s channel", partial(_channels_open, client_dir, 1))
+    amount_msat = 25_000_000
+    invoice = json.loads(
+        _cli("invoice", "--datadir", str(workdir / "bob"), "--amount-msat", str(amount_msat))
+    )
+    bob_key = str(call_control(workdir / "bob", "status")["pubkey"])
+    result = json.loads(
+        _cli(
+            "pay",
+            "--datadir",
+            str(workdir / "alice"),
+            "--to-pubkey",
+            bob_key,
+            "--payment-hash",
+            invoice["payment_hash"],
+            "--amount-msat",
+            str(amount_msat),
+        )
+    )
+    console.print(
+        f"   alice paid bob {amount_msat:,} msat through the LSP in {result['ms']} ms: "
+        f"payment hash {invoice['payment_hash'][:16]}…, preimage {result['preimage'][:16]}… "
+        "(update_add → commitment_signed → revoke_and_ack on both channels, over BOLT-8)"
+    )
+    return amount_msat
+
+
 def run_network_demo(console: Console, workdir: Path) -> bool:
-    """Chain + LSP + 4 clients as processes: build, fund and cooperatively close a factory."""
+    """Chain + LSP + 4 clients as processes: build and fund a factory, pay, close cooperatively."""
     procs = _Processes()
     chain_dir, lsp_dir = workdir / "chain", workdir / "lsp"
     chain_port, lsp_port = _free_port(), _free_port()
@@ -135,7 +190,9 @@ def run_network_demo(console: Console, workdir: Path) -> bool:
         table = Table(title="Factory built over BOLT-8 by 5 processes")
         for column in ("who", "channel (sat)", "factory state seen by them"):
             table.add_column(column)
-        table.add_row("LSP", f"{factory['lsp_balance_sat']:,} (L-stock)", str(factory["state"]))
+        table.add_row(
+            "LSP", f"{factory['lsp_balance_sat']:,} (inbound + L-stock)", str(factory["state"])
+        )
         for name, amount in CLIENT_AMOUNTS.items():
             seen = _factory(workdir / name)
             table.add_row(name, f"{amount:,}", str(seen["state"] if seen else "-"))
@@ -145,11 +202,15 @@ def run_network_demo(console: Console, workdir: Path) -> bool:
             f"funding {factory['funding_txid']} has {funding.confirmations} confirmation(s); "
             f"{factory['signatures']} tree signatures stored; {len(factory['nodes'])} tree txs"
         )
+        paid_msat = _pay(console, workdir, lsp_dir)
         close_txid = str(call_control(lsp_dir, "close")["txid"])
         chain.generate_to_address(1, miner)
         close = chain.get_raw_transaction_verbose(close_txid)
         paid = sorted(o.value for o in close.tx.outputs)
-        expected = sorted(CLIENT_AMOUNTS.values())
+        balances = dict(CLIENT_AMOUNTS)
+        balances["alice"] -= paid_msat // 1000
+        balances["bob"] += paid_msat // 1000
+        expected = sorted(balances.values())
         everyone_paid = all(paid.count(a) >= expected.count(a) for a in expected)
         ok = close.confirmations >= 1 and everyone_paid
         console.print(
