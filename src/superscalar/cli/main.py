@@ -24,7 +24,7 @@ from superscalar.cli.ops import (
 
 err = Console(stderr=True)
 
-SUITES = ("crypto", "chain", "factory", "channel", "wire")
+SUITES = ("crypto", "chain", "factory", "channel", "wire", "swarm")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,7 +36,11 @@ def main() -> None:
 @main.command()
 @click.argument("suite", type=click.Choice([*SUITES, "all"]), default="all")
 @click.option("--quick", is_flag=True, help="Shorter timing runs (noisier numbers).")
-@click.option("--big", is_flag=True, help="Add the largest sizes (factory: N=10,000 in-process).")
+@click.option(
+    "--big",
+    is_flag=True,
+    help="Add the largest sizes (factory: N=10,000 in-process; swarm: 256, 1024).",
+)
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write JSON here."
 )
@@ -44,7 +48,7 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
     """Run benchmark SUITE and print its results as JSON on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from superscalar.bench import chain, channel, crypto, factory, wire
+    from superscalar.bench import chain, channel, crypto, factory, swarm, wire
 
     runners: dict[str, Any] = {
         "crypto": crypto.run,
@@ -52,6 +56,7 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
         "factory": lambda quick, progress: factory.run(quick, progress, big=big),
         "channel": channel.run,
         "wire": wire.run,
+        "swarm": lambda quick, progress: swarm.run(quick, progress, big=big),
     }
     chosen = list(SUITES) if suite == "all" else [suite]
     results: dict[str, Any] = {"version": __version__, "quick": quick, "big": big}

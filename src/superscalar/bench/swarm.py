@@ -1,0 +1,225 @@
+"""Swarm benchmark: one LSP and N clients over real sockets and real BOLT-8.
+
+The chain is the embedded regtest node served over loopback RPC from this
+process. The LSP runs in its own process; the clients run as asyncio tasks
+(`ClientDaemon` objects, each with its own datadir) spread over a few worker
+processes. We time the factory ceremony (the LSP's own figure, and the wall
+time from starting the clients until every client holds a funded factory) and
+report peak RSS of the LSP process and per client (worker peak RSS / clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+
+from superscalar.chain.node import RegtestNode
+
+Progress = Callable[[str], None]
+_ANCHOR = bytes.fromhex("51024e73")
+_AMOUNT = 100_000
+
+
+def _peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _chain(url: str, cookie: str) -> Any:
+    from superscalar.chain.bitcoind import BitcoindClient
+
+    return BitcoindClient(url, cookie_file=Path(cookie), timeout=600)
+
+
+def _lsp_main(root: str, url: str, cookie: str, n: int, out: Queue[Any], stop: Any) -> None:
+    from superscalar.node.common import load_or_create_key
+    from superscalar.node.lsp import LspConfig, LspDaemon
+
+    async def main() -> None:
+        datadir = Path(root) / "lsp"
+        key, _ = load_or_create_key(datadir)
+        daemon = LspDaemon(LspConfig(datadir, "127.0.0.1", 0, n), key, _chain(url, cookie))
+        task = asyncio.create_task(daemon.run())
+        while daemon.server is None:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        out.put(("lsp", key.public_key.hex(), daemon.server.port))
+        while daemon.ceremony_seconds is None:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.02)
+        out.put(("ceremony", daemon.ceremony_seconds, _peak_rss_mb()))
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        out.put(("lsp_rss", _peak_rss_mb()))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def _worker_main(
+    root: str,
+    url: str,
+    cookie: str,
+    indexes: list[int],
+    lsp_pubkey: str,
+    lsp_port: int,
+    out: Queue[Any],
+    stop: Any,
+) -> None:
+    from superscalar.crypto.keys import PublicKey
+    from superscalar.node.client import ClientConfig, ClientDaemon
+    from superscalar.node.common import load_or_create_key
+
+    async def main() -> None:
+        chain = _chain(url, cookie)
+        pub = PublicKey.from_hex(lsp_pubkey)
+        base_rss = _peak_rss_mb()
+        daemons: list[ClientDaemon] = []
+        for i in indexes:
+            datadir = Path(root) / f"client{i}"
+            key, _ = load_or_create_key(datadir)
+            cfg = ClientConfig(datadir, "127.0.0.1", lsp_port, pub, _AMOUNT)
+            daemons.append(ClientDaemon(cfg, key, chain))
+        tasks = [asyncio.create_task(d.run()) for d in daemons]
+        while True:
+            for t in tasks:
+                if t.done():
+                    t.result()
+            rows = [d._current() for d in daemons]
+            if all(r is not None and r["state"] == "funded" for r in rows):
+                break
+            await asyncio.sleep(0.05)
+        out.put(("funded", len(daemons), time.time(), base_rss))
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        out.put(("worker_rss", len(daemons), _peak_rss_mb(), base_rss))
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+
+    asyncio.run(main())
+
+
+def _get(out: Queue[Any], kind: str, timeout: float) -> tuple[Any, ...]:
+    item: tuple[Any, ...] = out.get(timeout=timeout)
+    if item[0] != kind:
+        raise RuntimeError(f"swarm: expected {kind}, got {item!r}")
+    return item
+
+
+def _swarm(node: RegtestNode, url: str, cookie: str, n: int, workers: int) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out: Queue[Any] = ctx.Queue()
+    stop = ctx.Event()
+    timeout = 60 + n * 1.0
+    with tempfile.TemporaryDirectory(prefix="superscalar-bench-swarm-") as root:
+        lsp = ctx.Process(target=_lsp_main, args=(root, url, cookie, n, out, stop))
+        lsp.start()
+        procs = [lsp]
+        try:
+            _, pubkey, port = _get(out, "lsp", 60)
+            workers = max(1, min(workers, n))
+            shares = [list(range(w, n, workers)) for w in range(workers)]
+            start = time.time()
+            for share in shares:
+                p = ctx.Process(
+                    target=_worker_main, args=(root, url, cookie, share, pubkey, port, out, stop)
+                )
+                p.start()
+                procs.append(p)
+            ceremony: float | None = None
+            lsp_rss_at_funding = 0.0
+            funded_at: list[float] = []
+            while ceremony is None or len(funded_at) < workers:
+                item = out.get(timeout=timeout)
+                if item[0] == "ceremony":
+                    ceremony, lsp_rss_at_funding = float(item[1]), float(item[2])
+                elif item[0] == "funded":
+                    funded_at.append(float(item[2]))
+                else:
+                    raise RuntimeError(f"swarm: unexpected {item!r}")
+            wall = max(funded_at) - start
+            stop.set()
+            lsp_rss = lsp_rss_at_funding
+            per_worker: list[tuple[int, float, float]] = []
+            for _ in range(workers + 1):
+                item = out.get(timeout=60)
+                if item[0] == "lsp_rss":
+                    lsp_rss = float(item[1])
+                elif item[0] == "worker_rss":
+                    per_worker.append((int(item[1]), float(item[2]), float(item[3])))
+            for p in procs:
+                p.join(30)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.kill()
+                    p.join(5)
+    clients = sum(c for c, _, _ in per_worker)
+    total = sum(r for _, r, _ in per_worker)
+    over_base = sum(r - b for _, r, b in per_worker)
+    node.mine(1, _ANCHOR)
+    return {
+        "clients": n,
+        "worker_processes": workers,
+        "lsp_ceremony_seconds": round(ceremony, 3),
+        "wall_seconds_until_all_funded": round(wall, 3),
+        "lsp_peak_rss_mb": lsp_rss,
+        "worker_peak_rss_mb_total": round(total, 1),
+        "client_peak_rss_mb_each": round(total / clients, 2) if clients else None,
+        "worker_rss_growth_mb_per_client": round(over_base / clients, 2) if clients else None,
+    }
+
+
+def run(quick: bool, progress: Progress | None = None, big: bool = False) -> dict[str, Any]:
+    """Quick: N = 4, 16; full: 4, 16, 64; `big` adds 256 and 1024 (stops at the first failure).
+
+    At N = 256 clients that each rebuild the whole tree from PROPOSE outrun the
+    LSP's 60 s step timeout on two cores: the failure is recorded, not hidden.
+    """
+    sizes = [4, 16] if quick else [4, 16, 64]
+    if big:
+        sizes += [256, 1024]
+    return run_sizes(sizes, progress)
+
+
+def run_sizes(
+    sizes: list[int], progress: Progress | None = None, max_workers: int = 4
+) -> dict[str, Any]:
+    """The ceremony at each size in turn; stops at the first size that fails."""
+    from superscalar.chain.service import serve_node
+
+    say = progress or (lambda _text: None)
+    results: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="superscalar-bench-swarm-chain-") as tmp,
+        RegtestNode(Path(tmp) / "node") as node,
+    ):
+        say("mining blocks")
+        node.mine(101, _ANCHOR)
+        node.mine(20, node.wallet.new_script())
+        node.mine(100, _ANCHOR)
+        with serve_node(node) as (server, _client):
+            url = f"http://127.0.0.1:{server.port}/"
+            cookie = str(server.cookie_path)
+            for n in sizes:
+                say(f"factory ceremony with {n} clients")
+                try:
+                    results[f"n{n}"] = _swarm(node, url, cookie, n, workers=min(max_workers, n))
+                except Exception as exc:  # report, keep the smaller sizes
+                    results[f"n{n}"] = {"clients": n, "error": f"{type(exc).__name__}: {exc}"}
+                    break
+    return {"ceremony": results}
