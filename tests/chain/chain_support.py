@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.bitcoin.sighash import taproot_sighash
 from superscalar.bitcoin.taproot import TaprootSpendInfo
 from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
@@ -9,7 +10,7 @@ from superscalar.chain.node import RegtestNode
 from superscalar.crypto import schnorr
 from superscalar.crypto.keys import SecretKey
 
-MINER = bytes.fromhex("51024e73")  # P2A: a coinbase destination nobody needs to spend
+MINER = P2A_SCRIPT  # a coinbase destination nobody needs to spend
 
 
 def fund(

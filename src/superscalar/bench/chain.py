@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.bitcoin.sighash import taproot_sighash
 from superscalar.bitcoin.taproot import TaprootSpendInfo
 from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
@@ -22,16 +23,22 @@ from superscalar.crypto import schnorr
 from superscalar.crypto.keys import SecretKey
 
 Progress = Callable[[str], None]
-_ANCHOR = bytes.fromhex("51024e73")
 
 
 def _rate(count: int, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else float("inf")
 
 
+def prepare_node(node: RegtestNode) -> None:
+    """A chain whose wallet holds 20 mature coinbases (1,000 BTC) for funding bench txs."""
+    node.mine(101, P2A_SCRIPT)
+    node.mine(20, node.wallet.new_script())
+    node.mine(100, P2A_SCRIPT)
+
+
 def _blocks(node: RegtestNode, count: int) -> dict[str, Any]:
     start = time.perf_counter()
-    node.mine(count, _ANCHOR)
+    node.mine(count, P2A_SCRIPT)
     elapsed = time.perf_counter() - start
     return {"blocks": count, "seconds": round(elapsed, 3), "blocks_per_s": _rate(count, elapsed)}
 
@@ -50,7 +57,7 @@ def _spends(node: RegtestNode, count: int) -> list[tuple[Transaction, TxOut]]:
         )
         node.send(tx)
         fanout.append(tx)
-    node.mine(1, _ANCHOR)
+    node.mine(1, P2A_SCRIPT)
     spends: list[tuple[Transaction, TxOut]] = []
     pay = TxOut(value - 200, info.script_pubkey)
     for tx in fanout:
@@ -74,7 +81,7 @@ def _transactions(node: RegtestNode, count: int) -> dict[str, Any]:
         node.send(tx)
     accept_s = time.perf_counter() - start
     start = time.perf_counter()
-    node.mine(1, _ANCHOR)
+    node.mine(1, P2A_SCRIPT)
     block_s = time.perf_counter() - start
     return {
         "transactions": len(spends),
@@ -111,9 +118,7 @@ def run(quick: bool, progress: Progress | None = None) -> dict[str, Any]:
         RegtestNode(Path(tmp) / "node") as node,
     ):
         say("mining blocks")
-        node.mine(101, _ANCHOR)
-        node.mine(20, node.wallet.new_script())
-        node.mine(100, _ANCHOR)
+        prepare_node(node)
         blocks = _blocks(node, 200 if quick else 1000)
         say("validating taproot spends")
         txs = _transactions(node, 200 if quick else 2000)

@@ -21,10 +21,12 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
+from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.chain.node import RegtestNode
 
+from .chain import prepare_node
+
 Progress = Callable[[str], None]
-_ANCHOR = bytes.fromhex("51024e73")
 _AMOUNT = 100_000
 
 
@@ -171,7 +173,7 @@ def _swarm(node: RegtestNode, url: str, cookie: str, n: int, workers: int) -> di
     clients = sum(c for c, _, _ in per_worker)
     total = sum(r for _, r, _ in per_worker)
     over_base = sum(r - b for _, r, b in per_worker)
-    node.mine(1, _ANCHOR)
+    node.mine(1, P2A_SCRIPT)
     return {
         "clients": n,
         "worker_processes": workers,
@@ -209,9 +211,7 @@ def run_sizes(
         RegtestNode(Path(tmp) / "node") as node,
     ):
         say("mining blocks")
-        node.mine(101, _ANCHOR)
-        node.mine(20, node.wallet.new_script())
-        node.mine(100, _ANCHOR)
+        prepare_node(node)
         with serve_node(node) as (server, _client):
             url = f"http://127.0.0.1:{server.port}/"
             cookie = str(server.cookie_path)

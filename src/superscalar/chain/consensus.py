@@ -30,6 +30,23 @@ def _kernel_outputs(spent: Sequence[TxOut]) -> list[pbk.TransactionOutput]:
     return [pbk.TransactionOutput(pbk.ScriptPubkey(o.script_pubkey), o.value) for o in spent]
 
 
+def _verify(tx: Transaction, spent: Sequence[TxOut], indexes: Sequence[int]) -> None:
+    if len(spent) != len(tx.inputs):
+        raise ValueError(f"need {len(tx.inputs)} spent outputs, got {len(spent)}")
+    ktx = pbk.Transaction(tx.to_bytes())
+    kspent = _kernel_outputs(spent)
+    precomputed = pbk.script.PrecomputedTransactionData(ktx, kspent)
+    for index in indexes:
+        try:
+            ok = kspent[index].script_pubkey.verify(
+                spent[index].value, ktx, precomputed, index, _FLAGS
+            )
+        except pbk.ScriptVerifyException as exc:
+            raise ScriptVerifyError(index, str(exc)) from exc
+        if not ok:
+            raise ScriptVerifyError(index)
+
+
 def verify_transaction(tx: Transaction, spent: Sequence[TxOut]) -> None:
     """Check every input of `tx` against the outputs it spends (in input order).
 
@@ -37,32 +54,11 @@ def verify_transaction(tx: Transaction, spent: Sequence[TxOut]) -> None:
     TAPROOT). CLTV/CSV here check the script against the tx's own nLockTime and
     nSequence; whether the chain has reached those locks is the mempool's job.
     """
-    if len(spent) != len(tx.inputs):
-        raise ValueError(f"need {len(tx.inputs)} spent outputs, got {len(spent)}")
-    ktx = pbk.Transaction(tx.to_bytes())
-    kspent = _kernel_outputs(spent)
-    precomputed = pbk.script.PrecomputedTransactionData(ktx, kspent)
-    for index, (out, kout) in enumerate(zip(spent, kspent, strict=True)):
-        try:
-            ok = kout.script_pubkey.verify(out.value, ktx, precomputed, index, _FLAGS)
-        except pbk.ScriptVerifyException as exc:
-            raise ScriptVerifyError(index, str(exc)) from exc
-        if not ok:
-            raise ScriptVerifyError(index)
+    _verify(tx, spent, range(len(tx.inputs)))
 
 
 def verify_input(tx: Transaction, index: int, spent: Sequence[TxOut]) -> None:
     """Check one input; `spent` must still list every input's spent output (taproot)."""
     if not 0 <= index < len(tx.inputs):
         raise ValueError(f"transaction has no input {index}")
-    if len(spent) != len(tx.inputs):
-        raise ValueError(f"need {len(tx.inputs)} spent outputs, got {len(spent)}")
-    ktx = pbk.Transaction(tx.to_bytes())
-    kspent = _kernel_outputs(spent)
-    precomputed = pbk.script.PrecomputedTransactionData(ktx, kspent)
-    try:
-        ok = kspent[index].script_pubkey.verify(spent[index].value, ktx, precomputed, index, _FLAGS)
-    except pbk.ScriptVerifyException as exc:
-        raise ScriptVerifyError(index, str(exc)) from exc
-    if not ok:
-        raise ScriptVerifyError(index)
+    _verify(tx, spent, [index])

@@ -116,17 +116,6 @@ class ChainIndex:
         ).fetchone()
         return None if row is None else BlockRecord(row[0], bytes(row[1]), *row[2:])
 
-    def recent_times(self, count: int) -> list[int]:
-        rows = self.db.execute(
-            "SELECT time FROM blocks ORDER BY height DESC LIMIT ?", (count,)
-        ).fetchall()
-        return [int(r[0]) for r in rows]
-
-    def median_time_past(self) -> int:
-        """Median of the last 11 block times (BIP113), the clock time locks are judged by."""
-        times = sorted(self.recent_times(11))
-        return times[len(times) // 2] if times else 0
-
     def raw_block(self, height: int) -> bytes | None:
         row = self.db.execute("SELECT raw FROM blocks WHERE height=?", (height,)).fetchone()
         return None if row is None else bytes(row[0])

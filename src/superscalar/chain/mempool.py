@@ -533,25 +533,21 @@ class Mempool:
         return chosen
 
     def ancestors(self, txid: bytes) -> set[bytes]:
-        seen: set[bytes] = set()
-        stack = list(self.entries[txid].parents)
-        while stack:
-            current = stack.pop()
-            if current in seen or current not in self.entries:
-                continue
-            seen.add(current)
-            stack.extend(self.entries[current].parents)
-        return seen
+        return self._reachable(txid, lambda e: e.parents)
 
     def descendants(self, txid: bytes) -> set[bytes]:
+        return self._reachable(txid, lambda e: e.children)
+
+    def _reachable(self, txid: bytes, edges: Callable[[MempoolEntry], set[bytes]]) -> set[bytes]:
+        """Every mempool tx reachable from `txid` along `edges` (itself excluded)."""
         seen: set[bytes] = set()
-        stack = list(self.entries[txid].children)
+        stack = list(edges(self.entries[txid]))
         while stack:
             current = stack.pop()
             if current in seen or current not in self.entries:
                 continue
             seen.add(current)
-            stack.extend(self.entries[current].children)
+            stack.extend(edges(self.entries[current]))
         return seen
 
 
