@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
-from superscalar.bitcoin.script import P2A_SCRIPT, p2tr_script
-from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-from superscalar.chain.node import RegtestNode
+from superscalar.bitcoin.script import p2tr_script
+from superscalar.bitcoin.tx import OutPoint
 from superscalar.channel import (
     AddHtlc,
     ChannelConfig,
@@ -69,16 +68,3 @@ def pay(pair: LoopbackChannel, sender: Side, amount_msat: int, n: int, cltv: int
     htlc_id = add_committed(pair, sender, amount_msat, n, cltv)
     pair.apply(pair.other(sender), FulfillHtlc(htlc_id, preimage(n)))
     pair.settle()
-
-
-def anchor_child(node: RegtestNode, parent: Transaction, anchor_vout: int, fee: int) -> Transaction:
-    """A v3 child spending `parent`'s P2A anchor and one wallet coin: the CPFP bump."""
-    coin = max(node.spendable(min_conf=1), key=lambda c: c.output.value)
-    anchor = parent.outputs[anchor_vout]
-    assert anchor.script_pubkey == P2A_SCRIPT
-    unsigned = Transaction(
-        3,
-        (TxIn(OutPoint(parent.txid, anchor_vout)), TxIn(coin.outpoint)),
-        (TxOut(coin.output.value + anchor.value - fee, node.wallet.scripts[0]),),
-    )
-    return node.wallet.sign(unsigned, [anchor, coin.output])

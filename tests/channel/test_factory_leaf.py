@@ -7,7 +7,6 @@ kernel. This is the seam between the factory and channel layers.
 
 from __future__ import annotations
 
-from superscalar.bitcoin.fees import Feerate
 from superscalar.chain.node import RegtestNode
 from superscalar.channel import BroadcastTransaction, ChannelSecrets, ForceClose, Funding
 from superscalar.channel.scripts import funding_output
@@ -20,14 +19,13 @@ from superscalar.factory import (
     FactoryTree,
     LStockSecrets,
     build_shape,
-    cpfp_child,
     sign_tree,
     unilateral_exit,
 )
 from superscalar.factory.outputs import channel_output, timeout_output
 
 from ..chain.chain_support import MINER
-from .support import SEEDS, anchor_child, make_pair
+from .support import SEEDS, make_pair
 
 CHANNEL_SAT = 1_000_000
 
@@ -62,12 +60,7 @@ def test_channel_on_an_exited_factory_leaf_force_closes_on_chain(node: RegtestNo
     for step in path.steps:
         if step.relative_delay:
             node.mine(step.relative_delay - 1, MINER)
-        coin = max(node.spendable(min_conf=1), key=lambda c: c.output.value)
-        child = cpfp_child(
-            step.tx, coin.outpoint, coin.output, node.wallet.new_script(), Feerate(2000)
-        )
-        child = node.wallet.sign(child, [step.tx.outputs[-1], coin.output])
-        assert node.submit_package([step.tx, child]).ok
+        assert node.submit_with_cpfp(step.tx).ok
         node.mine(1, MINER)
     assert path.channel_txout.value == CHANNEL_SAT
 
@@ -79,9 +72,7 @@ def test_channel_on_an_exited_factory_leaf_force_closes_on_chain(node: RegtestNo
     effects = pair.apply(pair.a, ForceClose()).effects
     (broadcast,) = [e for e in effects if isinstance(e, BroadcastTransaction)]
     assert broadcast.anchor_vout is not None
-    result = node.submit_package(
-        [broadcast.tx, anchor_child(node, broadcast.tx, broadcast.anchor_vout, fee=5_000)]
-    )
+    result = node.submit_with_cpfp(broadcast.tx)
     assert result.ok, result.errors
     node.mine(1, MINER)
     status = node.transaction(broadcast.tx.txid)

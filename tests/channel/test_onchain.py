@@ -50,7 +50,6 @@ from ..chain.chain_support import MINER, fund
 from .support import (
     CONFIG,
     add_committed,
-    anchor_child,
     funding_script,
     make_pair,
     payment_hash,
@@ -76,7 +75,7 @@ def _check(node: RegtestNode, tx: Transaction) -> None:
 
 def _confirm_with_child(node: RegtestNode, tx: Transaction, anchor_vout: int) -> None:
     _check(node, tx)
-    result = node.submit_package([tx, anchor_child(node, tx, anchor_vout, fee=5_000)])
+    result = node.submit_with_cpfp(tx)
     assert result.ok, (result.errors, result.package_error)
     node.mine(1, MINER)
     status = node.transaction(tx.txid)
@@ -183,7 +182,7 @@ def test_htlc_timeout_is_refused_one_block_early_and_mined_after_expiry(
     assert timeout.locktime == scene.expiry
     _check(node, timeout)
     node.mine(scene.expiry - 1 - node.height, MINER)  # next block is `expiry`: too early
-    result = node.submit_package([timeout, anchor_child(node, timeout, 1, fee=5_000)])
+    result = node.submit_with_cpfp(timeout)
     assert not result.ok
     assert [e.reason for e in result.errors.values()] == ["non-final"]
     _kernel_refuses_early(node, timeout)
@@ -274,7 +273,7 @@ def test_breach_penalty_also_takes_a_second_stage_output(node: RegtestNode) -> N
         scene.to_alice,
         preimage(2),
     )
-    result = node.submit_package([stolen, anchor_child(node, stolen, 1, fee=5_000)])
+    result = node.submit_with_cpfp(stolen)
     assert result.ok, result.errors
     node.mine(1, MINER)
     number = revoked_number(bob.state, cheat)

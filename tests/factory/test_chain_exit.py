@@ -16,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from superscalar.bitcoin.address import address_to_script_pubkey
 from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.script import P2A_SCRIPT, p2tr_script
 from superscalar.bitcoin.tx import OutPoint, Transaction, TxOut
 from superscalar.chain.kernel import BlockRejectedError
-from superscalar.chain.mempool import PackageResult, TxRejectedError
+from superscalar.chain.mempool import TxRejectedError
 from superscalar.chain.node import RegtestNode
 from superscalar.factory import (
     FactoryTree,
@@ -30,7 +29,6 @@ from superscalar.factory import (
     SigningPlan,
     build_shape,
     cooperative_close,
-    cpfp_child,
     distribution_tx,
     funding_output_ref,
     lstock_burn_tx,
@@ -72,15 +70,6 @@ def open_factory(node: RegtestNode, n: int, cltv_in: int = 300, anchor: int = 24
     return sign_tree(tree, keys_for(n))
 
 
-def with_cpfp(node: RegtestNode, parent: Transaction) -> PackageResult:
-    """Submit a zero-fee tree tx with a wallet-funded child on its P2A anchor."""
-    coin = max(node.spendable(min_conf=1), key=lambda c: c.output.value)
-    change = address_to_script_pubkey(node.new_address(), node.network)
-    child = cpfp_child(parent, coin.outpoint, coin.output, change, FEERATE)
-    child = node.wallet.sign(child, [parent.outputs[-1], coin.output])
-    return node.submit_package([parent, child])
-
-
 def confirmed(node: RegtestNode, tx: Transaction) -> bool:
     status = node.transaction(tx.txid)
     return status is not None and status.height is not None
@@ -95,11 +84,11 @@ def test_unilateral_exit_confirms_node_by_node_each_at_its_relative_lock(
     for step in path.steps:
         if step.relative_delay:
             node.mine(step.relative_delay - 2, MINER)
-            early = with_cpfp(node, step.tx)
+            early = node.submit_with_cpfp(step.tx, FEERATE)
             assert not early.ok
             assert "non-BIP68-final" in str(early.errors[step.tx.wtxid])
             node.mine(1, MINER)
-        result = with_cpfp(node, step.tx)
+        result = node.submit_with_cpfp(step.tx, FEERATE)
         assert result.ok, result
         node.mine(1, MINER)
         assert confirmed(node, step.tx)
@@ -122,7 +111,7 @@ def test_newer_dw_state_confirms_before_the_older_one_can(node: RegtestNode) -> 
     new = _advanced_leaf(old)
     old_state, new_state = old.signed_tx(1), new.signed_tx(1)
     assert (old_state.inputs[0].sequence, new_state.inputs[0].sequence) == (30, 20)
-    assert with_cpfp(node, old.signed_tx(0)).ok
+    assert node.submit_with_cpfp(old.signed_tx(0), FEERATE).ok
     node.mine(1, MINER)
     node.mine(20 - 1, MINER)  # the newer state is final for the next block, the older is not
     assert isinstance(node.test_accept([old_state])[0], TxRejectedError)
@@ -160,9 +149,9 @@ def test_superseded_leaf_state_on_chain_has_its_lstock_burnt(node: RegtestNode) 
     _advanced_leaf(old)  # clients now hold generation 0's secret...
     revealed = LStockSecrets(LSTOCK_SEED).secret(0, 0)
     # ...and the LSP publishes the superseded state anyway, once its lock allows.
-    assert with_cpfp(node, old.signed_tx(0)).ok
+    assert node.submit_with_cpfp(old.signed_tx(0), FEERATE).ok
     node.mine(30, MINER)
-    assert with_cpfp(node, old.signed_tx(1)).ok
+    assert node.submit_with_cpfp(old.signed_tx(1), FEERATE).ok
     node.mine(1, MINER)
     ref = lstock_output_ref(old.tree, 0)
     burn = lstock_burn_tx(ref, verify_burn_secret(old.tree.state.lstock_points[0], revealed))
@@ -191,9 +180,9 @@ def test_distribution_tx_confirms_only_after_its_locktime(node: RegtestNode) -> 
     dist = distribution_tx(tree.scripts, payouts, LSP_SWEEP, cltv)
     tx = dist.signed(run_ceremony(SigningPlan([dist.session]), keys_for(4)).signatures[0])
     node.mine(cltv - 1 - node.height, MINER)
-    early = with_cpfp(node, tx)
+    early = node.submit_with_cpfp(tx, FEERATE)
     assert not early.ok and "non-final" in str(early.errors[tx.wtxid])
     node.mine(1, MINER)
-    assert with_cpfp(node, tx).ok
+    assert node.submit_with_cpfp(tx, FEERATE).ok
     node.mine(1, MINER)
     assert confirmed(node, tx)

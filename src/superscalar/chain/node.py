@@ -18,6 +18,7 @@ from pathlib import Path
 
 from superscalar.bitcoin.address import Network, address_to_script_pubkey
 from superscalar.bitcoin.block import Block, coinbase_transaction
+from superscalar.bitcoin.cpfp import cpfp_child
 from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import COIN, OutPoint, Transaction, TxOut
 from superscalar.chain.index import ChainIndex, Coin, TxLocation
@@ -238,6 +239,18 @@ class RegtestNode:
             result = self.mempool.accept_package(txs)
             self._persist_mempool(list(result.accepted.values()))
             return result
+
+    def submit_with_cpfp(
+        self, parent: Transaction, feerate: Feerate = WALLET_FEERATE, parent_fee: int = 0
+    ) -> PackageResult:
+        """Broadcast a zero-fee parent as a package with a wallet-paid child on its P2A anchor."""
+        with self.lock:
+            coin = max(self.spendable(min_conf=1), key=lambda c: c.output.value)
+            change = self.wallet.new_script()
+            self._save_wallet_index()
+            child = cpfp_child(parent, coin.outpoint, coin.output, change, feerate, parent_fee)
+            anchor = parent.outputs[child.inputs[0].prevout.vout]
+            return self.submit_package([parent, self.wallet.sign(child, [anchor, coin.output])])
 
     def transaction(self, txid: bytes) -> TxStatus | None:
         with self.lock:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..bitcoin.cpfp import cpfp_child
 from ..bitcoin.fees import Feerate, dust_limit
 from ..bitcoin.script import P2A_SCRIPT, op_return_script
 from ..bitcoin.sighash import SighashContext
@@ -56,7 +57,6 @@ BURN_SCRIPT = op_return_script(b"burn")
 """Where burnt L-stock goes: a provably unspendable output (value 0, all to fees).
 Long enough that the burn tx meets Core's 65-byte minimum non-witness size."""
 _SEQUENCE_ENABLE_LOCKTIME = 0xFFFFFFFE
-_TRUC_CHILD_MAX_VSIZE = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,37 +145,6 @@ def client_exit(verified: VerifiedView, signatures: Mapping[int, bytes]) -> Exit
         leaf_tx.outputs[verified.channel_outpoint.vout],
         verified.worst_case_exit_delay,
     )
-
-
-def cpfp_child(
-    parent: Transaction,
-    fee_outpoint: OutPoint,
-    fee_txout: TxOut,
-    change_script: bytes,
-    package_feerate: Feerate,
-    parent_fee: int = 0,
-) -> Transaction:
-    """An unsigned child spending `parent`'s P2A anchor plus one wallet input (P2TR key path).
-
-    Its fee brings the parent+child package to `package_feerate`; the change
-    goes to `change_script`. The wallet signs input 1 (input 0, the anchor,
-    needs an empty witness). Same version as the parent, so a TRUC parent gets
-    a TRUC child (which must stay under 1,000 vB).
-    """
-    anchor_vout = len(parent.outputs) - 1
-    anchor = parent.outputs[anchor_vout]
-    if anchor.script_pubkey != P2A_SCRIPT:
-        raise FactoryError("parent has no P2A anchor as its last output")
-    inputs = (TxIn(parent.outpoint(anchor_vout)), TxIn(fee_outpoint))
-    draft = Transaction(parent.version, inputs, (TxOut(0, change_script),))
-    child_vsize = draft.with_witnesses([(), (bytes(64),)]).vsize  # key-path witness size
-    if parent.version == 3 and child_vsize > _TRUC_CHILD_MAX_VSIZE:  # pragma: no cover
-        raise FactoryError("TRUC child would exceed 1,000 vB")
-    fee = package_feerate.fee_for_vsize(parent.vsize + child_vsize) - parent_fee
-    change = anchor.value + fee_txout.value - max(fee, 0)
-    if change < dust_limit(change_script):
-        raise FactoryError(f"fee input too small: change of {change} sat would be dust")
-    return Transaction(parent.version, inputs, (TxOut(change, change_script),))
 
 
 # -- single-key script-path spends -------------------------------------------------
