@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from superscalar.channel import (
     Funding,
     PersistRevokedCommitment,
     PersistState,
+    Reestablish,
     SendMessage,
     SignCommitment,
     channel_balances,
@@ -52,6 +54,7 @@ from .common import now, tree_of
 __all__ = [
     "CHANNEL_CONFIG",
     "ChannelShell",
+    "Journal",
     "channel_capacity",
     "channel_funding",
     "channel_secrets",
@@ -62,6 +65,9 @@ __all__ = [
 
 CHANNEL_CONFIG = ChannelConfig(to_self_delay=144, min_cltv_delta=18)
 Sender = Callable[[ChannelMsg], Awaitable[None]]
+Journal = Callable[[sqlite3.Connection, int, tuple[Effect, ...]], None]
+"""Extra rows a daemon writes in the *same* transaction as a channel state change
+(position, the step's effects): what a payment step means for forwards or payments."""
 
 
 def channel_secrets(key: SecretKey, factory_id: bytes, position: int) -> ChannelSecrets:
@@ -108,8 +114,10 @@ class ChannelShell:
         factory_id: bytes,
         position: int,
         state: ChannelState | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.db = db
+        self.journal = journal
         self.secrets = secrets
         self.factory_id = factory_id
         self.position = position
@@ -126,19 +134,21 @@ class ChannelShell:
             payload=encode_message(message),
         )
 
-    def persist(self, state: ChannelState) -> None:
+    def persist(self, state: ChannelState, effects: tuple[Effect, ...] = ()) -> None:
         with self.db.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
                 (self.factory_id.hex(), self.position, encode_state(state), now()),
             )
+            if self.journal is not None and effects:
+                self.journal(c, self.position, effects)
 
     async def run_effects(self, effects: tuple[Effect, ...], send: Sender) -> list[Effect]:
         """Carry out `effects` in order; return the ones for the daemon."""
         notices: list[Effect] = []
         for effect in effects:
             if isinstance(effect, PersistState):
-                self.persist(effect.state)
+                self.persist(effect.state, effects)
             elif isinstance(effect, PersistRevokedCommitment):
                 with self.db.transaction() as c:
                     c.execute(
@@ -171,6 +181,10 @@ class ChannelShell:
                 notices += await self.run_effects(transition.effects, send)
             return notices
 
+    async def reestablish(self, send: Sender) -> list[Effect]:
+        """A new connection: send our channel_reestablish (the peer's answer goes to `apply`)."""
+        return await self.apply(Reestablish(), send)
+
     def balances(self) -> dict[str, Any]:
         if self.state is None or self.state.local_commit is None:
             return {"open": False}
@@ -185,7 +199,7 @@ class ChannelShell:
 
 
 def load_channel(
-    db: Database, key: SecretKey, factory_id: bytes, position: int
+    db: Database, key: SecretKey, factory_id: bytes, position: int, journal: Journal | None = None
 ) -> ChannelShell | None:
     row = db.execute(
         "SELECT state FROM channels WHERE factory_id=? AND position=?",
@@ -199,6 +213,7 @@ def load_channel(
         factory_id,
         position,
         decode_state(row["state"]),
+        journal,
     )
 
 
