@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -62,6 +64,8 @@ __all__ = [
     "opening_balances",
     "stored_balances",
 ]
+
+log = logging.getLogger(__name__)
 
 CHANNEL_CONFIG = ChannelConfig(to_self_delay=144, min_cltv_delta=18)
 Sender = Callable[[ChannelMsg], Awaitable[None]]
@@ -123,6 +127,7 @@ class ChannelShell:
         self.position = position
         self.state = state
         self.lock = asyncio.Lock()
+        self._reestablish_started = time.monotonic()
         self.ready = asyncio.Event()
         if state is not None and state.local_commit is not None:
             self.ready.set()
@@ -174,6 +179,9 @@ class ChannelShell:
             assert self.state is not None
             transition = step(self.secrets, self.state, event)
             self.state = transition.state
+            if isinstance(event, chmsg.ChannelReestablish):
+                ms = (time.monotonic() - self._reestablish_started) * 1000
+                log.info("channel %d reestablished in %.1f ms", self.position, ms)
             notices = await self.run_effects(transition.effects, send)
             while has_changes_to_sign(self.state):
                 transition = step(self.secrets, self.state, SignCommitment())
@@ -183,6 +191,7 @@ class ChannelShell:
 
     async def reestablish(self, send: Sender) -> list[Effect]:
         """A new connection: send our channel_reestablish (the peer's answer goes to `apply`)."""
+        self._reestablish_started = time.monotonic()
         return await self.apply(Reestablish(), send)
 
     def balances(self) -> dict[str, Any]:
