@@ -36,6 +36,7 @@ from superscalar.channel import (
     AddHtlc,
     ChannelError,
     ChannelOpen,
+    ChannelReestablish,
     DataLossDetected,
     Effect,
     FailHtlc,
@@ -135,6 +136,8 @@ class ClientDaemon:
         self.channel: ChannelShell | None = None
         self._our_open: tuple[ChannelOpen, Any] | None = None
         self._waiting: dict[bytes, asyncio.Future[bytes]] = {}
+        self._lsp_reestablish: ChannelMsg | None = None
+        """The LSP's channel_reestablish, held while we finish an open a crash interrupted."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -209,6 +212,7 @@ class ClientDaemon:
         conn = await open_connection(cfg.lsp_host, cfg.lsp_port, self.key, cfg.lsp_pubkey)
         self.conn = conn
         self._our_open = None
+        self._lsp_reestablish = None
         try:
             await exchange_init(conn, Init(user_agent="superscalar-client"))
             self.connected = True
@@ -298,6 +302,9 @@ class ClientDaemon:
             cmsg = decode_message(msg.payload)
             if isinstance(cmsg, ChannelOpen) and shell.ready.is_set():
                 return  # the LSP answering an open we redid: nothing changed
+            if isinstance(cmsg, ChannelReestablish) and not shell.ready.is_set():
+                self._lsp_reestablish = msg  # we crashed mid-open: answer once we are open
+                return
             if isinstance(cmsg, ChannelOpen):
                 if self._our_open is None:
                     raise Refused("channel_open we did not ask for")
@@ -311,6 +318,10 @@ class ClientDaemon:
                 raise Refused(f"expected the LSP's channel_open, got {type(cmsg).__name__}")
             else:
                 notices = await shell.apply(cmsg, self._send_channel)
+                if shell.ready.is_set() and self._lsp_reestablish is not None:
+                    held, self._lsp_reestablish = self._lsp_reestablish, None
+                    await self._reestablish(shell)
+                    notices += await shell.apply(decode_message(held.payload), self._send_channel)
         except Refused:
             raise
         except Exception as exc:  # refused or ill-typed: our state was not touched
