@@ -14,6 +14,9 @@ all come from `superscalar.factory`. What this module adds is ordering:
 - On restart, attempts that never reached `signed` are marked aborted (their
   secret nonces died with the process); a `signed` factory has its funding tx
   signed and broadcast again, and reconnecting clients get READY/FUNDED resent.
+- A funded client that reconnects gets our channel_reestablish before any
+  channel update; interrupted forwards then resume from the `forwards` table
+  (see `forwarding`), which is written in the channel steps' own transactions.
 """
 
 from __future__ import annotations
