@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from superscalar.bench.channel import Hub
-from superscalar.channel import CommitmentSigned, Htlc, UpdateAddHtlc
+from superscalar.channel import (
+    CommitmentSigned,
+    Htlc,
+    UpdateAddHtlc,
+    reestablish_message,
+    start_reestablish,
+)
 from superscalar.node.chancodec import (
     decode_message,
     decode_state,
@@ -36,6 +42,17 @@ def test_messages_round_trip() -> None:
     assert lc is not None
     signed = CommitmentSigned(7, lc.partial_sig, lc.nonce, (bytes(64),))
     assert decode_message(encode_message(signed)) == signed
+
+
+def test_reestablish_and_a_reestablishing_state_round_trip() -> None:
+    hub = Hub()
+    hub.pay()
+    side = hub.ch1.a
+    msg = reestablish_message(side.secrets, side.state)
+    assert decode_message(encode_message(msg)) == msg
+    waiting = start_reestablish(side.secrets, side.state).state
+    restored = decode_state(encode_state(waiting))
+    assert restored == waiting and restored.reestablishing
 
 
 @pytest.mark.parametrize(

@@ -13,11 +13,13 @@ __all__ = [
     "BadPreimageError",
     "ChannelError",
     "CltvExpiryError",
+    "DataLossError",
     "HtlcLimitError",
     "InsufficientBalanceError",
     "InvalidCommitmentSignatureError",
     "InvalidHtlcSignatureError",
     "InvalidRevocationError",
+    "PeerBehindError",
     "StaleCommitmentError",
     "UnexpectedMessageError",
     "UnknownHtlcError",
@@ -66,3 +68,15 @@ class BadPreimageError(ChannelError):
 
 class UnknownHtlcError(ChannelError):
     """An HTLC id that is not (or not yet irrevocably) in the channel, or already settled."""
+
+
+class DataLossError(ChannelError):
+    """The peer proved (with a revocation secret of ours) that our state is outdated.
+
+    Our latest commitment is revoked: broadcasting it would lose the channel's
+    funds to a penalty. The channel is marked `data_loss` and refuses to operate.
+    """
+
+
+class PeerBehindError(ChannelError):
+    """The peer's reestablish shows it lost state we already committed to."""

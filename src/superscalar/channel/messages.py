@@ -36,10 +36,12 @@ __all__ = [
     "ChannelClosed",
     "ChannelOpen",
     "ChannelReady",
+    "ChannelReestablish",
     "ClosingComplete",
     "ClosingSig",
     "Command",
     "CommitmentSigned",
+    "DataLossDetected",
     "Effect",
     "Event",
     "FailHtlc",
@@ -53,6 +55,7 @@ __all__ = [
     "OutgoingHtlcFulfilled",
     "PersistRevokedCommitment",
     "PersistState",
+    "Reestablish",
     "RevokeAndAck",
     "SendMessage",
     "Shutdown",
@@ -115,6 +118,26 @@ class RevokeAndAck:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelReestablish:
+    """Where our side stands, sent first on every reconnect (BOLT-2 `channel_reestablish`).
+
+    `next_commitment_number` is one past our latest commitment (the next
+    commitment_signed we expect); `next_revocation_number` is the peer
+    commitment whose revocation we expect next (so we hold all secrets below
+    it); `last_remote_secret` is the newest of those secrets (zeros if none) —
+    it proves to the peer how far it got; `current_point` is our latest
+    commitment's point. `next_nonce` is our verification nonce for
+    `next_commitment_number`: a re-sent commitment_signed is signed against it.
+    """
+
+    next_commitment_number: int
+    next_revocation_number: int
+    last_remote_secret: bytes
+    current_point: PublicKey
+    next_nonce: PublicNonce
+
+
+@dataclass(frozen=True, slots=True)
 class Shutdown:
     """Start (or answer) a cooperative close: where our money goes.
 
@@ -153,6 +176,7 @@ Message: TypeAlias = (
     | Shutdown
     | ClosingComplete
     | ClosingSig
+    | ChannelReestablish
 )
 
 
@@ -205,12 +229,27 @@ class InitiateShutdown:
 
 
 @dataclass(frozen=True, slots=True)
+class Reestablish:
+    """The connection to the peer is new: forget uncommitted updates, send our reestablish.
+
+    Until the peer's `ChannelReestablish` arrives the channel takes no other event.
+    """
+
+
+@dataclass(frozen=True, slots=True)
 class ForceClose:
     """Complete and broadcast our latest commitment (the shell CPFPs its anchor)."""
 
 
 Command: TypeAlias = (
-    AddHtlc | FulfillHtlc | FailHtlc | SignCommitment | ChainTip | InitiateShutdown | ForceClose
+    AddHtlc
+    | FulfillHtlc
+    | FailHtlc
+    | SignCommitment
+    | ChainTip
+    | InitiateShutdown
+    | ForceClose
+    | Reestablish
 )
 Event: TypeAlias = Message | Command
 
@@ -281,6 +320,13 @@ class ChannelClosed:
     cooperative: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DataLossDetected:
+    """The peer proved our state is outdated: never broadcast our commitment; operator action."""
+
+    reason: str
+
+
 Effect: TypeAlias = (
     PersistState
     | PersistRevokedCommitment
@@ -291,4 +337,5 @@ Effect: TypeAlias = (
     | OutgoingHtlcFailed
     | BroadcastTransaction
     | ChannelClosed
+    | DataLossDetected
 )

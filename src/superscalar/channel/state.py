@@ -40,11 +40,13 @@ from .config import ChannelConfig, Funding
 from .errors import (
     ChannelError,
     CltvExpiryError,
+    DataLossError,
     HtlcLimitError,
     InsufficientBalanceError,
     InvalidCommitmentSignatureError,
     InvalidHtlcSignatureError,
     InvalidRevocationError,
+    PeerBehindError,
     StaleCommitmentError,
     UnexpectedMessageError,
     UnknownHtlcError,
@@ -68,9 +70,11 @@ from .messages import (
     ChannelClosed,
     ChannelOpen,
     ChannelReady,
+    ChannelReestablish,
     ClosingComplete,
     ClosingSig,
     CommitmentSigned,
+    DataLossDetected,
     Effect,
     Event,
     FailHtlc,
@@ -84,6 +88,7 @@ from .messages import (
     OutgoingHtlcFulfilled,
     PersistRevokedCommitment,
     PersistState,
+    Reestablish,
     RevokeAndAck,
     SendMessage,
     Shutdown,
@@ -107,8 +112,10 @@ __all__ = [
     "is_quiescent",
     "local_commitment",
     "open_message",
+    "reestablish_message",
     "remote_commitment",
     "signed_local_commitment",
+    "start_reestablish",
     "step",
 ]
 
@@ -121,6 +128,7 @@ class Status(Enum):
     SHUTTING_DOWN = "shutting_down"
     CLOSED = "closed"
     FORCE_CLOSED = "force_closed"
+    DATA_LOSS = "data_loss"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,9 @@ class RemoteCommit:
     spec: CommitmentSpec
     txid: bytes
     point: PublicKey
+    signed_at_local: int = 0
+    """Our local commitment number when we signed this one: tells a reestablish whether
+    our revoke_and_ack for the previous local commitment went out before or after it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +228,8 @@ class ChannelState:
     revocations: RevocationStore = field(default_factory=RevocationStore)
     chain_height: int = 0
     close: CloseNegotiation | None = None
+    reestablishing: bool = False
+    """Set by `Reestablish` (a new connection) until the peer's `ChannelReestablish`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -503,6 +516,8 @@ def has_changes_to_sign(state: ChannelState) -> bool:
     """True if a SignCommitment now would carry updates (and is allowed)."""
     return (
         state.local_commit is not None
+        and not state.reestablishing
+        and state.status in (Status.OPEN, Status.SHUTTING_DOWN)
         and state.remote_next_commit is None
         and bool(state.local_changes.proposed or state.remote_changes.acked)
     )
@@ -604,7 +619,7 @@ def _on_settle(state: ChannelState, msg: UpdateFulfillHtlc | UpdateFailHtlc) -> 
 
 
 def _cmd_sign(secrets: ChannelSecrets, state: ChannelState) -> Transition:
-    _require_operating(state)
+    lc_number = _require_operating(state).number
     if state.remote_next_commit is not None:
         raise UnexpectedMessageError("waiting for revoke_and_ack before signing again")
     local, remote = state.local_changes, state.remote_changes
@@ -617,7 +632,7 @@ def _cmd_sign(secrets: ChannelSecrets, state: ChannelState) -> Transition:
     psig, nonce, htlc_sigs = _sign_remote(secrets, state, commitment, state.remote_next_nonce)
     new = replace(
         state,
-        remote_next_commit=RemoteCommit(number, spec, commitment.txid, point),
+        remote_next_commit=RemoteCommit(number, spec, commitment.txid, point, lc_number),
         local_changes=LocalChanges((), local.proposed, local.acked),
         remote_changes=RemoteChanges(remote.proposed, (), remote.acked),
     )
@@ -703,6 +718,182 @@ def _on_revoke_and_ack(
             if htlc is not None:
                 effects.append(OutgoingHtlcFailed(htlc, update.reason))
     return Transition(new, tuple(effects))
+
+
+# -- reconnection (channel_reestablish) ---------------------------------------------------
+
+_NO_SECRET = bytes(32)
+
+
+def _drop_uncommitted(state: ChannelState) -> tuple[ChannelState, list[Effect]]:
+    """BOLT-2: on disconnect both sides forget updates no commitment_signed covers yet.
+
+    A dropped HTLC of ours was never in any commitment, so it simply failed
+    (the daemon gets `OutgoingHtlcFailed`); a dropped settle of ours is
+    re-issued by the daemon after the reestablish (see `_resumable`).
+    """
+    local, remote = state.local_changes, state.remote_changes
+    effects: list[Effect] = [
+        OutgoingHtlcFailed(u.htlc, b"dropped on reconnect")
+        for u in local.proposed
+        if isinstance(u, UpdateAddHtlc)
+    ]
+    ours = sum(isinstance(u, UpdateAddHtlc) for u in local.proposed)
+    theirs = sum(isinstance(u, UpdateAddHtlc) for u in remote.proposed)
+    new = replace(
+        state,
+        local_changes=replace(local, proposed=()),
+        remote_changes=replace(remote, proposed=()),
+        local_next_htlc_id=state.local_next_htlc_id - ours,
+        remote_next_htlc_id=state.remote_next_htlc_id - theirs,
+    )
+    return new, effects
+
+
+def reestablish_message(secrets: ChannelSecrets, state: ChannelState) -> ChannelReestablish:
+    """What we tell the peer about our side on a new connection."""
+    lc = _require_local(state)
+    r = state.remote_commit.number
+    last = state.revocations.secret(r - 1) if r > 0 else _NO_SECRET
+    if last is None:
+        raise ChannelError(f"missing the peer's revocation secret for commitment {r - 1}")
+    return ChannelReestablish(lc.number + 1, r, last, lc.point, state.local_next_nonce)
+
+
+def start_reestablish(secrets: ChannelSecrets, state: ChannelState) -> Transition:
+    """A new connection: drop uncommitted updates, send our reestablish, await the peer's."""
+    _require_operating(state)
+    dropped, notices = _drop_uncommitted(state)
+    new = replace(dropped, reestablishing=True)
+    msg = reestablish_message(secrets, new)
+    return Transition(new, (PersistState(new), SendMessage(msg), *notices))
+
+
+def _resumable(state: ChannelState) -> list[Effect]:
+    """Irrevocably committed incoming HTLCs we have not (or no longer) started to settle.
+
+    Re-announced after every reestablish so the daemon resumes them (forward,
+    fulfill, fail) — its handling must be idempotent.
+    """
+    lc = _require_local(state)
+    pending = state.local_changes.all()
+    return [
+        IncomingHtlcCommitted(htlc)
+        for htlc in lc.spec.received()
+        if state.remote_commit.spec.find(Direction.OFFERED, htlc.id) is not None
+        and not _is_settle_pending(pending, htlc.id)
+    ]
+
+
+def _check_their_revocations(
+    secrets: ChannelSecrets, state: ChannelState, msg: ChannelReestablish
+) -> bool:
+    """Validate `next_revocation_number`; True if our last revoke_and_ack must be re-sent.
+
+    A `DataLossError` from here is *proven* (the peer showed our own secret),
+    so the caller marks the channel instead of just refusing the message.
+    """
+    lc = _require_local(state)
+    nr = msg.next_revocation_number
+    if nr > 0 and msg.last_remote_secret != secrets.per_commitment_secret(nr - 1):
+        raise InvalidRevocationError(
+            f"channel_reestablish: wrong secret for our revoked commitment {nr - 1}"
+        )
+    if nr > lc.number:
+        raise DataLossError(
+            f"the peer holds our revocation of commitment {nr - 1}, but our latest is"
+            f" {lc.number}: our state is outdated"
+        )
+    if nr < lc.number - 1:
+        raise PeerBehindError(
+            f"the peer expects our revocation of commitment {nr}; we revoked up to"
+            f" {lc.number - 1}: the peer lost state"
+        )
+    return nr == lc.number - 1
+
+
+def _check_their_commitment(state: ChannelState, msg: ChannelReestablish) -> bool:
+    """Validate `next_commitment_number`; True if our last commitment_signed must be re-sent."""
+    theirs = msg.next_commitment_number - 1
+    r, pending = state.remote_commit, state.remote_next_commit
+    latest = pending.number if pending is not None else r.number
+    if theirs < r.number:
+        raise PeerBehindError(
+            f"the peer's latest commitment is {theirs}; it revoked up to {r.number - 1}:"
+            " the peer lost state"
+        )
+    if theirs > latest:
+        raise DataLossError(
+            f"the peer holds commitment {theirs}, we only ever signed {latest}:"
+            " our state may be outdated"
+        )
+    point = r.point if theirs == r.number else pending.point  # type: ignore[union-attr]
+    if msg.current_point != point:
+        raise InvalidRevocationError(
+            f"channel_reestablish: wrong per-commitment point for commitment {theirs}"
+        )
+    if theirs == r.number and msg.next_nonce != state.remote_next_nonce:
+        raise InvalidCommitmentSignatureError(
+            f"channel_reestablish: a different verification nonce for commitment {theirs + 1}"
+        )
+    return pending is not None and theirs == r.number
+
+
+def _resend_commitment(secrets: ChannelSecrets, state: ChannelState) -> list[Message]:
+    """Our updates and commitment_signed the peer never got: the *same* commitment,
+    re-signed with a fresh nonce (never a different commitment under one number)."""
+    pending = state.remote_next_commit
+    assert pending is not None
+    commitment = _build(state, False, pending.number, pending.spec, pending.point)
+    if commitment.txid != pending.txid:
+        raise ChannelError(f"rebuilt commitment {pending.number} differs from the one we signed")
+    psig, nonce, htlc_sigs = _sign_remote(secrets, state, commitment, state.remote_next_nonce)
+    return [*state.local_changes.signed, CommitmentSigned(pending.number, psig, nonce, htlc_sigs)]
+
+
+def _resend_revocation(secrets: ChannelSecrets, state: ChannelState) -> RevokeAndAck:
+    lc = _require_local(state)
+    _, next_nonce = _verification_nonce(secrets, state, lc.number + 1)
+    return RevokeAndAck(
+        lc.number - 1,
+        secrets.per_commitment_secret(lc.number - 1),
+        secrets.per_commitment_point(lc.number + 1),
+        next_nonce,
+    )
+
+
+def _on_reestablish(
+    secrets: ChannelSecrets, state: ChannelState, msg: ChannelReestablish
+) -> Transition:
+    lc = _require_operating(state)
+    if not state.reestablishing:
+        raise UnexpectedMessageError("channel_reestablish before we sent ours")
+    for value in (msg.next_commitment_number, msg.next_revocation_number):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ChannelError("channel_reestablish numbers must be non-negative ints")
+    if not isinstance(msg.last_remote_secret, bytes) or len(msg.last_remote_secret) != 32:
+        raise ChannelError("channel_reestablish secret must be 32 bytes")
+    try:
+        resend_revoke = _check_their_revocations(secrets, state, msg)
+    except DataLossError as exc:  # proven with our own secret: never operate (or force close)
+        new = replace(state, status=Status.DATA_LOSS, reestablishing=False)
+        return Transition(new, (PersistState(new), DataLossDetected(str(exc))))
+    resend_commit = _check_their_commitment(state, msg)
+    messages: list[Message] = []
+    if resend_commit:
+        messages += _resend_commitment(secrets, state)
+    if resend_revoke:
+        raa = _resend_revocation(secrets, state)
+        pending = state.remote_next_commit
+        # re-send in the original order: the revocation went out when `lc` became ours
+        if pending is not None and resend_commit and pending.signed_at_local == lc.number:
+            messages.insert(0, raa)
+        else:
+            messages.append(raa)
+    new = replace(state, reestablishing=False)
+    return Transition(
+        new, (PersistState(new), *(SendMessage(m) for m in messages), *_resumable(new))
+    )
 
 
 # -- cooperative close ------------------------------------------------------------------------
@@ -901,6 +1092,16 @@ def step(secrets: ChannelSecrets, state: ChannelState, event: Event) -> Transiti
 def _dispatch(secrets: ChannelSecrets, state: ChannelState, event: Event) -> Transition:
     if state.status in (Status.CLOSED, Status.FORCE_CLOSED) and not isinstance(event, ChainTip):
         raise UnexpectedMessageError(f"channel is {state.status.value}")
+    if state.status is Status.DATA_LOSS and not isinstance(event, ChainTip):
+        raise DataLossError("the peer proved our channel state is outdated: refusing to operate")
+    if isinstance(event, Reestablish):
+        return start_reestablish(secrets, state)
+    if isinstance(event, ChannelReestablish):
+        return _on_reestablish(secrets, state, event)
+    if state.reestablishing and not isinstance(event, ChainTip | ForceClose):
+        raise UnexpectedMessageError(
+            f"{type(event).__name__} before the peer's channel_reestablish"
+        )
     if isinstance(event, UpdateAddHtlc):
         return _on_add(state, event)
     if isinstance(event, UpdateFulfillHtlc | UpdateFailHtlc):

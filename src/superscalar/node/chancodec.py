@@ -67,6 +67,7 @@ _CLASSES: dict[str, type[Any]] = {
         _messages.Shutdown,
         _messages.ClosingComplete,
         _messages.ClosingSig,
+        _messages.ChannelReestablish,
         _state.LocalCommit,
         _state.RemoteCommit,
         _state.LocalChanges,
@@ -88,6 +89,7 @@ _MESSAGES = frozenset(
         "Shutdown",
         "ClosingComplete",
         "ClosingSig",
+        "ChannelReestablish",
     }
 )
 _SKIP = {("ChannelState", "funding_output"), ("CloseNegotiation", "closee_secnonce")}

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +35,7 @@ from superscalar.channel import (
     Funding,
     PersistRevokedCommitment,
     PersistState,
+    Reestablish,
     SendMessage,
     SignCommitment,
     channel_balances,
@@ -52,6 +56,7 @@ from .common import now, tree_of
 __all__ = [
     "CHANNEL_CONFIG",
     "ChannelShell",
+    "Journal",
     "channel_capacity",
     "channel_funding",
     "channel_secrets",
@@ -60,8 +65,13 @@ __all__ = [
     "stored_balances",
 ]
 
+log = logging.getLogger(__name__)
+
 CHANNEL_CONFIG = ChannelConfig(to_self_delay=144, min_cltv_delta=18)
 Sender = Callable[[ChannelMsg], Awaitable[None]]
+Journal = Callable[[sqlite3.Connection, int, tuple[Effect, ...]], None]
+"""Extra rows a daemon writes in the *same* transaction as a channel state change
+(position, the step's effects): what a payment step means for forwards or payments."""
 
 
 def channel_secrets(key: SecretKey, factory_id: bytes, position: int) -> ChannelSecrets:
@@ -108,13 +118,16 @@ class ChannelShell:
         factory_id: bytes,
         position: int,
         state: ChannelState | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.db = db
+        self.journal = journal
         self.secrets = secrets
         self.factory_id = factory_id
         self.position = position
         self.state = state
         self.lock = asyncio.Lock()
+        self._reestablish_started = time.monotonic()
         self.ready = asyncio.Event()
         if state is not None and state.local_commit is not None:
             self.ready.set()
@@ -126,19 +139,21 @@ class ChannelShell:
             payload=encode_message(message),
         )
 
-    def persist(self, state: ChannelState) -> None:
+    def persist(self, state: ChannelState, effects: tuple[Effect, ...] = ()) -> None:
         with self.db.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
                 (self.factory_id.hex(), self.position, encode_state(state), now()),
             )
+            if self.journal is not None and effects:
+                self.journal(c, self.position, effects)
 
     async def run_effects(self, effects: tuple[Effect, ...], send: Sender) -> list[Effect]:
         """Carry out `effects` in order; return the ones for the daemon."""
         notices: list[Effect] = []
         for effect in effects:
             if isinstance(effect, PersistState):
-                self.persist(effect.state)
+                self.persist(effect.state, effects)
             elif isinstance(effect, PersistRevokedCommitment):
                 with self.db.transaction() as c:
                     c.execute(
@@ -164,12 +179,20 @@ class ChannelShell:
             assert self.state is not None
             transition = step(self.secrets, self.state, event)
             self.state = transition.state
+            if isinstance(event, chmsg.ChannelReestablish):
+                ms = (time.monotonic() - self._reestablish_started) * 1000
+                log.info("channel %d reestablished in %.1f ms", self.position, ms)
             notices = await self.run_effects(transition.effects, send)
             while has_changes_to_sign(self.state):
                 transition = step(self.secrets, self.state, SignCommitment())
                 self.state = transition.state
                 notices += await self.run_effects(transition.effects, send)
             return notices
+
+    async def reestablish(self, send: Sender) -> list[Effect]:
+        """A new connection: send our channel_reestablish (the peer's answer goes to `apply`)."""
+        self._reestablish_started = time.monotonic()
+        return await self.apply(Reestablish(), send)
 
     def balances(self) -> dict[str, Any]:
         if self.state is None or self.state.local_commit is None:
@@ -185,7 +208,7 @@ class ChannelShell:
 
 
 def load_channel(
-    db: Database, key: SecretKey, factory_id: bytes, position: int
+    db: Database, key: SecretKey, factory_id: bytes, position: int, journal: Journal | None = None
 ) -> ChannelShell | None:
     row = db.execute(
         "SELECT state FROM channels WHERE factory_id=? AND position=?",
@@ -199,6 +222,7 @@ def load_channel(
         factory_id,
         position,
         decode_state(row["state"]),
+        journal,
     )
 
 

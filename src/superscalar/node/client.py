@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from superscalar.channel import (
     AddHtlc,
     ChannelError,
     ChannelOpen,
+    ChannelReestablish,
+    DataLossDetected,
     Effect,
     FailHtlc,
     FulfillHtlc,
@@ -89,7 +92,7 @@ from .channels import (
     load_channel,
     opening_balances,
 )
-from .common import now, open_db, params_of, spec_of, tree_of
+from .common import crash_point, now, open_db, params_of, spec_of, tree_of
 from .control import write_control_port
 from .lsp import script_for_address, status_snapshot
 
@@ -133,6 +136,8 @@ class ClientDaemon:
         self.channel: ChannelShell | None = None
         self._our_open: tuple[ChannelOpen, Any] | None = None
         self._waiting: dict[bytes, asyncio.Future[bytes]] = {}
+        self._lsp_reestablish: ChannelMsg | None = None
+        """The LSP's channel_reestablish, held while we finish an open a crash interrupted."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -207,6 +212,7 @@ class ClientDaemon:
         conn = await open_connection(cfg.lsp_host, cfg.lsp_port, self.key, cfg.lsp_pubkey)
         self.conn = conn
         self._our_open = None
+        self._lsp_reestablish = None
         try:
             await exchange_init(conn, Init(user_agent="superscalar-client"))
             self.connected = True
@@ -256,8 +262,9 @@ class ClientDaemon:
             return
         fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
         if self.channel is None or self.channel.factory_id != fid:
-            self.channel = load_channel(self.db, self.key, fid, pos)
+            self.channel = load_channel(self.db, self.key, fid, pos, _record_payments)
         if self.channel is not None and self.channel.ready.is_set():
+            await self._reestablish(self.channel)
             return
         # first open, or redo one a crash interrupted (deterministic: same signatures)
         secrets = channel_secrets(self.key, fid, pos)
@@ -272,9 +279,18 @@ class ClientDaemon:
             balance_msat=opening_balances(self.config.amount_sat)[0],
             close_script=bytes.fromhex(self._kv("payout_script") or ""),
         )
-        self.channel = ChannelShell(self.db, secrets, fid, pos)
+        self.channel = ChannelShell(self.db, secrets, fid, pos, journal=_record_payments)
         self._our_open = (ours, funding)
         await self._send_channel(self.channel.wrap(ours))
+
+    async def _reestablish(self, shell: ChannelShell) -> None:
+        """Every new connection starts the channel with channel_reestablish (both sides)."""
+        try:
+            notices = await shell.reestablish(self._send_channel)
+        except ChannelError as exc:
+            raise Refused(f"channel cannot reestablish: {exc}") from exc
+        for n in notices:
+            await self._on_notice(shell, n)
 
     async def _on_channel(self, msg: ChannelMsg) -> None:
         shell = self.channel
@@ -286,6 +302,9 @@ class ClientDaemon:
             cmsg = decode_message(msg.payload)
             if isinstance(cmsg, ChannelOpen) and shell.ready.is_set():
                 return  # the LSP answering an open we redid: nothing changed
+            if isinstance(cmsg, ChannelReestablish) and not shell.ready.is_set():
+                self._lsp_reestablish = msg  # we crashed mid-open: answer once we are open
+                return
             if isinstance(cmsg, ChannelOpen):
                 if self._our_open is None:
                     raise Refused("channel_open we did not ask for")
@@ -299,6 +318,10 @@ class ClientDaemon:
                 raise Refused(f"expected the LSP's channel_open, got {type(cmsg).__name__}")
             else:
                 notices = await shell.apply(cmsg, self._send_channel)
+                if shell.ready.is_set() and self._lsp_reestablish is not None:
+                    held, self._lsp_reestablish = self._lsp_reestablish, None
+                    await self._reestablish(shell)
+                    notices += await shell.apply(decode_message(held.payload), self._send_channel)
         except Refused:
             raise
         except Exception as exc:  # refused or ill-typed: our state was not touched
@@ -307,10 +330,15 @@ class ClientDaemon:
             await self._on_notice(shell, n)
 
     async def _on_notice(self, shell: ChannelShell, notice: Effect) -> None:
-        if isinstance(notice, IncomingHtlcCommitted):
+        if isinstance(notice, DataLossDetected):
+            self.last_error = f"channel stopped: {notice.reason}"
+            log.error("%s", self.last_error)
+        elif isinstance(notice, IncomingHtlcCommitted):
+            # also re-announced after a reestablish if our fulfill never got through
             htlc = notice.htlc
             row = self.db.execute(
-                "SELECT preimage, amount_msat FROM invoices WHERE payment_hash=? AND state='open'",
+                "SELECT preimage, amount_msat FROM invoices WHERE payment_hash=?"
+                " AND state IN ('open', 'paid')",
                 (htlc.payment_hash.hex(),),
             ).fetchone()
             if row is None or htlc.amount_msat < int(row["amount_msat"]):
@@ -321,32 +349,20 @@ class ClientDaemon:
                         "UPDATE invoices SET state='paid' WHERE payment_hash=?",
                         (htlc.payment_hash.hex(),),
                     )
+                crash_point("payee-before-fulfill")
                 more = await shell.apply(
                     FulfillHtlc(htlc.id, bytes.fromhex(row["preimage"])), self._send_channel
                 )
             for n in more:
                 await self._on_notice(shell, n)
         elif isinstance(notice, OutgoingHtlcFulfilled | OutgoingHtlcFailed):
-            h = notice.htlc.payment_hash
-            ok = isinstance(notice, OutgoingHtlcFulfilled)
-            with self.db.transaction() as c:
-                c.execute(
-                    "UPDATE payments SET state=?, preimage=?, updated=? WHERE payment_hash=?",
-                    (
-                        "complete" if ok else "failed",
-                        notice.preimage.hex()
-                        if isinstance(notice, OutgoingHtlcFulfilled)
-                        else None,
-                        now(),
-                        h.hex(),
-                    ),
-                )
-            fut = self._waiting.pop(h, None)
+            fut = self._waiting.pop(notice.htlc.payment_hash, None)
             if fut is not None and not fut.done():
                 if isinstance(notice, OutgoingHtlcFulfilled):
                     fut.set_result(notice.preimage)
                 else:
-                    fut.set_exception(RuntimeError("payment failed"))
+                    reason = notice.reason.decode(errors="replace")
+                    fut.set_exception(RuntimeError(f"payment failed: {reason}"))
 
     async def pay(self, payee: PublicKey, payment_hash: bytes, amount_msat: int) -> dict[str, Any]:
         """Offer an HTLC to the LSP for `payee`; wait for the preimage."""
@@ -370,6 +386,9 @@ class ClientDaemon:
         except ChannelError as exc:
             self._waiting.pop(payment_hash, None)
             raise RuntimeError(f"cannot pay: {exc}") from exc
+        except WireError:
+            pass  # the add is stored: the reestablish on reconnect commits or fails it
+        crash_point("payer-after-add")
         preimage = await asyncio.wait_for(fut, 60)
         return {
             "payment_hash": payment_hash.hex(),
@@ -635,6 +654,23 @@ class ClientDaemon:
                 raise RpcError(-1, f"payment failed: {exc}") from exc
 
         return {"status": status, "report": status, "invoice": invoice, "pay": pay}
+
+
+def _record_payments(c: sqlite3.Connection, pos: int, effects: tuple[Effect, ...]) -> None:
+    """Our payment's outcome, in the same transaction as the channel step that settles it."""
+    for e in effects:
+        if isinstance(e, OutgoingHtlcFulfilled | OutgoingHtlcFailed):
+            ok = isinstance(e, OutgoingHtlcFulfilled)
+            c.execute(
+                "UPDATE payments SET state=?, preimage=?, updated=? WHERE payment_hash=?"
+                " AND state='pending'",
+                (
+                    "complete" if ok else "failed",
+                    e.preimage.hex() if isinstance(e, OutgoingHtlcFulfilled) else None,
+                    now(),
+                    e.htlc.payment_hash.hex(),
+                ),
+            )
 
 
 def make_invoice(datadir: Path, amount_msat: int, description: str = "") -> dict[str, Any]:

@@ -28,8 +28,19 @@ from superscalar.store.db import Database
 from superscalar.store.schema import DAEMON_MIGRATIONS
 from superscalar.wire.messages import FactoryPropose
 
+CRASH_ENV = "SUPERSCALAR_DEV_CRASH"
+
+
+def crash_point(name: str) -> None:
+    """Dev/test only: `SUPERSCALAR_DEV_CRASH=<name>` kills the daemon here like kill -9."""
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(137)
+
+
 __all__ = [
+    "CRASH_ENV",
     "KEY_FILE",
+    "crash_point",
     "load_or_create_key",
     "now",
     "open_db",

@@ -14,6 +14,9 @@ all come from `superscalar.factory`. What this module adds is ordering:
 - On restart, attempts that never reached `signed` are marked aborted (their
   secret nonces died with the process); a `signed` factory has its funding tx
   signed and broadcast again, and reconnecting clients get READY/FUNDED resent.
+- A funded client that reconnects gets our channel_reestablish before any
+  channel update; interrupted forwards then resume from the `forwards` table
+  (see `forwarding`), which is written in the channel steps' own transactions.
 """
 
 from __future__ import annotations
@@ -35,16 +38,12 @@ from superscalar.bitcoin.tx import Transaction, TxOut
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.rpc import RpcError, RpcServer
 from superscalar.channel import (
-    AddHtlc,
     ChannelError,
     ChannelOpen,
+    ChannelReestablish,
+    DataLossDetected,
     Effect,
-    FailHtlc,
-    FulfillHtlc,
     FundingSigned,
-    IncomingHtlcCommitted,
-    OutgoingHtlcFailed,
-    OutgoingHtlcFulfilled,
     SendMessage,
     accept_open,
     open_message,
@@ -112,6 +111,7 @@ from .channels import (
 )
 from .common import now, open_db, spec_of, tree_of
 from .control import write_control_port
+from .forwarding import Forwarder, forward_journal
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
 
@@ -187,8 +187,6 @@ class LspDaemon:
         self._lock = asyncio.Lock()
         self.channels: dict[int, ChannelShell] = {}
         """The current factory's leaf channels, by client position."""
-        self.forwards: dict[bytes, tuple[int, int]] = {}
-        """payment hash -> (upstream position, upstream HTLC id) of HTLCs being forwarded."""
 
     # -- startup ------------------------------------------------------------------------
 
@@ -209,7 +207,13 @@ class LspDaemon:
             for r in self.db.execute(
                 "SELECT position FROM factory_clients WHERE factory_id=?", (row["factory_id"],)
             ).fetchall():
-                shell = load_channel(self.db, self.key, self.factory_id, int(r["position"]))
+                shell = load_channel(
+                    self.db,
+                    self.key,
+                    self.factory_id,
+                    int(r["position"]),
+                    forward_journal(self.factory_id),
+                )
                 if shell is not None:
                     self.channels[int(r["position"])] = shell
 
@@ -253,6 +257,7 @@ class LspDaemon:
                 return
             await self._resend(peer, bytes(join.factory_id))
             if self._row(bytes(join.factory_id))["state"] == "funded":
+                await self._reestablish(peer)
                 self._start_reader(peer)
         elif self.factory_id is not None:
             await conn.fail(ProtocolViolationError("this LSP's factory is full"))
@@ -642,7 +647,7 @@ class LspDaemon:
                     if isinstance(effect, SendMessage):
                         await send(shell.wrap(effect.message))
                 return
-            shell = ChannelShell(self.db, secrets, fid, pos)
+            shell = ChannelShell(self.db, secrets, fid, pos, journal=forward_journal(fid))
             self.channels[pos] = shell
             shell.state = t.state
             await send(shell.wrap(ours))
@@ -651,57 +656,55 @@ class LspDaemon:
             raise ValueError("expected channel_open")
         else:
             notices = await shell.apply(cmsg, send)
+        resumed = isinstance(cmsg, ChannelReestablish)
         for n in notices:
-            await self._on_notice(pos, n)
+            await self._on_notice(pos, n, resumed=resumed)
+        if resumed:
+            await self._forwarder().resume_payee(pos)
 
-    async def _on_notice(self, pos: int, notice: Effect) -> None:
-        if isinstance(notice, IncomingHtlcCommitted):
-            await self._forward(pos, notice)
-        elif isinstance(notice, OutgoingHtlcFulfilled | OutgoingHtlcFailed):
-            up = self.forwards.pop(notice.htlc.payment_hash, None)
-            if up is None:
-                return
-            up_pos, up_id = up
-            event = (
-                FulfillHtlc(up_id, notice.preimage)
-                if isinstance(notice, OutgoingHtlcFulfilled)
-                else FailHtlc(up_id, notice.reason)
-            )
-            more = await self.channels[up_pos].apply(event, self._sender(up_pos))
-            for n in more:
-                await self._on_notice(up_pos, n)
+    async def _on_notice(self, pos: int, notice: Effect, *, resumed: bool = False) -> None:
+        if isinstance(notice, DataLossDetected):
+            log.error("channel %d: %s", pos, notice.reason)
+        elif self.factory_id is not None:
+            await self._forwarder().on_notice(pos, notice, resumed=resumed)
 
-    async def _forward(self, pos: int, notice: IncomingHtlcCommitted) -> None:
-        """An upstream HTLC is irrevocably committed: offer it to the payee (onion = its key)."""
-        htlc = notice.htlc
+    def _forwarder(self) -> Forwarder:
         fid = self.factory_id
         assert fid is not None
-        row = self.db.execute(
-            "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
-            (fid.hex(), htlc.onion.hex()),
-        ).fetchone()
-        target = None if row is None else self.channels.get(int(row["position"]))
+
+        def payee_position(key: bytes) -> int | None:
+            row = self.db.execute(
+                "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
+                (fid.hex(), key.hex()),
+            ).fetchone()
+            return None if row is None else int(row["position"])
+
+        def connected(pos: int) -> bool:
+            shell = self.channels.get(pos)
+            peer = (
+                None
+                if shell is None or shell.state is None
+                else self.members.get(shell.state.remote.funding.data)
+            )
+            return peer is not None and not peer.conn.closed
+
+        return Forwarder(self.db, fid, self.channels, self._sender, payee_position, connected)
+
+    async def _reestablish(self, peer: Peer) -> None:
+        """A funded client is back: send our channel_reestablish before anything else."""
+        fid = self.factory_id
+        assert fid is not None
+        pos = self._position(fid, peer.key)
+        shell = self.channels.get(pos)
+        if shell is None or not shell.ready.is_set() or shell.state is None:
+            return
         try:
-            if row is None or target is None or int(row["position"]) == pos:
-                raise ChannelError("unknown payee")
-            payee = self.members.get(htlc.onion)
-            if payee is None or payee.conn.closed or not target.ready.is_set():
-                raise ChannelError("payee not connected")  # before touching its channel
-            self.forwards[htlc.payment_hash] = (pos, htlc.id)
-            down = int(row["position"])
-            more = await target.apply(
-                AddHtlc(htlc.amount_msat, htlc.payment_hash, htlc.cltv_expiry - 40),
-                self._sender(down),
-            )
-        except (ChannelError, WireError) as exc:
-            log.warning("cannot forward %s: %s", htlc.payment_hash.hex()[:16], exc)
-            self.forwards.pop(htlc.payment_hash, None)
-            more = await self.channels[pos].apply(
-                FailHtlc(htlc.id, b"cannot forward"), self._sender(pos)
-            )
-            down = pos
-        for n in more:
-            await self._on_notice(down, n)
+            notices = await shell.reestablish(self._sender(pos))
+        except ChannelError as exc:
+            log.error("channel %d cannot reestablish: %s", pos, exc)
+            return
+        for n in notices:
+            await self._on_notice(pos, n)
 
     # -- cooperative close ----------------------------------------------------------------
 

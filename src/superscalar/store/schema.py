@@ -105,4 +105,27 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        5,
+        "forwards",
+        """
+        CREATE TABLE forwards (
+            factory_id TEXT NOT NULL,
+            up_position INTEGER NOT NULL,
+            up_htlc_id INTEGER NOT NULL,
+            payment_hash TEXT NOT NULL,
+            amount_msat INTEGER NOT NULL CHECK (amount_msat > 0),
+            cltv_expiry INTEGER NOT NULL,
+            payee TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('received', 'forwarded', 'fulfilled', 'failed')),
+            down_position INTEGER,
+            down_htlc_id INTEGER,
+            preimage TEXT,
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (factory_id, up_position, up_htlc_id)
+        ) STRICT;
+        CREATE INDEX forwards_down ON forwards (factory_id, down_position, down_htlc_id);
+        """,
+    ),
 )
