@@ -49,17 +49,16 @@ from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     AggNonceBundle,
     ClientExpectation,
-    FactoryScripts,
+    FundingRef,
     SignatureBundle,
     Signer,
-    build_shape,
-    cooperative_close,
-    extract_view,
+    VerifiedView,
+    funding_close,
     verify_view,
 )
 from superscalar.factory.errors import FactoryError
 from superscalar.store.db import Database
-from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, encode
+from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, decode, encode
 from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
 from superscalar.wire.errors import HandshakeError, ProtocolViolationError, WireError
 from superscalar.wire.messages import (
@@ -84,12 +83,12 @@ from .channels import (
     CHANNEL_CONFIG,
     ChannelShell,
     channel_capacity,
-    channel_funding,
     channel_secrets,
     load_channel,
     opening_balances,
+    view_funding,
 )
-from .common import now, open_db, params_of, spec_of, tree_of
+from .common import now, open_db, params_of, view_of
 from .control import write_control_port
 from .lsp import script_for_address, status_snapshot
 
@@ -133,6 +132,8 @@ class ClientDaemon:
         self.channel: ChannelShell | None = None
         self._our_open: tuple[ChannelOpen, Any] | None = None
         self._waiting: dict[bytes, asyncio.Future[bytes]] = {}
+        self._verified: tuple[bytes, VerifiedView] | None = None
+        """The current factory's checked view (checking it costs O(N) key aggregation)."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -261,9 +262,7 @@ class ClientDaemon:
             return
         # first open, or redo one a crash interrupted (deterministic: same signatures)
         secrets = channel_secrets(self.key, fid, pos)
-        funding = channel_funding(
-            self._propose_of(row), self.config.lsp_pubkey, self.key.public_key
-        )
+        funding = view_funding(self._verified_of(row))
         ours = open_message(
             secrets,
             funding,
@@ -403,28 +402,34 @@ class ClientDaemon:
             raise Refused(f"message for factory {fid.hex()[:16]} not expected ({have})")
         return row
 
-    def _propose_of(self, row: Any) -> FactoryPropose:
-        from superscalar.wire.codec import decode
+    def _expectation(self, msg: FactoryPropose) -> ClientExpectation:
+        return ClientExpectation(
+            self.key.public_key,
+            channel_capacity(self.config.amount_sat),
+            self.config.lsp_pubkey,
+            params_of(msg),
+        )
 
+    def _verified_of(self, row: Any) -> VerifiedView:
+        """Our stored view, checked again after a restart (it is what we signed)."""
+        fid = bytes.fromhex(row["factory_id"])
+        if self._verified is not None and self._verified[0] == fid:
+            return self._verified[1]
         msg = decode(row["propose"])
         assert isinstance(msg, FactoryPropose)
-        return msg
+        verified = verify_view(view_of(msg, self.config.lsp_pubkey), self._expectation(msg))
+        self._verified = (fid, verified)
+        return verified
 
     def _on_propose(self, msg: FactoryPropose) -> Message:
         if self._current() is not None:
             raise Refused("already in a factory")
-        pos = msg.position
-        if pos >= len(msg.clients) or msg.clients[pos].key.to_key() != self.key.public_key:
-            raise Refused("our key is not at the proposed position")
-        lsp = self.config.lsp_pubkey
         try:
-            tree = tree_of(msg, lsp)
-            expect = ClientExpectation(
-                self.key.public_key, channel_capacity(self.config.amount_sat), lsp, params_of(msg)
-            )
-            verified = verify_view(extract_view(tree, pos), expect)
+            verified = verify_view(view_of(msg, self.config.lsp_pubkey), self._expectation(msg))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"proposed factory refused: {exc}") from exc
+        view = verified.view
+        pos = view.client
         fid = bytes(msg.factory_id)
         with self.db.transaction() as c:
             c.execute(
@@ -436,7 +441,7 @@ class ClientDaemon:
                     msg.attempt,
                     pos,
                     encode(msg).decode(),
-                    bytes(msg.funding_txid)[::-1].hex(),
+                    view.funding_outpoint.txid[::-1].hex(),
                     now(),
                     now(),
                 ),
@@ -444,6 +449,7 @@ class ClientDaemon:
             c.execute(
                 "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
             )
+        self._verified = (fid, verified)
         self._signer = Signer(pos + 1, self.key, verified.sessions)
         bundle = self._signer.nonces()
         return FactoryNonces(
@@ -473,21 +479,12 @@ class ClientDaemon:
     def _on_ready(self, msg: FactoryReady) -> None:
         fid = bytes(msg.factory_id)
         row = self._expect_row(fid, "psigs_sent", "ready", "funded", "closed")
-        propose = self._propose_of(row)
-        tree = tree_of(propose, self.config.lsp_pubkey)
         pos = int(row["position"])
         try:
             bundle = SignatureBundle.from_bytes(bytes(msg.bundle))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"bad signatures: {exc}") from exc
-        view = extract_view(tree, pos)
-        expect = ClientExpectation(
-            self.key.public_key,
-            channel_capacity(self.config.amount_sat),
-            self.config.lsp_pubkey,
-            params_of(propose),
-        )
-        sessions = {s.id: s for s in verify_view(view, expect).sessions}
+        sessions = {s.id: s for s in self._verified_of(row).sessions}
         sigs = bundle.as_dict()
         if bundle.signer != pos + 1 or set(sigs) != set(sessions):
             raise Refused("signatures do not cover our path")
@@ -510,8 +507,7 @@ class ClientDaemon:
     def _on_funded(self, msg: FactoryFunded) -> None:
         fid = bytes(msg.factory_id)
         row = self._expect_row(fid, "ready", "funded", "closed")
-        propose = self._propose_of(row)
-        if bytes(msg.txid) != bytes(propose.funding_txid):
+        if bytes(msg.txid) != self._verified_of(row).view.funding_outpoint.txid:
             raise Refused("funding txid differs from the proposed one")
         if row["state"] == "ready":
             self._set_state(fid, "funded")
@@ -534,10 +530,10 @@ class ClientDaemon:
         return None
 
     def _close_spend(self, row: Any, msg: ClosePropose) -> Any:
-        propose = self._propose_of(row)
-        scripts = FactoryScripts.build(build_shape(spec_of(propose, self.config.lsp_pubkey)))
+        verified = self._verified_of(row)
+        view = verified.view
         pos = int(row["position"])
-        if len(msg.payouts) != len(propose.clients):
+        if len(msg.payouts) != len(view.participants):
             raise Refused("close pays a different number of clients")
         ours = msg.payouts[pos]
         expected = int(self.config.amount_sat)
@@ -546,8 +542,13 @@ class ClientDaemon:
         if bytes(ours.script).hex() != self._kv("payout_script") or ours.amount_sat < expected:
             raise Refused("close does not pay us our channel balance")
         try:
-            return cooperative_close(
-                scripts,
+            # O(N): the close pays every client, and we sign the whole tx
+            ref = FundingRef(
+                view.funding_outpoint, view.funding_amount, view.lsp, view.participants
+            )
+            return funding_close(
+                verified.funding_output,
+                ref,
                 [TxOut(p.amount_sat, bytes(p.script)) for p in msg.payouts],
                 bytes(msg.lsp_script),
                 Feerate(msg.feerate_sat_per_kvb),
