@@ -29,7 +29,7 @@ from typing import Any
 
 from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import TxOut
-from superscalar.chain.bitcoind import BitcoindClient
+from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError, RpcServer
 from superscalar.channel import (
     AddHtlc,
@@ -507,9 +507,19 @@ class ClientDaemon:
     def _on_funded(self, msg: FactoryFunded) -> None:
         fid = bytes(msg.factory_id)
         row = self._expect_row(fid, "ready", "funded", "closed")
-        if bytes(msg.txid) != self._verified_of(row).view.funding_outpoint.txid:
+        verified = self._verified_of(row)
+        outpoint = verified.view.funding_outpoint
+        if bytes(msg.txid) != outpoint.txid:
             raise Refused("funding txid differs from the proposed one")
         if row["state"] == "ready":
+            # what we signed spends an output keyed by the participants our view listed:
+            # only the chain can say the funding tx really pays that key that amount
+            try:
+                info = self.chain.get_tx_out(outpoint.txid[::-1].hex(), outpoint.vout)
+            except (ChainUnavailable, ChainResponseError, RpcError) as exc:
+                raise Refused(f"cannot look up the funding output: {exc}") from exc
+            if info is None or info.txout != verified.funding_txout:
+                raise Refused("the funding output on chain is not the one our view describes")
             self._set_state(fid, "funded")
         return None
 

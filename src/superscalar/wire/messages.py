@@ -76,9 +76,6 @@ class ChannelMsg(Message, tag="channel_msg"):
     payload: ChannelPayload
 
 
-ViewBytes = Annotated[Hex, msgspec.Meta(max_length=4_000_000)]
-
-
 class FactoryPropose(Message, tag="factory_propose"):
     """LSP → client: the agreed parameters and the client's path-only view
     (`factory.ClientView.to_bytes`: its position, the funding outpoint, every participant
@@ -95,7 +92,8 @@ class FactoryPropose(Message, tag="factory_propose"):
     states_per_layer: U32
     step_blocks: U32
     anchor_value: UInt
-    view: ViewBytes
+    view: Hex
+    """Bounded by the framing limit; `ClientView.from_bytes` bounds each part."""
 
 
 class FactoryNonces(Message, tag="factory_nonces"):
