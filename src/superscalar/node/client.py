@@ -88,7 +88,7 @@ from .channels import (
     opening_balances,
     view_funding,
 )
-from .common import now, open_db, params_of, view_of
+from .common import client_step_timeout, now, open_db, params_of, view_of
 from .control import write_control_port
 from .lsp import script_for_address, status_snapshot
 
@@ -112,6 +112,9 @@ class ClientConfig:
     lsp_port: int
     lsp_pubkey: PublicKey
     amount_sat: int
+    step_timeout: float | None = None
+    """Seconds to wait for the LSP's next ceremony message once we are in one (None:
+    `client_step_timeout(N)`, which outlasts the LSP's own default step timeout)."""
 
 
 class ClientDaemon:
@@ -132,6 +135,8 @@ class ClientDaemon:
         self.channel: ChannelShell | None = None
         self._our_open: tuple[ChannelOpen, Any] | None = None
         self._waiting: dict[bytes, asyncio.Future[bytes]] = {}
+        self._ceremony_wait: float | None = None
+        """Set while we wait for AGG_NONCES/READY of an attempt; None: wait indefinitely."""
         self._verified: tuple[bytes, VerifiedView] | None = None
         """The current factory's checked view (checking it costs O(N) key aggregation)."""
 
@@ -221,8 +226,9 @@ class ClientDaemon:
                     factory_id=Hex32(fid) if fid is not None else None,
                 )
             )
+            self._ceremony_wait = None
             while True:
-                msg = await conn.receive_message()
+                msg = await conn.receive_message(self._ceremony_wait)
                 if isinstance(msg, ChannelMsg):
                     await self._on_channel(msg)
                     continue
@@ -450,6 +456,9 @@ class ClientDaemon:
                 "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
             )
         self._verified = (fid, verified)
+        n = len(view.participants)
+        wait = self.config.step_timeout
+        self._ceremony_wait = client_step_timeout(n) if wait is None else wait
         self._signer = Signer(pos + 1, self.key, verified.sessions)
         bundle = self._signer.nonces()
         return FactoryNonces(
@@ -502,6 +511,7 @@ class ClientDaemon:
                     "UPDATE factories SET state='ready', updated=? WHERE factory_id=?",
                     (now(), fid.hex()),
                 )
+        self._ceremony_wait = None
         return None
 
     def _on_funded(self, msg: FactoryFunded) -> None:
@@ -537,6 +547,7 @@ class ClientDaemon:
         ):
             self._set_state(fid, "aborted")
             self._signer = None
+        self._ceremony_wait = None
         return None
 
     def _close_spend(self, row: Any, msg: ClosePropose) -> Any:

@@ -35,6 +35,8 @@ __all__ = [
     "KEY_FILE",
     "FactoryTerms",
     "ProposedClient",
+    "client_step_timeout",
+    "default_step_timeout",
     "load_or_create_key",
     "now",
     "open_db",
@@ -45,6 +47,19 @@ __all__ = [
 ]
 
 KEY_FILE = "node_key"
+
+
+def default_step_timeout(n_clients: int) -> float:
+    """How long the LSP waits for every client's reply to one ceremony step. A client's
+    check is O(N) key aggregation (~0.2 ms per key) and N clients may share a few cores,
+    so the wait grows with N: 60 s up to a few dozen clients, ~10 min at N = 1024."""
+    return 60.0 + 0.5 * n_clients
+
+
+def client_step_timeout(n_clients: int) -> float:
+    """How long a client mid-ceremony waits for the LSP's next message: the LSP may wait
+    a whole step for the slowest client, then needs a moment itself; past that it is gone."""
+    return 2 * default_step_timeout(n_clients) + 30.0
 
 
 def now() -> int:

@@ -113,7 +113,16 @@ from .channels import (
     opening_balances,
     stored_balances,
 )
-from .common import FactoryTerms, ProposedClient, now, open_db, spec_of, tree_of, view_of
+from .common import (
+    FactoryTerms,
+    ProposedClient,
+    default_step_timeout,
+    now,
+    open_db,
+    spec_of,
+    tree_of,
+    view_of,
+)
 from .control import write_control_port
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
@@ -122,13 +131,6 @@ log = logging.getLogger(__name__)
 
 STEP_TIMEOUT = 60.0
 """How long a peer may take to send its JoinRequest after the handshake."""
-
-
-def default_step_timeout(n_clients: int) -> float:
-    """How long the LSP waits for every client's reply to one ceremony step. A client's
-    check is O(N) key aggregation (~0.2 ms per key) and N clients may share a few cores,
-    so the wait grows with N: 60 s up to a few dozen clients, ~10 min at N = 1024."""
-    return 60.0 + 0.5 * n_clients
 
 
 @dataclass(frozen=True)
