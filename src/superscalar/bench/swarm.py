@@ -5,7 +5,11 @@ process. The LSP runs in its own process; the clients run as asyncio tasks
 (`ClientDaemon` objects, each with its own datadir) spread over a few worker
 processes. We time the factory ceremony (the LSP's own figure, and the wall
 time from starting the clients until every client holds a funded factory) and
-report peak RSS of the LSP process and per client (worker peak RSS / clients).
+report peak RSS of the LSP process and per client (worker peak RSS / clients),
+and CPU seconds until funded: the LSP's, and the clients' per client (all N
+clients share this machine's cores, so at large N the ceremony's wall time is
+N clients' O(N) view checks run back to back; on their own machines they run
+in parallel and each costs `client_cpu_seconds_each_until_funded`).
 
 Then every leaf channel opens and, at one signal, every client pays its ring
 neighbour (within its worker) a few times in a row, all clients at once:
@@ -48,6 +52,12 @@ def payments_per_client(n: int) -> int:
     return max(2, min(10, 2048 // n))
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -77,7 +87,7 @@ def _lsp_main(root: str, url: str, cookie: str, n: int, out: Queue[Any], stop: A
             if task.done():
                 task.result()
             await asyncio.sleep(0.02)
-        out.put(("ceremony", daemon.ceremony_seconds, _peak_rss_mb()))
+        out.put(("ceremony", daemon.ceremony_seconds, _peak_rss_mb(), _cpu_seconds()))
         while not stop.is_set():
             await asyncio.sleep(0.05)
         logging.disable(logging.CRITICAL)  # clients hanging up now is expected
@@ -111,6 +121,7 @@ def _worker_main(
         chain = _chain(url, cookie)
         pub = PublicKey.from_hex(lsp_pubkey)
         base_rss = _peak_rss_mb()
+        base_cpu = _cpu_seconds()
         daemons: list[ClientDaemon] = []
         for i in indexes:
             datadir = Path(root) / f"client{i}"
@@ -131,7 +142,7 @@ def _worker_main(
             return all(r is not None and r["state"] == "funded" for r in rows)
 
         await until(funded)
-        out.put(("funded", len(daemons), time.time(), base_rss))
+        out.put(("funded", len(daemons), time.time(), base_rss, _cpu_seconds() - base_cpu))
         await until(
             lambda: all(d.channel is not None and d.channel.ready.is_set() for d in daemons)
         )
@@ -231,13 +242,16 @@ def _swarm(node: RegtestNode, url: str, cookie: str, n: int, workers: int) -> di
             ceremony: float | None = None
             lsp_rss_at_funding = 0.0
             funded_at: list[float] = []
+            client_cpu = lsp_cpu = 0.0
             opened = 0
             while ceremony is None or opened < workers:
                 item = out.get(timeout=timeout)
                 if item[0] == "ceremony":
                     ceremony, lsp_rss_at_funding = float(item[1]), float(item[2])
+                    lsp_cpu = float(item[3])
                 elif item[0] == "funded":
                     funded_at.append(float(item[2]))
+                    client_cpu += float(item[4])
                 elif item[0] == "open":
                     opened += 1
                 else:
@@ -273,6 +287,8 @@ def _swarm(node: RegtestNode, url: str, cookie: str, n: int, workers: int) -> di
         "clients": n,
         "worker_processes": workers,
         "lsp_ceremony_seconds": round(ceremony, 3),
+        "lsp_cpu_seconds_until_funded": round(lsp_cpu, 2),
+        "client_cpu_seconds_each_until_funded": round(client_cpu / n, 3),
         "wall_seconds_until_all_funded": round(wall, 3),
         "lsp_peak_rss_mb": lsp_rss,
         "worker_peak_rss_mb_total": round(total, 1),
