@@ -14,6 +14,12 @@ all come from `superscalar.factory`. What this module adds is ordering:
 - On restart, attempts that never reached `signed` are marked aborted (their
   secret nonces died with the process); a `signed` factory has its funding tx
   signed and broadcast again, and reconnecting clients get READY/FUNDED resent.
+
+Scale: the tree, signing plan and final signatures are built once per factory
+(`Built`, kept in memory, rebuilt from the stored `FactoryTerms` after a
+restart), so PROPOSE (each client's path view), READY and a channel's funding
+outpoint cost O(path) per client, not O(N). Each ceremony step gives every
+client `LspConfig.ceremony_step_timeout`, which grows with N.
 """
 
 from __future__ import annotations
