@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from superscalar.factory import ClientView, ViewError, extract_view
+from superscalar.factory import ClientExpectation, ClientView, ViewError, extract_view, verify_view
 
-from .helpers import make_params, make_tree, secret
+from .helpers import CHANNEL, make_params, make_tree, secret
 
 TREE = make_tree(11, make_params(arity=(2, 3)))
 PARAMS = TREE.shape.params
@@ -82,3 +82,24 @@ def test_mutated_honest_view_decodes_canonically_or_raises_view_error(
     else:
         raw = raw[:i]
     assert_strict(bytes(raw))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(min_value=0), st.integers(min_value=0, max_value=255))
+def test_mutated_view_that_decodes_is_refused_by_verify_view_with_view_error(
+    pos: int, byte: int
+) -> None:
+    """Hostile bytes may decode, but checking them never raises anything but `ViewError`:
+    a cheating LSP cannot crash the client with an index out of range."""
+    honest = extract_view(TREE, 5)
+    raw = bytearray(honest.to_bytes())
+    i = pos % len(raw)
+    raw[i] = byte
+    expect = ClientExpectation(secret(6).public_key, CHANNEL, LSP, PARAMS, initial=True)
+    try:
+        view = ClientView.from_bytes(bytes(raw), PARAMS, LSP)
+        verified = verify_view(view, expect)
+    except ViewError:
+        return
+    # accepted: then what we would sign is exactly what the honest view has us sign
+    assert verified.sessions == verify_view(honest, expect).sessions

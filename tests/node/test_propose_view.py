@@ -146,3 +146,13 @@ def test_malformed_view_bytes_are_refused(daemon: ClientDaemon) -> None:
 
 def test_view_for_another_position_is_refused(daemon: ClientDaemon) -> None:
     assert_refused_before_nonces(daemon, propose(extract_view(TREE, CLIENT + 1)), "position")
+
+
+def test_new_factory_not_at_dw_state_zero_is_refused(daemon: ClientDaemon) -> None:
+    """A valid DW nSequence, but a later state: the factory would start with its updates
+    used up."""
+    view = extract_view(TREE, CLIENT)
+    state = view.steps[1].tx
+    txin = replace(state.inputs[0], sequence=PARAMS.dw.sequence(2))
+    evil = with_step_tx(view, 1, replace(state, inputs=(txin,)))
+    assert_refused_before_nonces(daemon, propose(evil), "DW state 0")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from ..bitcoin.fees import dust_limit
 from ..bitcoin.script import P2A_SCRIPT
 from ..bitcoin.sighash import SighashContext
-from ..bitcoin.tx import OutPoint, Transaction, TxOut, encode_varint, read_varint
+from ..bitcoin.tx import MAX_MONEY, OutPoint, Transaction, TxOut, encode_varint, read_varint
 from ..crypto.keys import PublicKey, XOnlyPublicKey
 from .errors import ViewError
 from .outputs import KeyAggCache, MusigOutput, channel_output, lstock_output, timeout_output
@@ -165,6 +165,8 @@ def _decode_path(data: bytes, params: FactoryParams, lsp: PublicKey) -> ClientVi
     raw_outpoint = r.take(36)
     funding = OutPoint(raw_outpoint[:32], int.from_bytes(raw_outpoint[32:], "little"))
     amount = int.from_bytes(r.take(8), "little")
+    if amount > MAX_MONEY:
+        raise ViewError(f"malformed view: funding amount {amount} exceeds MAX_MONEY")
     n_parts = r.varint(MAX_VIEW_PARTICIPANTS)
     participants = tuple(PublicKey(r.take(33)) for _ in range(n_parts))
     n_steps = r.varint(MAX_VIEW_STEPS)
@@ -236,6 +238,9 @@ class ClientExpectation:
     params: FactoryParams
     max_exit_delay: int | None = None
     """The client's own ceiling on worst-case exit delay (None: the factory budget)."""
+    initial: bool = False
+    """A new factory: every state tx must be DW state 0 (the longest delay), so the
+    factory starts with all its updates ahead of it."""
 
 
 @dataclass(frozen=True)
@@ -324,8 +329,11 @@ def verify_view(
             if txin.sequence != SEQUENCE_DISABLED:
                 raise _fail(i, "kickoff nSequence must be disabled")
         else:
-            if params.dw.state_of_sequence(txin.sequence) is None:
+            state = params.dw.state_of_sequence(txin.sequence)
+            if state is None:
                 raise _fail(i, f"nSequence {txin.sequence} is not a DW state")
+            if expect.initial and state != 0:
+                raise _fail(i, f"a new factory starts at DW state 0, not {state}")
             layers += 1
         outs = tx.outputs
         if not outs or outs[-1] != anchor or any(o.script_pubkey == P2A_SCRIPT for o in outs[:-1]):

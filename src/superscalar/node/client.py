@@ -414,6 +414,7 @@ class ClientDaemon:
             channel_capacity(self.config.amount_sat),
             self.config.lsp_pubkey,
             params_of(msg),
+            initial=True,
         )
 
     def _verified_of(self, row: Any) -> VerifiedView:
