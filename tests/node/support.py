@@ -94,7 +94,7 @@ class Cluster:
     def chain_args(self) -> list[str]:
         return ["--chain-rpc", self.url, "--chain-cookie", str(self.cookie)]
 
-    def start_lsp(self) -> None:
+    def start_lsp(self, *extra: str) -> None:
         self.lsp = Proc(
             [
                 *NODE,
@@ -106,6 +106,7 @@ class Cluster:
                 "--clients",
                 str(self.n),
                 *self.chain_args(),
+                *extra,
                 "-v",
             ],
             self.lsp_dir / "log.txt",

@@ -205,3 +205,44 @@ def test_fuzzed_wire_input_gets_errors_and_never_state(cluster: Cluster) -> None
     snap = cluster.status(cluster.lsp_dir)
     assert snap is not None and snap["factories"] == [] and snap["queued_clients"] == 0
     assert cluster.lsp is not None and cluster.lsp.proc.poll() is None
+
+
+async def _join_and_stay_silent(cluster: Cluster, seconds: float) -> float:
+    """Join, take PROPOSE, never answer: how long until the LSP gives up on us."""
+    conn = await open_connection(
+        "127.0.0.1", cluster.lsp_port, SecretKey.generate(), PublicKey.from_hex(cluster.lsp_pubkey)
+    )
+    await exchange_init(conn, Init())
+    await conn.send_message(JoinRequest(amount_sat=100_000, payout_script=Hex(bytes(22))))
+    msg = await conn.receive_message(30)
+    assert isinstance(msg, FactoryPropose)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(WireError):
+        while True:  # the LSP's Error, then the hang-up
+            reply = await conn.receive_message(seconds)
+            assert isinstance(reply, Error)
+    return loop.time() - start
+
+
+@pytest.mark.slow
+def test_silent_client_is_dropped_after_the_configured_step_timeout(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, 2)
+    try:
+        c.start_lsp("--step-timeout", "3")
+        c.start_client(0)
+        wait_for(
+            "client 0 queued",
+            lambda: (c.status(c.lsp_dir) or {}).get("queued_clients") == 1,
+        )
+        waited = asyncio.run(_join_and_stay_silent(c, 30))
+        assert 2.5 < waited < 15  # the default for 2 clients would be 61 s
+        wait_for(
+            "aborted attempt",
+            lambda: any(
+                f["state"] == "aborted"
+                for f in (c.status(c.lsp_dir) or {"factories": []})["factories"]
+            ),
+        )
+    finally:
+        c.stop()

@@ -66,6 +66,12 @@ def parse_arity(text: str) -> tuple[int, ...]:
 @click.option("--step-blocks", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--lstock-sat", default=50_000, show_default=True, type=click.IntRange(1000))
 @click.option("--lifetime-blocks", default=1000, show_default=True, type=click.IntRange(10))
+@click.option(
+    "--step-timeout",
+    type=click.FloatRange(1, 86_400),
+    default=None,
+    help="Seconds every client gets per ceremony step [default: 60 + 0.5 per client].",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def lsp_command(
     datadir: Path,
@@ -79,6 +85,7 @@ def lsp_command(
     step_blocks: int,
     lstock_sat: int,
     lifetime_blocks: int,
+    step_timeout: float | None,
     verbose: bool,
 ) -> None:
     """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
@@ -106,6 +113,7 @@ def lsp_command(
         step_blocks,
         lstock_sat,
         lifetime_blocks,
+        step_timeout=step_timeout,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

@@ -11,7 +11,7 @@ the effects. Typical flow (LSP side)::
     ...Signer / Coordinator rounds (or run_ceremony in-process)...
 """
 
-from .close import FundingSpend, cooperative_close, distribution_tx
+from .close import FundingRef, FundingSpend, cooperative_close, distribution_tx, funding_close
 from .errors import (
     BundleError,
     ExitBudgetError,
@@ -93,6 +93,7 @@ __all__ = [
     "FactoryState",
     "FactoryTree",
     "FeePolicy",
+    "FundingRef",
     "FundingSpend",
     "KeyAggCache",
     "LStockSecrets",
@@ -124,6 +125,7 @@ __all__ = [
     "cpfp_child",
     "distribution_tx",
     "extract_view",
+    "funding_close",
     "funding_output_ref",
     "lstock_burn_tx",
     "lstock_output_ref",

@@ -23,13 +23,15 @@ from dataclasses import dataclass
 from ..bitcoin.fees import Feerate, dust_limit
 from ..bitcoin.script import P2A_SCRIPT
 from ..bitcoin.sighash import SighashContext
-from ..bitcoin.tx import Transaction, TxIn, TxOut
+from ..bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+from ..crypto.keys import PublicKey
 from .errors import FactoryError
+from .outputs import MusigOutput
 from .shape import TRUC_MAX_VSIZE
 from .signing import SessionSpec, participant_index
 from .tree import FactoryScripts
 
-__all__ = ["FundingSpend", "cooperative_close", "distribution_tx"]
+__all__ = ["FundingRef", "FundingSpend", "cooperative_close", "distribution_tx", "funding_close"]
 
 _SEQUENCE_ENABLE_LOCKTIME = 0xFFFFFFFE
 
@@ -82,23 +84,66 @@ def cooperative_close(
     If the LSP's remainder would be dust it is left to the fee rather than
     creating an unrelayable output.
     """
-    _check_payouts(client_payouts)
     spec = scripts.shape.spec
-    spent = scripts.funding.txout(spec.funding_amount)
-    prevout = TxIn(spec.funding_outpoint)
+    return funding_close(
+        scripts.funding,
+        FundingRef(
+            spec.funding_outpoint,
+            spec.funding_amount,
+            spec.lsp,
+            tuple(c.key for c in spec.clients),
+        ),
+        client_payouts,
+        lsp_script,
+        feerate,
+        session_id,
+    )
+
+
+@dataclass(frozen=True)
+class FundingRef:
+    """What a close needs to know about the funding output besides its key."""
+
+    outpoint: OutPoint
+    amount: int
+    lsp: PublicKey
+    clients: tuple[PublicKey, ...]
+    """Every client key by position: the signer indexes of the close session."""
+
+
+def funding_close(
+    funding: MusigOutput,
+    ref: FundingRef,
+    client_payouts: Sequence[TxOut],
+    lsp_script: bytes,
+    feerate: Feerate,
+    session_id: int = 0,
+) -> FundingSpend:
+    """`cooperative_close` from the funding output alone: a client holding only its path
+    view (which carries every participant key) builds the same tx the LSP does."""
+    _check_payouts(client_payouts)
+    spent = funding.txout(ref.amount)
+    prevout = TxIn(ref.outpoint)
     paid = sum(o.value for o in client_payouts)
     draft = Transaction(2, (prevout,), (*client_payouts, TxOut(0, lsp_script)))
     fee = feerate.fee_for_vsize(draft.with_witness(0, (bytes(64),)).vsize)
-    remainder = spec.funding_amount - paid - fee
+    remainder = ref.amount - paid - fee
     if remainder < 0:
         raise FactoryError(
-            f"payouts ({paid} sat) and fee ({fee}) exceed the funding ({spec.funding_amount})"
+            f"payouts ({paid} sat) and fee ({fee}) exceed the funding ({ref.amount})"
         )
     outputs = list(client_payouts)
     if remainder >= dust_limit(lsp_script):
         outputs.append(TxOut(remainder, lsp_script))
     tx = Transaction(2, (prevout,), tuple(outputs))
-    return FundingSpend(tx, spent, _session(scripts, tx, spent, session_id))
+    keys = participant_index(ref.lsp, ref.clients)
+    session = SessionSpec(
+        session_id,
+        SighashContext(tx, (spent,)).key_path(0),
+        funding.signing,
+        tuple(keys[k.data] for k in funding.keys),
+    )
+    return FundingSpend(tx, spent, session)
 
 
 def distribution_tx(

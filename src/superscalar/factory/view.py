@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from ..bitcoin.fees import dust_limit
 from ..bitcoin.script import P2A_SCRIPT
 from ..bitcoin.sighash import SighashContext
-from ..bitcoin.tx import OutPoint, Transaction, TxOut, encode_varint
+from ..bitcoin.tx import MAX_MONEY, OutPoint, Transaction, TxOut, encode_varint, read_varint
 from ..crypto.keys import PublicKey, XOnlyPublicKey
 from .errors import ViewError
 from .outputs import KeyAggCache, MusigOutput, channel_output, lstock_output, timeout_output
@@ -86,7 +86,7 @@ class ClientView:
     lstock_point: XOnlyPublicKey
 
     def to_bytes(self) -> bytes:
-        """A compact encoding, used to measure what a client receives."""
+        """The compact encoding PROPOSE carries (params and LSP key travel beside it)."""
         return _encode_path(
             self.client,
             self.funding_outpoint,
@@ -95,6 +95,17 @@ class ClientView:
             self.lstock_point,
             self.participants,
         )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, params: FactoryParams, lsp: PublicKey) -> ClientView:
+        """Strict inverse of `to_bytes`: anything malformed, oversized or trailing is a
+        `ViewError`. Decoding checks only the encoding; `verify_view` checks the content."""
+        try:
+            return _decode_path(bytes(data), params, lsp)
+        except ViewError:
+            raise
+        except (ValueError, IndexError) as exc:  # bad key, bad tx, bad outpoint
+            raise ViewError(f"malformed view: {exc}") from exc
 
 
 def _encode_path(
@@ -116,6 +127,73 @@ def _encode_path(
         out += [encode_varint(lo) + encode_varint(hi) for lo, hi in step.outputs]
     out.append(point.data)
     return b"".join(out)
+
+
+MAX_VIEW_PARTICIPANTS = 1 << 16
+"""More clients than any factory we build; bounds what a decoder allocates."""
+MAX_VIEW_STEPS = 128
+MAX_VIEW_TX_BYTES = 100_000
+
+
+class _Cursor:
+    """Bounds-checked reads over the view encoding."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise ViewError("malformed view: truncated")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, limit: int) -> int:
+        try:
+            value, self.pos = read_varint(self.data, self.pos)
+        except ValueError as exc:
+            raise ViewError(f"malformed view: {exc}") from exc
+        if value > limit:
+            raise ViewError(f"malformed view: {value} exceeds {limit}")
+        return value
+
+
+def _decode_path(data: bytes, params: FactoryParams, lsp: PublicKey) -> ClientView:
+    r = _Cursor(data)
+    client = r.varint(MAX_VIEW_PARTICIPANTS)
+    raw_outpoint = r.take(36)
+    funding = OutPoint(raw_outpoint[:32], int.from_bytes(raw_outpoint[32:], "little"))
+    amount = int.from_bytes(r.take(8), "little")
+    if amount > MAX_MONEY:
+        raise ViewError(f"malformed view: funding amount {amount} exceeds MAX_MONEY")
+    n_parts = r.varint(MAX_VIEW_PARTICIPANTS)
+    participants = tuple(PublicKey(r.take(33)) for _ in range(n_parts))
+    n_steps = r.varint(MAX_VIEW_STEPS)
+    raw_steps: list[tuple[int, Transaction, tuple[int, int], tuple[tuple[int, int], ...]]] = []
+    for _ in range(n_steps):
+        index = r.varint(0xFFFF_FFFF)
+        tx = Transaction.from_bytes(r.take(r.varint(MAX_VIEW_TX_BYTES)))
+        signers = (r.varint(MAX_VIEW_PARTICIPANTS), r.varint(MAX_VIEW_PARTICIPANTS))
+        n_out = r.varint(MAX_VIEW_PARTICIPANTS)
+        outs = tuple(
+            (r.varint(MAX_VIEW_PARTICIPANTS), r.varint(MAX_VIEW_PARTICIPANTS)) for _ in range(n_out)
+        )
+        raw_steps.append((index, tx, signers, outs))
+    point = XOnlyPublicKey(r.take(32))
+    if r.pos != len(data):
+        raise ViewError(f"malformed view: {len(data) - r.pos} trailing bytes")
+    steps = []
+    for i, (index, tx, signers, outs) in enumerate(raw_steps):
+        kind = TxKind.STATE if index % 2 else TxKind.KICKOFF
+        nxt = raw_steps[i + 1][2] if i + 1 < len(raw_steps) else None
+        # where the path goes on is implied by the next node's range (verify_view checks it)
+        if kind is TxKind.KICKOFF:
+            vout: int | None = 0
+        else:
+            vout = outs.index(nxt) if nxt is not None and nxt in outs else None
+        steps.append(ViewStep(index, kind, tx, signers, outs, vout))
+    return ClientView(client, params, lsp, participants, funding, amount, tuple(steps), point)
 
 
 def extract_view(tree: FactoryTree, client: int) -> ClientView:
@@ -160,6 +238,9 @@ class ClientExpectation:
     params: FactoryParams
     max_exit_delay: int | None = None
     """The client's own ceiling on worst-case exit delay (None: the factory budget)."""
+    initial: bool = False
+    """A new factory: every state tx must be DW state 0 (the longest delay), so the
+    factory starts with all its updates ahead of it."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +254,8 @@ class VerifiedView:
     """The output each path tx spends (needed to sign, verify and CPFP at exit time)."""
     funding_txout: TxOut
     """What the funding outpoint must hold on chain: check it before relying on the tree."""
+    funding_output: MusigOutput
+    """The funding output's key (all participants): what a cooperative close spends."""
     channel_outpoint: OutPoint
     channel_output: MusigOutput
     worst_case_exit_delay: int
@@ -221,7 +304,7 @@ def verify_view(
         return timeout_output([view.lsp, *parts[span[0] : span[1]]], lsp_x, cltv, cache)
 
     prev_out = view.funding_outpoint
-    spent_output = node_output((0, len(parts)))
+    spent_output = funding_output = node_output((0, len(parts)))
     spent = funding_txout = spent_output.txout(view.funding_amount)
     span = (0, len(parts))
     sessions: list[SessionSpec] = []
@@ -246,8 +329,11 @@ def verify_view(
             if txin.sequence != SEQUENCE_DISABLED:
                 raise _fail(i, "kickoff nSequence must be disabled")
         else:
-            if params.dw.state_of_sequence(txin.sequence) is None:
+            state = params.dw.state_of_sequence(txin.sequence)
+            if state is None:
                 raise _fail(i, f"nSequence {txin.sequence} is not a DW state")
+            if expect.initial and state != 0:
+                raise _fail(i, f"a new factory starts at DW state 0, not {state}")
             layers += 1
         outs = tx.outputs
         if not outs or outs[-1] != anchor or any(o.script_pubkey == P2A_SCRIPT for o in outs[:-1]):
@@ -326,5 +412,12 @@ def verify_view(
     if worst > budget:
         raise ViewError(f"worst-case exit delay {worst} blocks exceeds {budget}")
     return VerifiedView(
-        view, tuple(sessions), tuple(spents), funding_txout, channel[0], channel[1], worst
+        view,
+        tuple(sessions),
+        tuple(spents),
+        funding_txout,
+        funding_output,
+        channel[0],
+        channel[1],
+        worst,
     )

@@ -43,15 +43,15 @@ from superscalar.channel import (
     step,
 )
 from superscalar.channel import messages as chmsg
-from superscalar.channel.scripts import funding_output
 from superscalar.crypto.hashes import tagged_hash
-from superscalar.crypto.keys import PublicKey, SecretKey
+from superscalar.crypto.keys import SecretKey
+from superscalar.factory import FactoryTree, VerifiedView
 from superscalar.store.db import Database
 from superscalar.wire.codec import Hex32
-from superscalar.wire.messages import ChannelMsg, FactoryPropose
+from superscalar.wire.messages import ChannelMsg
 
 from .chancodec import decode_state, encode_message, encode_state, encode_value
-from .common import now, tree_of
+from .common import now
 
 __all__ = [
     "CHANNEL_CONFIG",
@@ -63,6 +63,7 @@ __all__ = [
     "load_channel",
     "opening_balances",
     "stored_balances",
+    "view_funding",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,15 +86,20 @@ def channel_secrets(key: SecretKey, factory_id: bytes, position: int) -> Channel
     )
 
 
-def channel_funding(propose: FactoryPropose, lsp_key: PublicKey, client_key: PublicKey) -> Funding:
-    """The client's channel output in its leaf state tx (the signed tree's outpoint)."""
-    script = funding_output(client_key, lsp_key).script_pubkey
-    tree = tree_of(propose, lsp_key)
-    for node in tree.txs:
-        for vout, out in enumerate(node.tx.outputs):
-            if out.script_pubkey == script:
-                return Funding(OutPoint(node.tx.txid, vout), out.value)
-    raise ValueError("the tree has no channel output for this client")
+def channel_funding(tree: FactoryTree, position: int) -> Funding:
+    """The LSP's side: client `position`'s channel output in its leaf state tx (the leaf
+    pays its clients' channels in position order, then the L-stock)."""
+    node = tree.shape.node_of_client(position)
+    tx = tree.state_tx(node.index).tx
+    vout = position - node.lo
+    return Funding(OutPoint(tx.txid, vout), tx.outputs[vout].value)
+
+
+def view_funding(verified: VerifiedView) -> Funding:
+    """The client's side: its channel output, as its own `verify_view` found it."""
+    outpoint = verified.channel_outpoint
+    leaf_tx = verified.view.steps[-1].tx
+    return Funding(outpoint, leaf_tx.outputs[outpoint.vout].value)
 
 
 def channel_capacity(amount_sat: int) -> int:

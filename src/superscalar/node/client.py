@@ -30,7 +30,7 @@ from typing import Any
 
 from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import TxOut
-from superscalar.chain.bitcoind import BitcoindClient
+from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError, RpcServer
 from superscalar.channel import (
     AddHtlc,
@@ -52,17 +52,16 @@ from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     AggNonceBundle,
     ClientExpectation,
-    FactoryScripts,
+    FundingRef,
     SignatureBundle,
     Signer,
-    build_shape,
-    cooperative_close,
-    extract_view,
+    VerifiedView,
+    funding_close,
     verify_view,
 )
 from superscalar.factory.errors import FactoryError
 from superscalar.store.db import Database
-from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, encode
+from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, decode, encode
 from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
 from superscalar.wire.errors import HandshakeError, ProtocolViolationError, WireError
 from superscalar.wire.messages import (
@@ -87,12 +86,19 @@ from .channels import (
     CHANNEL_CONFIG,
     ChannelShell,
     channel_capacity,
-    channel_funding,
     channel_secrets,
     load_channel,
     opening_balances,
+    view_funding,
 )
-from .common import crash_point, now, open_db, params_of, spec_of, tree_of
+from .common import (
+    client_step_timeout,
+    crash_point,
+    now,
+    open_db,
+    params_of,
+    view_of,
+)
 from .control import write_control_port
 from .lsp import script_for_address, status_snapshot
 
@@ -116,6 +122,9 @@ class ClientConfig:
     lsp_port: int
     lsp_pubkey: PublicKey
     amount_sat: int
+    step_timeout: float | None = None
+    """Seconds to wait for the LSP's next ceremony message once we are in one (None:
+    `client_step_timeout(N)`, which outlasts the LSP's own default step timeout)."""
 
 
 class ClientDaemon:
@@ -138,6 +147,10 @@ class ClientDaemon:
         self._waiting: dict[bytes, asyncio.Future[bytes]] = {}
         self._lsp_reestablish: ChannelMsg | None = None
         """The LSP's channel_reestablish, held while we finish an open a crash interrupted."""
+        self._ceremony_wait: float | None = None
+        """Set while we wait for AGG_NONCES/READY of an attempt; None: wait indefinitely."""
+        self._verified: tuple[bytes, VerifiedView] | None = None
+        """The current factory's checked view (checking it costs O(N) key aggregation)."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -226,8 +239,9 @@ class ClientDaemon:
                     factory_id=Hex32(fid) if fid is not None else None,
                 )
             )
+            self._ceremony_wait = None
             while True:
-                msg = await conn.receive_message()
+                msg = await conn.receive_message(self._ceremony_wait)
                 if isinstance(msg, ChannelMsg):
                     await self._on_channel(msg)
                     continue
@@ -268,9 +282,7 @@ class ClientDaemon:
             return
         # first open, or redo one a crash interrupted (deterministic: same signatures)
         secrets = channel_secrets(self.key, fid, pos)
-        funding = channel_funding(
-            self._propose_of(row), self.config.lsp_pubkey, self.key.public_key
-        )
+        funding = view_funding(self._verified_of(row))
         ours = open_message(
             secrets,
             funding,
@@ -422,28 +434,35 @@ class ClientDaemon:
             raise Refused(f"message for factory {fid.hex()[:16]} not expected ({have})")
         return row
 
-    def _propose_of(self, row: Any) -> FactoryPropose:
-        from superscalar.wire.codec import decode
+    def _expectation(self, msg: FactoryPropose) -> ClientExpectation:
+        return ClientExpectation(
+            self.key.public_key,
+            channel_capacity(self.config.amount_sat),
+            self.config.lsp_pubkey,
+            params_of(msg),
+            initial=True,
+        )
 
+    def _verified_of(self, row: Any) -> VerifiedView:
+        """Our stored view, checked again after a restart (it is what we signed)."""
+        fid = bytes.fromhex(row["factory_id"])
+        if self._verified is not None and self._verified[0] == fid:
+            return self._verified[1]
         msg = decode(row["propose"])
         assert isinstance(msg, FactoryPropose)
-        return msg
+        verified = verify_view(view_of(msg, self.config.lsp_pubkey), self._expectation(msg))
+        self._verified = (fid, verified)
+        return verified
 
     def _on_propose(self, msg: FactoryPropose) -> Message:
         if self._current() is not None:
             raise Refused("already in a factory")
-        pos = msg.position
-        if pos >= len(msg.clients) or msg.clients[pos].key.to_key() != self.key.public_key:
-            raise Refused("our key is not at the proposed position")
-        lsp = self.config.lsp_pubkey
         try:
-            tree = tree_of(msg, lsp)
-            expect = ClientExpectation(
-                self.key.public_key, channel_capacity(self.config.amount_sat), lsp, params_of(msg)
-            )
-            verified = verify_view(extract_view(tree, pos), expect)
+            verified = verify_view(view_of(msg, self.config.lsp_pubkey), self._expectation(msg))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"proposed factory refused: {exc}") from exc
+        view = verified.view
+        pos = view.client
         fid = bytes(msg.factory_id)
         with self.db.transaction() as c:
             c.execute(
@@ -455,7 +474,7 @@ class ClientDaemon:
                     msg.attempt,
                     pos,
                     encode(msg).decode(),
-                    bytes(msg.funding_txid)[::-1].hex(),
+                    view.funding_outpoint.txid[::-1].hex(),
                     now(),
                     now(),
                 ),
@@ -463,6 +482,10 @@ class ClientDaemon:
             c.execute(
                 "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
             )
+        self._verified = (fid, verified)
+        n = len(view.participants)
+        wait = self.config.step_timeout
+        self._ceremony_wait = client_step_timeout(n) if wait is None else wait
         self._signer = Signer(pos + 1, self.key, verified.sessions)
         bundle = self._signer.nonces()
         return FactoryNonces(
@@ -492,21 +515,12 @@ class ClientDaemon:
     def _on_ready(self, msg: FactoryReady) -> None:
         fid = bytes(msg.factory_id)
         row = self._expect_row(fid, "psigs_sent", "ready", "funded", "closed")
-        propose = self._propose_of(row)
-        tree = tree_of(propose, self.config.lsp_pubkey)
         pos = int(row["position"])
         try:
             bundle = SignatureBundle.from_bytes(bytes(msg.bundle))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"bad signatures: {exc}") from exc
-        view = extract_view(tree, pos)
-        expect = ClientExpectation(
-            self.key.public_key,
-            channel_capacity(self.config.amount_sat),
-            self.config.lsp_pubkey,
-            params_of(propose),
-        )
-        sessions = {s.id: s for s in verify_view(view, expect).sessions}
+        sessions = {s.id: s for s in self._verified_of(row).sessions}
         sigs = bundle.as_dict()
         if bundle.signer != pos + 1 or set(sigs) != set(sessions):
             raise Refused("signatures do not cover our path")
@@ -524,15 +538,25 @@ class ClientDaemon:
                     "UPDATE factories SET state='ready', updated=? WHERE factory_id=?",
                     (now(), fid.hex()),
                 )
+        self._ceremony_wait = None
         return None
 
     def _on_funded(self, msg: FactoryFunded) -> None:
         fid = bytes(msg.factory_id)
         row = self._expect_row(fid, "ready", "funded", "closed")
-        propose = self._propose_of(row)
-        if bytes(msg.txid) != bytes(propose.funding_txid):
+        verified = self._verified_of(row)
+        outpoint = verified.view.funding_outpoint
+        if bytes(msg.txid) != outpoint.txid:
             raise Refused("funding txid differs from the proposed one")
         if row["state"] == "ready":
+            # what we signed spends an output keyed by the participants our view listed:
+            # only the chain can say the funding tx really pays that key that amount
+            try:
+                info = self.chain.get_tx_out(outpoint.txid[::-1].hex(), outpoint.vout)
+            except (ChainUnavailable, ChainResponseError, RpcError) as exc:
+                raise Refused(f"cannot look up the funding output: {exc}") from exc
+            if info is None or info.txout != verified.funding_txout:
+                raise Refused("the funding output on chain is not the one our view describes")
             self._set_state(fid, "funded")
         return None
 
@@ -550,13 +574,14 @@ class ClientDaemon:
         ):
             self._set_state(fid, "aborted")
             self._signer = None
+        self._ceremony_wait = None
         return None
 
     def _close_spend(self, row: Any, msg: ClosePropose) -> Any:
-        propose = self._propose_of(row)
-        scripts = FactoryScripts.build(build_shape(spec_of(propose, self.config.lsp_pubkey)))
+        verified = self._verified_of(row)
+        view = verified.view
         pos = int(row["position"])
-        if len(msg.payouts) != len(propose.clients):
+        if len(msg.payouts) != len(view.participants):
             raise Refused("close pays a different number of clients")
         ours = msg.payouts[pos]
         expected = int(self.config.amount_sat)
@@ -565,8 +590,13 @@ class ClientDaemon:
         if bytes(ours.script).hex() != self._kv("payout_script") or ours.amount_sat < expected:
             raise Refused("close does not pay us our channel balance")
         try:
-            return cooperative_close(
-                scripts,
+            # O(N): the close pays every client, and we sign the whole tx
+            ref = FundingRef(
+                view.funding_outpoint, view.funding_amount, view.lsp, view.participants
+            )
+            return funding_close(
+                verified.funding_output,
+                ref,
                 [TxOut(p.amount_sat, bytes(p.script)) for p in msg.payouts],
                 bytes(msg.lsp_script),
                 Feerate(msg.feerate_sat_per_kvb),

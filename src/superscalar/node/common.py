@@ -1,9 +1,10 @@
-"""What both daemons share: node keys on disk, the factory rebuilt from a PROPOSE.
+"""What both daemons share: node keys on disk, the factory terms and a client's view.
 
-Why the client rebuilds the tree from the spec instead of taking a path from
-the LSP: the spec is small (keys, amounts, params, L-stock points), the build is
-deterministic, and the client then runs `verify_view` on its own extraction, so
-nothing it signs comes from the LSP unchecked.
+The LSP keeps the full factory terms (`FactoryTerms`: every client, the
+L-stock points) and builds the tree once per factory. A client never sees the
+tree: its PROPOSE carries only its path view (`factory.ClientView`), which it
+checks with `verify_view`, so nothing it signs comes from the LSP unchecked and
+its work stays O(log N) transactions plus the O(N) participant keys.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from superscalar.bitcoin.tx import OutPoint
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     ClientSpec,
+    ClientView,
     DWParams,
     FactoryParams,
     FactorySpec,
@@ -26,6 +28,7 @@ from superscalar.factory import (
 )
 from superscalar.store.db import Database
 from superscalar.store.schema import DAEMON_MIGRATIONS
+from superscalar.wire.codec import U32, Hex32, PublicKeyHex, Record, UInt, XOnlyHex
 from superscalar.wire.messages import FactoryPropose
 
 CRASH_ENV = "SUPERSCALAR_DEV_CRASH"
@@ -40,16 +43,34 @@ def crash_point(name: str) -> None:
 __all__ = [
     "CRASH_ENV",
     "KEY_FILE",
+    "FactoryTerms",
+    "ProposedClient",
+    "client_step_timeout",
     "crash_point",
+    "default_step_timeout",
     "load_or_create_key",
     "now",
     "open_db",
     "params_of",
     "spec_of",
     "tree_of",
+    "view_of",
 ]
 
 KEY_FILE = "node_key"
+
+
+def default_step_timeout(n_clients: int) -> float:
+    """How long the LSP waits for every client's reply to one ceremony step. A client's
+    check is O(N) key aggregation (~0.2 ms per key) and N clients may share a few cores,
+    so the wait grows with N: 60 s up to a few dozen clients, ~10 min at N = 1024."""
+    return 60.0 + 0.5 * n_clients
+
+
+def client_step_timeout(n_clients: int) -> float:
+    """How long a client mid-ceremony waits for the LSP's next message: the LSP may wait
+    a whole step for the slowest client, then needs a moment itself; past that it is gone."""
+    return 2 * default_step_timeout(n_clients) + 30.0
 
 
 def now() -> int:
@@ -78,7 +99,31 @@ def open_db(datadir: Path) -> Database:
     return Database.open(datadir / "node.sqlite3", DAEMON_MIGRATIONS)
 
 
-def params_of(msg: FactoryPropose) -> FactoryParams:
+class ProposedClient(Record):
+    """One client of a factory, in position order."""
+
+    key: PublicKeyHex
+    amount_sat: UInt
+
+
+class FactoryTerms(Record):
+    """The LSP's record of a factory: everything the tree is built from (never sent whole:
+    each client gets its own `ClientView` cut from the tree)."""
+
+    factory_id: Hex32
+    clients: tuple[ProposedClient, ...]
+    funding_txid: Hex32
+    funding_vout: U32
+    funding_amount: UInt
+    cltv_timeout: U32
+    arity: tuple[U32, ...]
+    states_per_layer: U32
+    step_blocks: U32
+    anchor_value: UInt
+    lstock_points: tuple[XOnlyHex, ...]
+
+
+def params_of(msg: FactoryTerms | FactoryPropose) -> FactoryParams:
     return FactoryParams(
         cltv_timeout=msg.cltv_timeout,
         arity=tuple(msg.arity),
@@ -87,14 +132,22 @@ def params_of(msg: FactoryPropose) -> FactoryParams:
     )
 
 
-def spec_of(msg: FactoryPropose, lsp: PublicKey) -> FactorySpec:
+def spec_of(msg: FactoryTerms, lsp: PublicKey) -> FactorySpec:
     clients = tuple(ClientSpec(c.key.to_key(), c.amount_sat) for c in msg.clients)
     outpoint = OutPoint(bytes(msg.funding_txid), msg.funding_vout)
     return FactorySpec(lsp, clients, outpoint, msg.funding_amount, params_of(msg))
 
 
-def tree_of(msg: FactoryPropose, lsp: PublicKey) -> FactoryTree:
-    """Deterministic: the LSP and every client build the same tree from the same PROPOSE."""
+def tree_of(msg: FactoryTerms, lsp: PublicKey) -> FactoryTree:
+    """Deterministic: the same terms always give the same tree (the LSP rebuilds it after
+    a restart)."""
     shape = build_shape(spec_of(msg, lsp))
     state = FactoryState.initial(shape, [p.to_key() for p in msg.lstock_points])
     return FactoryTree.build(shape, state)
+
+
+def view_of(msg: FactoryPropose, lsp: PublicKey) -> ClientView:
+    """The client's view out of PROPOSE (strict decode; `ViewError` if malformed). The
+    parameters it is checked against travel beside it and are not trusted either: the
+    client's `ClientExpectation` bounds what it accepts (exit delay budget)."""
+    return ClientView.from_bytes(bytes(msg.view), params_of(msg), lsp)

@@ -17,6 +17,12 @@ all come from `superscalar.factory`. What this module adds is ordering:
 - A funded client that reconnects gets our channel_reestablish before any
   channel update; interrupted forwards then resume from the `forwards` table
   (see `forwarding`), which is written in the channel steps' own transactions.
+
+Scale: the tree, signing plan and final signatures are built once per factory
+(`Built`, kept in memory, rebuilt from the stored `FactoryTerms` after a
+restart), so PROPOSE (each client's path view), READY and a channel's funding
+outpoint cost O(path) per client, not O(N). Each ceremony step gives every
+client `LspConfig.ceremony_step_timeout`, which grows with N.
 """
 
 from __future__ import annotations
@@ -53,7 +59,9 @@ from superscalar.factory import (
     ClientSpec,
     Coordinator,
     FactoryScripts,
-    FactorySpec,
+    FactoryState,
+    FactoryTree,
+    KeyAggCache,
     LStockSecrets,
     NonceBundle,
     PartialSigBundle,
@@ -62,6 +70,7 @@ from superscalar.factory import (
     SigningPlan,
     build_shape,
     cooperative_close,
+    extract_view,
 )
 from superscalar.factory.errors import FactoryError
 from superscalar.store.db import Database
@@ -75,7 +84,8 @@ from superscalar.wire.codec import (
     PublicKeyHex,
     XOnlyHex,
     decode,
-    encode,
+    decode_record,
+    encode_record,
 )
 from superscalar.wire.connection import PeerConnection, PeerServer, exchange_init, start_server
 from superscalar.wire.errors import ProtocolViolationError, WireError
@@ -95,7 +105,6 @@ from superscalar.wire.messages import (
     FactoryReady,
     JoinRequest,
     Payout,
-    ProposedClient,
 )
 
 from .chancodec import decode_message
@@ -109,7 +118,16 @@ from .channels import (
     opening_balances,
     stored_balances,
 )
-from .common import now, open_db, spec_of, tree_of
+from .common import (
+    FactoryTerms,
+    ProposedClient,
+    default_step_timeout,
+    now,
+    open_db,
+    spec_of,
+    tree_of,
+    view_of,
+)
 from .control import write_control_port
 from .forwarding import Forwarder, forward_journal
 
@@ -118,6 +136,18 @@ __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
 log = logging.getLogger(__name__)
 
 STEP_TIMEOUT = 60.0
+"""How long a peer may take to send its JoinRequest after the handshake."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """One factory's tree and signing plan, built once (O(N)) and reused for every client."""
+
+    terms: FactoryTerms
+    tree: FactoryTree
+    plan: SigningPlan
+
+
 M = TypeVar("M", bound=Message)
 
 
@@ -144,6 +174,14 @@ class LspConfig:
     lifetime_blocks: int = 1000
     anchor_value: int = 240
     close_feerate: int = 2000
+    step_timeout: float | None = None
+    """Seconds each client gets per ceremony step (None: `default_step_timeout(n_clients)`)."""
+
+    @property
+    def ceremony_step_timeout(self) -> float:
+        if self.step_timeout is not None:
+            return self.step_timeout
+        return default_step_timeout(self.n_clients)
 
 
 @dataclass(eq=False)
@@ -187,6 +225,10 @@ class LspDaemon:
         self._lock = asyncio.Lock()
         self.channels: dict[int, ChannelShell] = {}
         """The current factory's leaf channels, by client position."""
+        self._built: dict[bytes, Built] = {}
+        """Trees of factories this process has built or loaded (the live one, mostly)."""
+        self._signatures: dict[bytes, dict[int, bytes]] = {}
+        """Final tree signatures by session, per signed factory (what READY carries)."""
 
     # -- startup ------------------------------------------------------------------------
 
@@ -321,8 +363,18 @@ class LspDaemon:
         ).fetchone()
         return int(row["position"])
 
-    def _propose_base(self, peers: list[Peer]) -> tuple[FactoryPropose, Transaction, bytes]:
-        """Build the spec, fund it with the wallet (unsigned), return PROPOSE for position 0."""
+    def _built_for(self, fid: bytes) -> Built:
+        """The factory's tree and plan, from memory or rebuilt once from its stored terms."""
+        built = self._built.get(fid)
+        if built is None:
+            terms = decode_record(self._row(fid)["propose"], FactoryTerms)
+            tree = tree_of(terms, self.key.public_key)
+            built = Built(terms, tree, SigningPlan.for_tree(tree))
+            self._built[fid] = built
+        return built
+
+    def _propose_base(self, peers: list[Peer]) -> tuple[Built, Transaction, bytes]:
+        """Build the terms and tree, fund the funding output with the wallet (unsigned)."""
         cfg = self.config
         height = self.chain.get_block_count()
         clients = tuple(ClientSpec(p.key, channel_capacity(p.join.amount_sat)) for p in peers)
@@ -330,10 +382,8 @@ class LspDaemon:
         amount = sum(c.channel_amount for c in clients) + n * cfg.lstock_sat
         amount += 8 * n * cfg.anchor_value
         seed = os.urandom(32)
-        base = FactoryPropose(
+        terms = FactoryTerms(
             factory_id=Hex32(os.urandom(32)),
-            attempt=1,
-            position=0,
             clients=tuple(
                 ProposedClient(key=PublicKeyHex.of(c.key), amount_sat=c.channel_amount)
                 for c in clients
@@ -348,34 +398,52 @@ class LspDaemon:
             anchor_value=cfg.anchor_value,
             lstock_points=(),
         )
-        shape = build_shape(spec_of(base, self.key.public_key))
+        cache = KeyAggCache()
+        shape = build_shape(spec_of(terms, self.key.public_key))
         secrets = LStockSecrets(seed)
         points = tuple(XOnlyHex.of(secrets.point(leaf, 0)) for leaf in range(len(shape.leaves)))
-        funding_out = FactoryScripts.build(shape).funding.txout(amount)
+        funding_out = FactoryScripts.build(shape, cache).funding.txout(amount)
         unsigned = self.chain.fund_transaction([funding_out])
         vout = next(
             i
             for i, o in enumerate(unsigned.outputs)
             if o.script_pubkey == funding_out.script_pubkey
         )
-        base = _replace(
-            base, funding_txid=Hex32(unsigned.txid), funding_vout=vout, lstock_points=points
+        terms = msgspec.structs.replace(
+            terms, funding_txid=Hex32(unsigned.txid), funding_vout=vout, lstock_points=points
         )
-        return base, unsigned, seed
+        shape = build_shape(spec_of(terms, self.key.public_key))
+        state = FactoryState.initial(shape, [p.to_key() for p in points])
+        tree = FactoryTree.build(shape, state, FactoryScripts.build(shape, cache))
+        return Built(terms, tree, SigningPlan.for_tree(tree)), unsigned, seed
+
+    def _propose_for(self, built: Built, position: int) -> FactoryPropose:
+        """Client `position`'s PROPOSE: the parameters and its path view only."""
+        t = built.terms
+        return FactoryPropose(
+            factory_id=t.factory_id,
+            attempt=1,
+            cltv_timeout=t.cltv_timeout,
+            arity=t.arity,
+            states_per_layer=t.states_per_layer,
+            step_blocks=t.step_blocks,
+            anchor_value=t.anchor_value,
+            view=Hex(extract_view(built.tree, position).to_bytes()),
+        )
 
     async def _ceremony(self, peers: list[Peer]) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
         try:
-            base, unsigned, seed = self._propose_base(peers)
+            built, unsigned, seed = self._propose_base(peers)
         except Exception as exc:  # chain trouble: wait and let the next join retry
             log.error("cannot fund a factory: %s", exc)
             await asyncio.sleep(1)
             self._wake.set()
             return
-        fid = bytes(base.factory_id)
-        tree = tree_of(base, self.key.public_key)
-        plan = SigningPlan.for_tree(tree)
+        fid = bytes(built.terms.factory_id)
+        self._built = {fid: built}
+        plan = built.plan
         coordinator = Coordinator(plan)
         with self.db.transaction() as c:
             c.execute(
@@ -384,7 +452,7 @@ class LspDaemon:
                 " VALUES (?, 'lsp', 1, 'proposed', ?, ?, ?, ?, ?, ?)",
                 (
                     fid.hex(),
-                    encode(base).decode(),
+                    encode_record(built.terms).decode(),
                     seed.hex(),
                     unsigned.hex(),
                     unsigned.txid_hex,
@@ -392,20 +460,22 @@ class LspDaemon:
                     now(),
                 ),
             )
-            for pos, p in enumerate(peers):
-                c.execute(
-                    "INSERT INTO factory_clients VALUES (?, ?, ?, ?, ?)",
+            c.executemany(
+                "INSERT INTO factory_clients VALUES (?, ?, ?, ?, ?)",
+                [
                     (
                         fid.hex(),
                         pos,
                         p.key.hex(),
                         p.join.amount_sat,
                         bytes(p.join.payout_script).hex(),
-                    ),
-                )
+                    )
+                    for pos, p in enumerate(peers)
+                ],
+            )
         try:
             for pos, p in enumerate(peers):
-                await self._send(p, _replace(base, position=pos))
+                await self._send(p, self._propose_for(built, pos))
             bundles = await self._gather(peers, FactoryNonces, fid)
             for pos, (p, msg) in enumerate(zip(peers, bundles, strict=True)):
                 try:
@@ -437,6 +507,7 @@ class LspDaemon:
         except PeerFault as fault:
             await self._abort(fid, peers, fault)
             return
+        self._signatures[fid] = dict(signatures)
         signed_funding = self.chain.sign_with_wallet(unsigned)
         with self.db.transaction() as c:
             c.executemany(
@@ -464,17 +535,18 @@ class LspDaemon:
         )
 
     def _ready_for(self, fid: bytes, position: int, attempt: int) -> FactoryReady:
-        row = self._row(fid)
-        propose = decode(row["propose"])
-        assert isinstance(propose, FactoryPropose)
-        plan = SigningPlan.for_tree(tree_of(propose, self.key.public_key))
-        sigs = {
-            int(r["session_id"]): bytes.fromhex(r["signature"])
-            for r in self.db.execute(
-                "SELECT session_id, signature FROM tree_signatures WHERE factory_id=?",
-                (fid.hex(),),
-            )
-        }
+        """O(path) per client: the plan and the signatures are loaded once per factory."""
+        plan = self._built_for(fid).plan
+        sigs = self._signatures.get(fid)
+        if sigs is None:
+            sigs = {
+                int(r["session_id"]): bytes.fromhex(r["signature"])
+                for r in self.db.execute(
+                    "SELECT session_id, signature FROM tree_signatures WHERE factory_id=?",
+                    (fid.hex(),),
+                )
+            }
+            self._signatures[fid] = sigs
         bundle = SignatureBundle(
             position + 1, tuple((sid, sigs[sid]) for sid in plan.sessions_for(position + 1))
         )
@@ -520,17 +592,18 @@ class LspDaemon:
             raise PeerFault(peer, f"send failed: {exc}") from exc
 
     async def _recv(self, peer: Peer, kind: type[M], fid: bytes) -> M:
+        timeout = self.config.ceremony_step_timeout
         try:
             if peer.inbox is not None:
                 try:
-                    item = await asyncio.wait_for(peer.inbox.get(), STEP_TIMEOUT)
+                    item = await asyncio.wait_for(peer.inbox.get(), timeout)
                 except TimeoutError as exc:
                     raise PeerFault(peer, "timed out") from exc
                 if isinstance(item, WireError):
                     raise item
                 msg = item
             else:
-                msg = await peer.conn.receive_message(STEP_TIMEOUT)
+                msg = await peer.conn.receive_message(timeout)
         except WireError as exc:
             raise PeerFault(peer, f"{type(exc).__name__}: {exc}") from exc
         if isinstance(msg, Error):
@@ -614,8 +687,6 @@ class LspDaemon:
             row = self._row(fid)
             if row["state"] != "funded":
                 raise ValueError(f"factory is {row['state']}: no channel to open")
-            propose = decode(row["propose"])
-            assert isinstance(propose, FactoryPropose)
             amount = int(
                 self.db.execute(
                     "SELECT amount_sat FROM factory_clients WHERE factory_id=? AND position=?",
@@ -626,7 +697,7 @@ class LspDaemon:
             if cmsg.balance_msat != client_msat or cmsg.is_initiator:
                 raise ValueError("channel_open with the wrong balance or role")
             secrets = channel_secrets(self.key, fid, pos)
-            funding = channel_funding(propose, self.key.public_key, peer.key)
+            funding = channel_funding(self._built_for(fid).tree, pos)
             if shell is not None and shell.state is not None:
                 close_script = shell.state.local_close_script
             else:
@@ -717,8 +788,7 @@ class LspDaemon:
             row = self._row(fid)
             if row["state"] != "funded":
                 raise RuntimeError(f"factory is {row['state']}, not funded")
-            propose = decode(row["propose"])
-            assert isinstance(propose, FactoryPropose)
+            terms = self._built_for(fid).terms
             clients = list(
                 self.db.execute(
                     "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position",
@@ -748,10 +818,8 @@ class LspDaemon:
             )
             lsp_script = script_for_address(self.chain.get_new_address())
             feerate = self.config.close_feerate
-            spec: FactorySpec = spec_of(propose, self.key.public_key)
-            scripts = FactoryScripts.build(build_shape(spec))
             spend = cooperative_close(
-                scripts,
+                self._built_for(fid).tree.scripts,
                 [TxOut(p.amount_sat, bytes(p.script)) for p in payouts],
                 lsp_script,
                 Feerate(feerate),
@@ -824,8 +892,8 @@ class LspDaemon:
                 [p.amount_sat for p in payouts],
                 sum(o.value for o in tx.outputs) - sum(p.amount_sat for p in payouts),
                 remainders,
-                propose.funding_amount - sum(o.value for o in tx.outputs),
-                propose.funding_amount,
+                terms.funding_amount - sum(o.value for o in tx.outputs),
+                terms.funding_amount,
             )
             with self.db.transaction() as c:
                 c.execute(
@@ -899,8 +967,6 @@ def status_snapshot(
         factories = []
         for row in db.execute("SELECT * FROM factories ORDER BY created"):
             fid = row["factory_id"]
-            propose = decode(row["propose"])
-            assert isinstance(propose, FactoryPropose)
             clients = [
                 dict(r)
                 for r in db.execute(
@@ -909,44 +975,28 @@ def status_snapshot(
                     (fid,),
                 )
             ]
-            lsp_key = (
-                PublicKey.from_hex(_kv(db, "lsp_pubkey") or key.hex()) if role == "client" else key
-            )
+            live = row["state"] != "aborted"
+            if role == "client":
+                factories.append(_client_factory_status(db, row, live))
+                continue
+            terms = decode_record(row["propose"], FactoryTerms)
             nodes = []
-            if row["state"] not in ("aborted",):
-                tree = tree_of(propose, lsp_key)
-                for tx in tree.txs:
-                    nodes.append(
-                        {
-                            "index": tx.index,
-                            "kind": str(tx.kind),
-                            "txid": tx.tx.txid_hex,
-                            "sequence": tx.sequence,
-                            "outputs": [o.value for o in tx.tx.outputs],
-                        }
-                    )
-            sigs = db.execute(
-                "SELECT COUNT(*) FROM tree_signatures WHERE factory_id=?", (fid,)
-            ).fetchone()[0]
+            if live:
+                for tx in tree_of(terms, key).txs:
+                    nodes.append(_node_status(tx.index, str(tx.kind), tx.tx))
             factories.append(
                 {
                     "factory_id": fid,
                     "state": row["state"],
                     "position": row["position"],
                     "funding_txid": row["funding_txid"],
-                    "funding_amount": propose.funding_amount,
-                    "cltv_timeout": propose.cltv_timeout,
+                    "funding_amount": terms.funding_amount,
+                    "cltv_timeout": terms.cltv_timeout,
                     "close_txid": row["close_txid"],
-                    "clients": clients
-                    or [
-                        {"position": i, "pubkey": c.key.hex(), "amount_sat": c.amount_sat}
-                        for i, c in enumerate(propose.clients)
-                    ],
-                    "signatures": sigs,
-                    "lsp_balance_sat": propose.funding_amount
-                    - sum(int(c["amount_sat"]) for c in clients)
-                    if clients
-                    else propose.funding_amount - sum(c.amount_sat for c in propose.clients),
+                    "clients": clients,
+                    "signatures": _count_signatures(db, fid),
+                    "lsp_balance_sat": terms.funding_amount
+                    - sum(int(c["amount_sat"]) for c in clients),
                     "nodes": nodes,
                 }
             )
@@ -980,13 +1030,49 @@ def status_snapshot(
         db.close()
 
 
+def _node_status(index: int, kind: str, tx: Transaction) -> dict[str, Any]:
+    return {
+        "index": index,
+        "kind": kind,
+        "txid": tx.txid_hex,
+        "sequence": tx.inputs[0].sequence,
+        "outputs": [o.value for o in tx.outputs],
+    }
+
+
+def _count_signatures(db: Database, fid: str) -> int:
+    return int(
+        db.execute("SELECT COUNT(*) FROM tree_signatures WHERE factory_id=?", (fid,)).fetchone()[0]
+    )
+
+
+def _client_factory_status(db: Database, row: Any, live: bool) -> dict[str, Any]:
+    """A client's factory as it knows it: its own path (the tree's other txs and the other
+    clients' amounts are not its business and never reached it)."""
+    propose = decode(row["propose"])
+    assert isinstance(propose, FactoryPropose)
+    lsp_key = PublicKey.from_hex(_kv(db, "lsp_pubkey") or "")
+    view = view_of(propose, lsp_key)
+    me = view.client
+    own = view.steps[-1].tx.outputs[me - view.steps[-1].signers[0]].value
+    return {
+        "factory_id": row["factory_id"],
+        "state": row["state"],
+        "position": row["position"],
+        "funding_txid": row["funding_txid"],
+        "funding_amount": view.funding_amount,
+        "cltv_timeout": propose.cltv_timeout,
+        "close_txid": row["close_txid"],
+        "clients": [{"position": me, "pubkey": view.participants[me].hex(), "amount_sat": own}],
+        "signatures": _count_signatures(db, row["factory_id"]),
+        "lsp_balance_sat": None,
+        "nodes": [_node_status(s.tx_index, str(s.kind), s.tx) for s in view.steps] if live else [],
+    }
+
+
 def _kv(db: Database, key: str) -> str | None:
     row = db.execute("SELECT value FROM node_kv WHERE key=?", (key,)).fetchone()
     return None if row is None else str(row["value"])
-
-
-def _replace(msg: FactoryPropose, **changes: Any) -> FactoryPropose:
-    return msgspec.structs.replace(msg, **changes)
 
 
 async def _expect(conn: PeerConnection, kind: type[M], timeout: float = STEP_TIMEOUT) -> M:

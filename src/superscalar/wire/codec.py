@@ -54,7 +54,7 @@ import re
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Self, TypeAlias, Union, dataclass_transform
+from typing import Annotated, Any, ClassVar, Self, TypeAlias, TypeVar, Union, dataclass_transform
 
 import msgspec
 import msgspec.inspect as mi
@@ -95,7 +95,9 @@ __all__ = [
     "WireDecodeError",
     "XOnlyHex",
     "decode",
+    "decode_record",
     "encode",
+    "encode_record",
     "message_types",
     "negotiate",
 ]
@@ -425,6 +427,24 @@ def encode(message: Message) -> bytes:
         raise TypeError(f"can only encode a Message, not {type(message).__name__}")
     _get_decoder()  # validates the schema once, so a bad struct fails loudly at first use
     return _encoder.encode(message)
+
+
+R = TypeVar("R", bound=Record)
+
+
+def encode_record(record: Record) -> bytes:
+    """The JSON bytes of a record kept on disk rather than sent (same hex rules as messages)."""
+    return _encoder.encode(record)
+
+
+def decode_record(data: bytes | str, kind: type[R]) -> R:
+    """Strict inverse of `encode_record`: a malformed record raises `WireDecodeError`."""
+    try:
+        return msgspec.json.decode(data, type=kind, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        raise WireDecodeError(DecodeFailure.INVALID, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise WireDecodeError(DecodeFailure.NOT_JSON, str(exc)) from None
 
 
 def _classify(exc: msgspec.ValidationError) -> DecodeFailure:

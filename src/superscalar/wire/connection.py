@@ -85,6 +85,11 @@ class ConnectionLimits:
 
 Handler = Callable[["PeerConnection"], Awaitable[None]]
 
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before we accept them: a factory's clients may all
+connect at once, and asyncio's default of 100 leaves the rest retrying SYNs for seconds
+(past the handshake timeout)."""
+
 
 class PeerConnection:
     """One authenticated peer. Create with `open_connection` or receive from `start_server`."""
@@ -359,7 +364,7 @@ class PeerServer:
         return port
 
     async def _start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._accept, host, port)
+        self._server = await asyncio.start_server(self._accept, host, port, backlog=LISTEN_BACKLOG)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -4,8 +4,8 @@ Flow (one `attempt` number per ceremony try, so a restarted ceremony can never
 be confused with the one it replaces):
 
     client → LSP   join_request        (its channel amount and payout script)
-    LSP → client   factory_propose     (the factory spec: everything the client needs
-                                        to rebuild and check the tree itself)
+    LSP → client   factory_propose     (the parameters and the client's own root→leaf
+                                        path view, which it checks before signing)
     client → LSP   factory_nonces      (sparse: its own path sessions only)
     LSP → client   factory_agg_nonces
     client → LSP   factory_psigs
@@ -28,11 +28,9 @@ from superscalar.wire.codec import (
     Hex,
     Hex32,
     Message,
-    PublicKeyHex,
     Record,
     Text,
     UInt,
-    XOnlyHex,
 )
 
 __all__ = [
@@ -51,7 +49,6 @@ __all__ = [
     "FactoryReady",
     "JoinRequest",
     "Payout",
-    "ProposedClient",
 ]
 
 
@@ -79,30 +76,24 @@ class ChannelMsg(Message, tag="channel_msg"):
     payload: ChannelPayload
 
 
-class ProposedClient(Record):
-    """One client of a proposed factory, in position order."""
-
-    key: PublicKeyHex
-    amount_sat: UInt
-
-
 class FactoryPropose(Message, tag="factory_propose"):
-    """LSP → client: the factory spec and DW state; the client rebuilds the tree and checks
-    its own path with `factory.verify_view` before it sends a single nonce."""
+    """LSP → client: the agreed parameters and the client's path-only view
+    (`factory.ClientView.to_bytes`: its position, the funding outpoint, every participant
+    key, its root→leaf path txs with their node ranges, its leaf's L-stock point).
+
+    O(log N) transactions and O(N) keys per client: the keys are needed because the
+    funding output (and each node output on the path) aggregates them all. The client
+    checks it all with `factory.verify_view` before it sends a single nonce."""
 
     factory_id: Hex32
     attempt: U32
-    position: U32
-    clients: tuple[ProposedClient, ...]
-    funding_txid: Hex32
-    funding_vout: U32
-    funding_amount: UInt
     cltv_timeout: U32
     arity: tuple[U32, ...]
     states_per_layer: U32
     step_blocks: U32
     anchor_value: UInt
-    lstock_points: tuple[XOnlyHex, ...]
+    view: Hex
+    """Bounded by the framing limit; `ClientView.from_bytes` bounds each part."""
 
 
 class FactoryNonces(Message, tag="factory_nonces"):

@@ -1,0 +1,158 @@
+"""A client checks its path-only PROPOSE before it generates a single nonce.
+
+The daemon is real (its own SQLite datadir); the PROPOSE is cut from a real
+tree with `extract_view`, then tampered with as a cheating LSP would. A refused
+PROPOSE leaves no factory row, no nonce use and no signer behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn
+from superscalar.chain.bitcoind import BitcoindClient
+from superscalar.factory import (
+    ClientView,
+    DWParams,
+    FactoryParams,
+    FeePolicy,
+    extract_view,
+)
+from superscalar.factory.outputs import timeout_output
+from superscalar.node.client import ClientConfig, ClientDaemon, Refused
+from superscalar.wire.codec import Hex, Hex32, decode
+from superscalar.wire.messages import FactoryNonces, FactoryPropose
+
+from ..factory.helpers import CHANNEL, make_tree, secret
+
+PARAMS = FactoryParams(
+    cltv_timeout=1_000, arity=(2,), dw=DWParams(4, 10), fees=FeePolicy(anchor_value=240)
+)
+TREE = make_tree(8, PARAMS)
+CLIENT = 2
+
+
+def propose(view: ClientView | bytes) -> FactoryPropose:
+    raw = view if isinstance(view, bytes) else view.to_bytes()
+    return FactoryPropose(
+        factory_id=Hex32(b"\x11" * 32),
+        attempt=1,
+        cltv_timeout=PARAMS.cltv_timeout,
+        arity=PARAMS.arity,
+        states_per_layer=PARAMS.dw.states_per_layer,
+        step_blocks=PARAMS.dw.step_blocks,
+        anchor_value=PARAMS.fees.anchor_value,
+        view=Hex(raw),
+    )
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[ClientDaemon]:
+    config = ClientConfig(tmp_path, "127.0.0.1", 1, secret(0).public_key, CHANNEL // 2)
+    # the chain is never asked anything before funding
+    d = ClientDaemon(config, secret(CLIENT + 1), BitcoindClient("http://u:p@127.0.0.1:1/"))
+    try:
+        yield d
+    finally:
+        d.db.close()
+
+
+def assert_refused_before_nonces(daemon: ClientDaemon, msg: FactoryPropose, match: str) -> None:
+    with pytest.raises(Refused, match=match):
+        daemon._on_propose(msg)
+    assert daemon._signer is None
+    assert daemon.db.execute("SELECT COUNT(*) FROM factories").fetchone()[0] == 0
+    assert daemon.db.execute("SELECT COUNT(*) FROM nonce_use").fetchone()[0] == 0
+
+
+def with_step_tx(view: ClientView, index: int, tx: Transaction) -> ClientView:
+    steps = list(view.steps)
+    steps[index] = replace(steps[index], tx=tx)
+    return replace(view, steps=tuple(steps))
+
+
+def test_honest_propose_gets_nonces_and_the_view_is_stored(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    reply = daemon._on_propose(propose(view))
+    assert isinstance(reply, FactoryNonces)
+    row = daemon._current()
+    assert row["state"] == "nonces_sent" and row["position"] == CLIENT
+    stored = decode(row["propose"])
+    assert isinstance(stored, FactoryPropose) and bytes(stored.view) == view.to_bytes()
+    assert row["funding_txid"] == TREE.shape.spec.funding_outpoint.txid[::-1].hex()
+
+
+def test_own_channel_amount_changed_is_refused(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    leaf = view.steps[-1].tx
+    mine = CLIENT - view.steps[-1].signers[0]
+    outs = list(leaf.outputs)
+    outs[mine] = replace(outs[mine], value=outs[mine].value - 1_000)
+    outs[-2] = replace(outs[-2], value=outs[-2].value + 1_000)  # still conserves value
+    evil = with_step_tx(view, len(view.steps) - 1, replace(leaf, outputs=tuple(outs)))
+    assert_refused_before_nonces(daemon, propose(evil), "own channel capacity")
+
+
+def test_sibling_output_paid_to_the_wrong_key_is_refused(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    root_state = view.steps[1]
+    other = 1 - (root_state.next_vout or 0)
+    outs = list(root_state.tx.outputs)
+    thief = timeout_output([secret(0).public_key], secret(0).xonly_public_key, 1_000)
+    outs[other] = thief.txout(outs[other].value)
+    evil = with_step_tx(view, 1, replace(root_state.tx, outputs=tuple(outs)))
+    assert_refused_before_nonces(daemon, propose(evil), "not the node output")
+
+
+def test_our_key_swapped_out_of_the_participants_is_refused(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    parts = list(view.participants)
+    parts[CLIENT] = secret(99).public_key
+    assert_refused_before_nonces(
+        daemon, propose(replace(view, participants=tuple(parts))), "claimed position"
+    )
+
+
+def test_state_sequence_off_the_dw_grid_is_refused(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    state = view.steps[1].tx
+    txin = replace(state.inputs[0], sequence=state.inputs[0].sequence + 1)
+    evil = with_step_tx(view, 1, replace(state, inputs=(txin,)))
+    assert_refused_before_nonces(daemon, propose(evil), "not a DW state")
+
+
+def test_path_not_spending_the_funding_outpoint_is_refused(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    elsewhere = OutPoint(b"\x22" * 32, 0)
+    kickoff = view.steps[0].tx
+    evil = with_step_tx(view, 0, replace(kickoff, inputs=(TxIn(elsewhere, sequence=0xFFFFFFFF),)))
+    assert_refused_before_nonces(daemon, propose(evil), "previous path output")
+
+
+def test_funding_amount_that_does_not_match_the_path_is_refused(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    evil = replace(view, funding_amount=view.funding_amount + 10_000)
+    assert_refused_before_nonces(daemon, propose(evil), "conserve value")
+
+
+def test_malformed_view_bytes_are_refused(daemon: ClientDaemon) -> None:
+    raw = extract_view(TREE, CLIENT).to_bytes()
+    assert_refused_before_nonces(daemon, propose(raw[:-5]), "malformed")
+
+
+def test_view_for_another_position_is_refused(daemon: ClientDaemon) -> None:
+    assert_refused_before_nonces(daemon, propose(extract_view(TREE, CLIENT + 1)), "position")
+
+
+def test_new_factory_not_at_dw_state_zero_is_refused(daemon: ClientDaemon) -> None:
+    """A valid DW nSequence, but a later state: the factory would start with its updates
+    used up."""
+    view = extract_view(TREE, CLIENT)
+    state = view.steps[1].tx
+    txin = replace(state.inputs[0], sequence=PARAMS.dw.sequence(2))
+    evil = with_step_tx(view, 1, replace(state, inputs=(txin,)))
+    assert_refused_before_nonces(daemon, propose(evil), "DW state 0")
