@@ -10,15 +10,15 @@ from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
 from superscalar.watch import (
+    BreachDetected,
     Broadcast,
     BroadcastPackage,
-    BreachDetected,
     EntryKind,
     PersistScanHeight,
     Resolved,
     WatchEntry,
-    WatcherState,
     WatchError,
+    WatcherState,
     deadline_feerate,
     ladder_step,
     on_block,

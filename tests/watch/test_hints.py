@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
 from superscalar.watch import EntryKind, HintError, WatchEntry, decrypt_hint, encrypt_hint, hint_id
-from superscalar.watch.hints import _decode
+from superscalar.watch.hints import decode_entry
 
 DEST = bytes.fromhex("5120") + bytes(32)
 BREACH_TXID = hashlib.sha256(b"revoked commitment").digest()
@@ -69,7 +69,7 @@ def test_a_penalty_spending_another_transaction_is_refused() -> None:
 @given(st.binary(max_size=600))
 def test_any_plaintext_decodes_or_is_refused_with_a_hint_error(data: bytes) -> None:
     try:
-        entry = _decode(BREACH_TXID, data)
+        entry = decode_entry(BREACH_TXID, data)
     except HintError:
         return
     assert entry.trigger_txid == BREACH_TXID

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -348,12 +348,20 @@ class RegtestNode:
             tx, _ = self.wallet.fund_payment(self.spendable(), outputs, feerate, change)
             return tx
 
-    def sign_with_wallet(self, tx: Transaction) -> tuple[Transaction, bool]:
-        """signrawtransactionwithwallet: sign the inputs the wallet owns; (tx, complete)."""
+    def sign_with_wallet(
+        self, tx: Transaction, prevouts: Mapping[OutPoint, TxOut] | None = None
+    ) -> tuple[Transaction, bool]:
+        """signrawtransactionwithwallet: sign the inputs the wallet owns; (tx, complete).
+
+        `prevouts` (bitcoind's `prevtxs`) describes inputs not yet known to the
+        node, e.g. the anchor of a zero-fee parent that will go in one package.
+        """
         with self.lock:
             spent: list[TxOut] = []
             for txin in tx.inputs:
                 found = self.utxo(txin.prevout, include_mempool=True)
+                if found is None and prevouts is not None and txin.prevout in prevouts:
+                    found = (prevouts[txin.prevout], 0, False)
                 if found is None:
                     return tx, False
                 spent.append(found[0])

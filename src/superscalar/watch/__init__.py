@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from .core import (
     Active,
+    BreachDetected,
     Broadcast,
     BroadcastPackage,
-    BreachDetected,
     Effect,
     EntryKind,
     PersistScanHeight,

@@ -26,9 +26,9 @@ from ..bitcoin.tx import OutPoint, Transaction
 
 __all__ = [
     "Active",
+    "BreachDetected",
     "Broadcast",
     "BroadcastPackage",
-    "BreachDetected",
     "Effect",
     "EntryKind",
     "PersistScanHeight",

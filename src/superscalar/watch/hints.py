@@ -28,7 +28,9 @@ __all__ = [
     "BLOB_VERSION",
     "Hint",
     "HintError",
+    "decode_entry",
     "decrypt_hint",
+    "encode_entry",
     "encrypt_hint",
     "hint_id",
 ]
@@ -62,7 +64,8 @@ def hint_id(txid: bytes) -> bytes:
     return txid[:HINT_ID_LEN]
 
 
-def _encode(entry: WatchEntry) -> bytes:
+def encode_entry(entry: WatchEntry) -> bytes:
+    """The plaintext of a hint (also how a watcher stores its entries)."""
     parts = [
         _HEADER.pack(
             BLOB_VERSION,
@@ -83,11 +86,12 @@ def encrypt_hint(entry: WatchEntry) -> Hint:
     if len(entry.responses) > MAX_RESPONSES:
         raise HintError(f"at most {MAX_RESPONSES} responses per hint")
     key = entry.trigger_txid
-    blob = ChaCha20Poly1305(key).encrypt(_NONCE, _encode(entry), hint_id(key))
+    blob = ChaCha20Poly1305(key).encrypt(_NONCE, encode_entry(entry), hint_id(key))
     return Hint(hint_id(key), blob)
 
 
-def _decode(txid: bytes, data: bytes) -> WatchEntry:
+def decode_entry(txid: bytes, data: bytes) -> WatchEntry:
+    """Strictly parse a hint plaintext; `HintError` on anything malformed."""
     if len(data) < _HEADER.size:
         raise HintError("blob too short")
     version, kind, not_before, deadline, count = _HEADER.unpack_from(data)
@@ -132,4 +136,4 @@ def decrypt_hint(txid: bytes, blob: bytes) -> WatchEntry:
         data = ChaCha20Poly1305(txid).decrypt(_NONCE, blob, hint_id(txid))
     except InvalidTag as exc:
         raise HintError("blob does not open with this txid") from exc
-    return _decode(txid, data)
+    return decode_entry(txid, data)

@@ -1,0 +1,307 @@
+"""The chain-following shell around `watch.core`, shared by the client, the LSP and the tower.
+
+`ChainWatcher.run()` polls the tip and scans *every* block since the persisted
+scan height, so a daemon that was down catches up on what it missed; each
+block is one `on_block` step whose effects are carried out here: the scan
+height, new entries and breach records are written in one SQLite transaction
+*before* anything is broadcast, then responses go out (a self-paying penalty
+with `sendrawtransaction`, a zero-fee anchored tx as a package with a
+wallet-funded CPFP child; later, higher-feerate children RBF the first).
+
+Where entries come from is the caller's: `detect(tx)` is asked about every
+transaction before the core sees the block (the daemons look for revoked
+commitments of their own channels; the tower opens its encrypted hints), and
+`add_entries` takes entries known in advance. After a restart, breaches not
+yet resolved are rescanned from their block, so the response resumes.
+
+Chain calls run in a worker thread (the RPC client keeps a connection per
+thread); the database is only touched on the event-loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from superscalar.bitcoin.block import Block
+from superscalar.bitcoin.tx import Transaction
+from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
+from superscalar.chain.rpc import RpcError
+from superscalar.factory.exits import cpfp_child
+from superscalar.store.db import Database
+from superscalar.watch import (
+    BreachDetected,
+    Broadcast,
+    BroadcastPackage,
+    Effect,
+    EntryKind,
+    PersistScanHeight,
+    Resolved,
+    WatchEntry,
+    WatcherState,
+    on_block,
+)
+from superscalar.watch.hints import decode_entry, encode_entry
+
+from .common import now
+
+__all__ = ["ChainWatcher", "WatchStats", "breach_report"]
+
+log = logging.getLogger(__name__)
+
+Detector = Callable[[Transaction], WatchEntry | None]
+
+
+@dataclass
+class WatchStats:
+    """What the watcher has done since it started (for `status` and the benchmarks)."""
+
+    blocks: int = 0
+    seconds: float = 0.0
+    breaches: int = 0
+    broadcasts: int = 0
+    last_error: str | None = None
+
+    @property
+    def blocks_per_second(self) -> float:
+        return self.blocks / self.seconds if self.seconds > 0 else 0.0
+
+
+class ChainWatcher:
+    """Follows the chain for one daemon; see the module docstring."""
+
+    def __init__(
+        self,
+        db: Database,
+        chain: BitcoindClient,
+        *,
+        name: str,
+        detect: Detector | None = None,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.db = db
+        self.chain = chain
+        self.name = name
+        self.detect = detect
+        self.poll_seconds = poll_seconds
+        self.stats = WatchStats()
+        self.state = WatcherState(scan_height=-1)
+        self._children: dict[bytes, Transaction] = {}
+        """Our CPFP child per anchored response (parent txid): later bumps RBF it."""
+        self._wake = asyncio.Event()
+
+    # -- persistence --------------------------------------------------------------------
+
+    def load(self, start_height: int) -> None:
+        """Restore entries and the scan height; rewind to the oldest unresolved breach."""
+        entries = [
+            decode_entry(bytes.fromhex(r["trigger_txid"]), bytes(r["entry"]))
+            for r in self.db.execute("SELECT trigger_txid, entry FROM watch_entries")
+        ]
+        row = self.db.execute("SELECT height FROM watch_scan WHERE id=1").fetchone()
+        height = int(row["height"]) if row is not None else start_height
+        open_breach = self.db.execute(
+            "SELECT MIN(height) AS h FROM watch_breaches WHERE won IS NULL"
+        ).fetchone()
+        if open_breach is not None and open_breach["h"] is not None:
+            height = min(height, int(open_breach["h"]) - 1)
+        self.state = WatcherState(scan_height=height).with_entries(entries)
+
+    def add_entries(self, entries: Iterable[WatchEntry]) -> None:
+        """Watch for these too (persisted first)."""
+        entries = list(entries)
+        with self.db.transaction() as c:
+            self._store_entries(c, entries)
+        self.state = self.state.with_entries(entries)
+
+    @staticmethod
+    def _store_entries(c: Any, entries: list[WatchEntry]) -> None:
+        c.executemany(
+            "INSERT OR IGNORE INTO watch_entries VALUES (?, ?, ?, ?, ?)",
+            [
+                (e.trigger_txid.hex(), e.kind.value, e.label, encode_entry(e), now())
+                for e in entries
+            ],
+        )
+
+    def _persist(self, new: list[WatchEntry], effects: list[Effect]) -> None:
+        with self.db.transaction() as c:
+            self._store_entries(c, new)
+            for effect in effects:
+                if isinstance(effect, BreachDetected):
+                    e = effect.entry
+                    c.execute(
+                        "INSERT OR IGNORE INTO watch_breaches"
+                        " (trigger_txid, kind, label, height, detected) VALUES (?, ?, ?, ?, ?)",
+                        (e.trigger_txid.hex(), e.kind.value, e.label, effect.height, now()),
+                    )
+                elif isinstance(effect, Resolved):
+                    c.execute(
+                        "UPDATE watch_breaches SET spender=?, won=?, resolved_height=?"
+                        " WHERE trigger_txid=?",
+                        (
+                            effect.spender.hex(),
+                            int(effect.won),
+                            effect.height,
+                            effect.entry.trigger_txid.hex(),
+                        ),
+                    )
+                elif isinstance(effect, PersistScanHeight):
+                    c.execute("INSERT OR REPLACE INTO watch_scan VALUES (1, ?)", (effect.height,))
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def poke(self) -> None:
+        """Check the tip now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Follow the chain until cancelled; chain errors are logged and retried."""
+        while True:
+            try:
+                await self.catch_up()
+                self.stats.last_error = None
+            except (ChainUnavailable, ChainResponseError, RpcError, OSError) as exc:
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s watcher: %s", self.name, self.stats.last_error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+
+    async def catch_up(self) -> int:
+        """Scan every block up to the tip; the number scanned."""
+        tip = await asyncio.to_thread(self.chain.get_block_count)
+        if self.state.scan_height < 0:
+            self.state = replace(self.state, scan_height=tip)  # fresh: nothing to catch up
+            self._persist([], [PersistScanHeight(tip)])
+            return 0
+        scanned = 0
+        while self.state.scan_height < tip:
+            height = self.state.scan_height + 1
+            started = time.perf_counter()
+            block = await asyncio.to_thread(self._fetch, height)
+            await self.process_block(height, block.transactions)
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.blocks += 1
+            scanned += 1
+        return scanned
+
+    def _fetch(self, height: int) -> Block:
+        raw = self.chain.get_block(self.chain.get_block_hash(height), 0)
+        return Block.from_bytes(raw)
+
+    async def process_block(self, height: int, txs: Iterable[Transaction]) -> list[Effect]:
+        """One block: detect, step the core, persist, then broadcast."""
+        txs = list(txs)
+        new: list[WatchEntry] = []
+        if self.detect is not None:
+            for tx in txs[1:]:  # never the coinbase
+                if tx.txid in self.state.entries:
+                    continue
+                entry = self.detect(tx)
+                if entry is not None:
+                    new.append(entry)
+        state = self.state.with_entries(new) if new else self.state
+        state, effects = on_block(state, height, txs)
+        self._persist(new, effects)
+        self.state = state
+        for effect in effects:
+            await self._carry_out(effect)
+        return effects
+
+    async def _carry_out(self, effect: Effect) -> None:
+        if isinstance(effect, BreachDetected):
+            self.stats.breaches += 1
+            log.warning(
+                "%s watcher: BREACH %s: %s confirmed at height %d",
+                self.name,
+                effect.entry.kind.value,
+                effect.entry.trigger_txid[::-1].hex(),
+                effect.height,
+            )
+        elif isinstance(effect, Resolved):
+            log.warning(
+                "%s watcher: breach %s resolved at height %d by %s (%s)",
+                self.name,
+                effect.entry.trigger_txid[::-1].hex(),
+                effect.height,
+                effect.spender[::-1].hex(),
+                "our response" if effect.won else "someone else",
+            )
+        elif isinstance(effect, Broadcast):
+            # a burn pays everything to fees: lift the node's absurd-fee guard for it
+            burn = effect.entry.kind is EntryKind.LSTOCK_BURN
+            await self._send(effect.tx, 0 if burn else None)
+        elif isinstance(effect, BroadcastPackage):
+            await self._send_package(effect)
+
+    async def _send(self, tx: Transaction, max_fee_rate: int | None = None) -> None:
+        try:
+            await asyncio.to_thread(self.chain.send_raw_transaction, tx, max_fee_rate)
+            self.stats.broadcasts += 1
+            log.warning("%s watcher: broadcast response %s", self.name, tx.txid_hex)
+        except (RpcError, ChainResponseError) as exc:
+            # already in the mempool / already replaced by a higher rung: fine
+            log.info("%s watcher: %s not accepted: %s", self.name, tx.txid_hex, exc)
+
+    def _child(self, effect: BroadcastPackage) -> Transaction:
+        parent = effect.parent
+        anchor_vout = len(parent.outputs) - 1
+        anchor = parent.outputs[anchor_vout]
+        previous = self._children.get(parent.txid)
+        if previous is not None:  # RBF: same wallet coin, higher fee
+            coin_outpoint = previous.inputs[1].prevout
+            coin_txout = self.chain.get_raw_transaction(coin_outpoint.txid_hex).outputs[
+                coin_outpoint.vout
+            ]
+        else:
+            coin = max(self.chain.list_unspent(1), key=lambda u: u.amount_sat)
+            coin_outpoint, coin_txout = coin.outpoint, coin.txout
+        change = coin_txout.script_pubkey  # back to the wallet coin's own script
+        unsigned = cpfp_child(parent, coin_outpoint, coin_txout, change, effect.feerate)
+        return self.chain.sign_with_wallet(unsigned, {parent.outpoint(anchor_vout): anchor})
+
+    async def _send_package(self, effect: BroadcastPackage) -> None:
+        try:
+            child = await asyncio.to_thread(self._child, effect)
+            in_mempool = effect.parent.txid_hex in await asyncio.to_thread(
+                self.chain.get_raw_mempool
+            )
+            if in_mempool:
+                await asyncio.to_thread(self.chain.send_raw_transaction, child)
+            else:
+                result = await asyncio.to_thread(self.chain.submit_package, [effect.parent, child])
+                if not result.success:
+                    raise ChainResponseError(f"package refused: {result}")
+            self._children[effect.parent.txid] = child
+            self.stats.broadcasts += 1
+            log.warning(
+                "%s watcher: broadcast %s + CPFP child %s at %d sat/kvB",
+                self.name,
+                effect.parent.txid_hex,
+                child.txid_hex,
+                effect.feerate.sat_per_kvb,
+            )
+        except (RpcError, ChainResponseError, ValueError) as exc:
+            log.info("%s watcher: package for %s: %s", self.name, effect.parent.txid_hex, exc)
+
+
+def breach_report(db: Database) -> list[dict[str, Any]]:
+    """Every breach seen, for `status`: what, where, and who won the race."""
+    return [
+        {
+            "txid": bytes.fromhex(r["trigger_txid"])[::-1].hex(),
+            "kind": r["kind"],
+            "label": r["label"],
+            "height": r["height"],
+            "resolved_height": r["resolved_height"],
+            "spender": None if r["spender"] is None else bytes.fromhex(r["spender"])[::-1].hex(),
+            "won": None if r["won"] is None else bool(r["won"]),
+        }
+        for r in db.execute("SELECT * FROM watch_breaches ORDER BY height, trigger_txid")
+    ]
