@@ -19,6 +19,7 @@ from pathlib import Path
 from superscalar.bitcoin.address import Network, address_to_script_pubkey
 from superscalar.bitcoin.block import Block, coinbase_transaction
 from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.script import is_p2a
 from superscalar.bitcoin.tx import COIN, OutPoint, Transaction, TxOut
 from superscalar.chain.index import ChainIndex, Coin, TxLocation
 from superscalar.chain.kernel import KernelChain
@@ -366,7 +367,10 @@ class RegtestNode:
                     return tx, False
                 spent.append(found[0])
             signed = self.wallet.sign(tx, spent)
-            complete = all(txin.witness for txin in signed.inputs)
+            complete = all(  # a P2A anchor is spent with an empty witness
+                txin.witness or is_p2a(out.script_pubkey)
+                for txin, out in zip(signed.inputs, spent, strict=True)
+            )
             return signed, complete
 
     # -- mempool persistence ----------------------------------------------------------------

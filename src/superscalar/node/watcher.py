@@ -111,6 +111,8 @@ class ChainWatcher:
         if open_breach is not None and open_breach["h"] is not None:
             height = min(height, int(open_breach["h"]) - 1)
         self.state = WatcherState(scan_height=height).with_entries(entries)
+        if row is None and height >= 0:  # the starting point is remembered from now on
+            self._persist([], [PersistScanHeight(height)])
 
     def add_entries(self, entries: Iterable[WatchEntry]) -> None:
         """Watch for these too (persisted first)."""
