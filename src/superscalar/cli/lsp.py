@@ -66,6 +66,10 @@ def parse_arity(text: str) -> tuple[int, ...]:
 @click.option("--step-blocks", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--lstock-sat", default=50_000, show_default=True, type=click.IntRange(1000))
 @click.option("--lifetime-blocks", default=1000, show_default=True, type=click.IntRange(10))
+@click.option(
+    "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
+)
+@click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
 @click.option("-v", "--verbose", is_flag=True)
 def lsp_command(
     datadir: Path,
@@ -79,6 +83,8 @@ def lsp_command(
     step_blocks: int,
     lstock_sat: int,
     lifetime_blocks: int,
+    watch: bool,
+    dev_tools: bool,
     verbose: bool,
 ) -> None:
     """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
@@ -106,6 +112,8 @@ def lsp_command(
         step_blocks,
         lstock_sat,
         lifetime_blocks,
+        watch=watch,
+        dev_tools=dev_tools,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

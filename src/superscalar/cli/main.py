@@ -13,6 +13,7 @@ from rich.console import Console
 from superscalar import __version__
 from superscalar.cli.chain import chain_cli_command, chain_command
 from superscalar.cli.client import client_command
+from superscalar.cli.dev import dev_group
 from superscalar.cli.lsp import lsp_command
 from superscalar.cli.ops import (
     close_command,
@@ -87,6 +88,7 @@ for _command in (
     close_command,
     invoice_command,
     pay_command,
+    dev_group,
 ):
     main.add_command(_command)
 

@@ -92,6 +92,7 @@ from .channels import (
 from .common import now, open_db, params_of, spec_of, tree_of
 from .control import write_control_port
 from .lsp import script_for_address, status_snapshot
+from .watcher import DaemonWatch
 
 __all__ = ["ClientConfig", "ClientDaemon", "Refused"]
 
@@ -113,6 +114,8 @@ class ClientConfig:
     lsp_port: int
     lsp_pubkey: PublicKey
     amount_sat: int
+    watch: bool = True
+    dev_tools: bool = False
 
 
 class ClientDaemon:
@@ -182,9 +185,14 @@ class ClientDaemon:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._recover()
-        self.control = RpcServer(self._rpc_handlers(), port=0, cookie_dir=self.config.datadir)
+        watch = DaemonWatch(self.db, self.key, self.chain, name="client",
+                            datadir=self.config.datadir, enabled=self.config.watch,
+                            dev_tools=self.config.dev_tools)  # fmt: skip
+        handlers = {**self._rpc_handlers(), **watch.handlers()}
+        self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()
         write_control_port(self.config.datadir, self.control.port)
+        watch.start()
         try:
             while True:
                 try:
@@ -198,6 +206,7 @@ class ClientDaemon:
                 self.connected = False
                 await asyncio.sleep(1.0)
         finally:
+            await watch.stop()
             self.control.stop()
             self.db.close()
 

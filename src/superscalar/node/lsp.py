@@ -112,6 +112,7 @@ from .channels import (
 )
 from .common import now, open_db, spec_of, tree_of
 from .control import write_control_port
+from .watcher import DaemonWatch
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
 
@@ -144,6 +145,8 @@ class LspConfig:
     lifetime_blocks: int = 1000
     anchor_value: int = 240
     close_feerate: int = 2000
+    watch: bool = True
+    dev_tools: bool = False
 
 
 @dataclass(eq=False)
@@ -225,10 +228,15 @@ class LspDaemon:
         self._recover()
         self._rebroadcast()
         self.server = await start_server(self.key, self._handle, self.config.host, self.config.port)
-        self.control = RpcServer(self._rpc_handlers(), port=0, cookie_dir=self.config.datadir)
+        watch = DaemonWatch(self.db, self.key, self.chain, name="lsp",
+                            datadir=self.config.datadir, enabled=self.config.watch,
+                            dev_tools=self.config.dev_tools)  # fmt: skip
+        handlers = {**self._rpc_handlers(), **watch.handlers()}
+        self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()
         write_control_port(self.config.datadir, self.control.port)
         log.info("lsp listening on %s:%d", self.config.host, self.server.port)
+        watch.start()
         try:
             while True:
                 await self._wake.wait()
@@ -236,6 +244,7 @@ class LspDaemon:
                 if self.factory_id is None and len(self.queue) >= self.config.n_clients:
                     await self._ceremony(self.queue[: self.config.n_clients])
         finally:
+            await watch.stop()
             self.control.stop()
             await self.server.close()
             self.db.close()

@@ -22,16 +22,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from superscalar.bitcoin.block import Block
-from superscalar.bitcoin.tx import Transaction
+from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError
+from superscalar.channel.errors import ChannelError
+from superscalar.channel.penalty import revoked_number
+from superscalar.channel.revocation import RevokedCommitment
+from superscalar.crypto.keys import SecretKey
 from superscalar.factory.exits import cpfp_child
 from superscalar.store.db import Database
 from superscalar.watch import (
@@ -43,14 +49,27 @@ from superscalar.watch import (
     PersistScanHeight,
     Resolved,
     WatchEntry,
+    WatchError,
     WatcherState,
     on_block,
 )
 from superscalar.watch.hints import decode_entry, encode_entry
+from superscalar.watch.responses import penalty_entry
+from superscalar.wire.codec import decode
+from superscalar.wire.messages import FactoryPropose
 
+from .chancodec import decode_state, decode_value
+from .channels import channel_secrets
 from .common import now
 
-__all__ = ["ChainWatcher", "WatchStats", "breach_report"]
+__all__ = [
+    "ChainWatcher",
+    "ChannelDetector",
+    "DaemonWatch",
+    "WatchStats",
+    "breach_report",
+    "channel_watcher",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +101,23 @@ class ChainWatcher:
         *,
         name: str,
         detect: Detector | None = None,
+        start_txids: Callable[[], list[str]] | None = None,
         poll_seconds: float = 0.5,
     ) -> None:
         self.db = db
         self.chain = chain
         self.name = name
         self.detect = detect
+        self.start_txids = start_txids
+        """A fresh watcher scans from the earliest block holding one of these (our fundings)."""
         self.poll_seconds = poll_seconds
         self.stats = WatchStats()
         self.state = WatcherState(scan_height=-1)
         self._children: dict[bytes, Transaction] = {}
         """Our CPFP child per anchored response (parent txid): later bumps RBF it."""
         self._wake = asyncio.Event()
+        self.breaches: list[dict[str, Any]] = []
+        """`breach_report` as of the last block (read by the control RPC's thread)."""
 
     # -- persistence --------------------------------------------------------------------
 
@@ -113,6 +137,7 @@ class ChainWatcher:
         self.state = WatcherState(scan_height=height).with_entries(entries)
         if row is None and height >= 0:  # the starting point is remembered from now on
             self._persist([], [PersistScanHeight(height)])
+        self.breaches = breach_report(self.db)
 
     def add_entries(self, entries: Iterable[WatchEntry]) -> None:
         """Watch for these too (persisted first)."""
@@ -158,6 +183,18 @@ class ChainWatcher:
 
     # -- the loop -----------------------------------------------------------------------
 
+    def summary(self) -> dict[str, Any]:
+        """For `status`: how far we scanned, how fast, what we found."""
+        return {
+            "scan_height": self.state.scan_height,
+            "entries": len(self.state.entries),
+            "blocks_scanned": self.stats.blocks,
+            "blocks_per_second": round(self.stats.blocks_per_second, 1),
+            "broadcasts": self.stats.broadcasts,
+            "last_error": self.stats.last_error,
+            "breaches": list(self.breaches),
+        }
+
     def poke(self) -> None:
         """Check the tip now instead of at the next poll."""
         self._wake.set()
@@ -178,10 +215,11 @@ class ChainWatcher:
     async def catch_up(self) -> int:
         """Scan every block up to the tip; the number scanned."""
         tip = await asyncio.to_thread(self.chain.get_block_count)
-        if self.state.scan_height < 0:
-            self.state = replace(self.state, scan_height=tip)  # fresh: nothing to catch up
-            self._persist([], [PersistScanHeight(tip)])
-            return 0
+        if self.state.scan_height < 0:  # fresh: from our earliest funding, or from now
+            txids = self.start_txids() if self.start_txids is not None else []
+            start = await asyncio.to_thread(self._earliest, txids, tip)
+            self.state = replace(self.state, scan_height=start)
+            self._persist([], [PersistScanHeight(start)])
         scanned = 0
         while self.state.scan_height < tip:
             height = self.state.scan_height + 1
@@ -192,6 +230,18 @@ class ChainWatcher:
             self.stats.blocks += 1
             scanned += 1
         return scanned
+
+    def _earliest(self, txids: list[str], tip: int) -> int:
+        """The height just before the first of `txids` confirmed (`tip` if none did)."""
+        start = tip
+        for txid in txids:
+            try:
+                info = self.chain.get_raw_transaction_verbose(txid)
+            except (RpcError, ChainResponseError):
+                continue
+            if info.confirmations > 0:
+                start = min(start, tip - info.confirmations)
+        return start
 
     def _fetch(self, height: int) -> Block:
         raw = self.chain.get_block(self.chain.get_block_hash(height), 0)
@@ -212,6 +262,8 @@ class ChainWatcher:
         state, effects = on_block(state, height, txs)
         self._persist(new, effects)
         self.state = state
+        if any(isinstance(e, BreachDetected | Resolved) for e in effects):
+            self.breaches = breach_report(self.db)
         for effect in effects:
             await self._carry_out(effect)
         return effects
@@ -307,3 +359,125 @@ def breach_report(db: Database) -> list[dict[str, Any]]:
         }
         for r in db.execute("SELECT * FROM watch_breaches ORDER BY height, trigger_txid")
     ]
+
+
+class ChannelDetector:
+    """Spots a peer's revoked commitment of one of our channels and builds its penalty.
+
+    A commitment spends the channel's funding outpoint, so each transaction's
+    first input is looked up among our channels' outpoints (cached: a channel's
+    funding never changes; the list of channels is re-read each block, cheaply).
+    Only on a hit is the channel state decoded and the revoked record read; the
+    penalty pays the channel's own close script.
+    """
+
+    def __init__(self, db: Database, key: SecretKey) -> None:
+        self.db = db
+        self.key = key
+        self._fundings: dict[tuple[str, int], OutPoint] = {}
+
+    def _refresh(self) -> dict[OutPoint, tuple[str, int]]:
+        for r in self.db.execute("SELECT factory_id, position, state FROM channels"):
+            ident = (str(r["factory_id"]), int(r["position"]))
+            if ident not in self._fundings:
+                self._fundings[ident] = decode_state(r["state"]).funding.outpoint
+        return {op: ident for ident, op in self._fundings.items()}
+
+    def __call__(self, tx: Transaction) -> WatchEntry | None:
+        if not tx.inputs:
+            return None
+        ident = self._refresh().get(tx.inputs[0].prevout)
+        if ident is None:
+            return None
+        fid, position = ident
+        row = self.db.execute(
+            "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, position)
+        ).fetchone()
+        state = decode_state(row["state"])
+        number = revoked_number(state, tx)
+        if number is None:
+            return None  # a current commitment or a close: not a breach
+        rec = self.db.execute(
+            "SELECT revoked FROM channel_revoked WHERE factory_id=? AND position=? AND number=?",
+            (fid, position, number),
+        ).fetchone()
+        if rec is None:
+            log.error("revoked commitment %d of channel %s/%d has no record", number, fid, position)
+            return None
+        revoked = decode_value(json.loads(rec["revoked"]))
+        if not isinstance(revoked, RevokedCommitment) or revoked.txid != tx.txid:
+            return None  # e.g. our own commitment whose number the peer also revoked
+        secrets = channel_secrets(self.key, bytes.fromhex(fid), position)
+        try:
+            return penalty_entry(secrets, state, revoked, state.local_close_script)
+        except (ChannelError, WatchError) as exc:
+            log.error("cannot build the penalty for %s: %s", tx.txid_hex, exc)
+            return None
+
+
+def channel_watcher(db: Database, key: SecretKey, chain: BitcoindClient, name: str) -> ChainWatcher:
+    """The watcher a daemon runs over its own channels, resumed from its database."""
+    watcher = ChainWatcher(
+        db, chain, name=name, detect=ChannelDetector(db, key), start_txids=lambda: fundings(db)
+    )
+    watcher.load(start_height=-1)
+    return watcher
+
+
+def fundings(db: Database) -> list[str]:
+    """Our live factories' funding txids (display hex), from their stored PROPOSE."""
+    out = []
+    for r in db.execute("SELECT propose FROM factories WHERE state != 'aborted'"):
+        propose = decode(r["propose"])
+        if isinstance(propose, FactoryPropose):
+            out.append(bytes(propose.funding_txid)[::-1].hex())
+    return out
+
+
+class DaemonWatch:
+    """The hook a daemon needs: start/stop its channel watcher, and its control-RPC methods.
+
+    `enabled=False` (`--no-watch`) runs no watcher at all: a client that is not
+    home (the scenario tests show what that costs). `dev_tools` adds the
+    regtest-only cheating helpers of `node.devtools`.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        key: SecretKey,
+        chain: BitcoindClient,
+        *,
+        name: str,
+        datadir: Path,
+        enabled: bool = True,
+        dev_tools: bool = False,
+    ) -> None:
+        self.watcher = channel_watcher(db, key, chain, name) if enabled else None
+        self.key = key
+        self.datadir = datadir
+        self.dev_tools = dev_tools
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.watcher is not None:
+            self._task = asyncio.create_task(self.watcher.run(), name="watcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def handlers(self) -> dict[str, Callable[..., Any]]:
+        def watch() -> dict[str, Any]:
+            if self.watcher is None:
+                return {"enabled": False, "breaches": []}
+            return {"enabled": True, **self.watcher.summary()}
+
+        out: dict[str, Callable[..., Any]] = {"watch": watch}
+        if self.dev_tools:
+            from .devtools import dev_handlers
+
+            out.update(dev_handlers(self.datadir, self.key))
+        return out

@@ -147,6 +147,7 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
             position INTEGER NOT NULL,
             number INTEGER NOT NULL,
             tx TEXT NOT NULL,
+            sweep TEXT NOT NULL,
             PRIMARY KEY (factory_id, position, number)
         ) STRICT;
         """,
