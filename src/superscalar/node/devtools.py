@@ -123,9 +123,9 @@ def wallet_cpfp(chain: BitcoindClient, parent: Transaction, feerate: Feerate) ->
     return chain.sign_with_wallet(child, {parent.outpoint(anchor_vout): anchor})
 
 
-def _confirmed(chain: BitcoindClient, tx: Transaction) -> bool:
+def _confirmed(chain: BitcoindClient, txid: str) -> bool:
     try:
-        return chain.get_raw_transaction_verbose(tx.txid_hex).confirmations > 0
+        return chain.get_raw_transaction_verbose(txid).confirmations > 0
     except (RpcError, ChainResponseError):
         return False
 
@@ -149,12 +149,20 @@ def broadcast_breach(
     path = []
     for step in export["path"]:
         tx = Transaction.from_hex(step["tx"])
-        if not _confirmed(chain, tx):
+        if not all(_confirmed(chain, i.prevout.txid_hex) for i in tx.inputs):
+            chain.generate_to_address(1, miner)  # e.g. the factory funding, not yet mined
+        if not _confirmed(chain, tx.txid_hex):
             if step["delay"] > 1:
                 chain.generate_to_address(int(step["delay"]) - 1, miner)
             result = chain.submit_package([tx, wallet_cpfp(chain, tx, feerate)])
             if not result.success:
-                raise ValueError(f"path tx {tx.txid_hex} refused: {result}")
+                parents = [
+                    (i.prevout.txid_hex, _confirmed(chain, i.prevout.txid_hex)) for i in tx.inputs
+                ]
+                raise ValueError(
+                    f"path tx {tx.txid_hex} (v{tx.version}, parents {parents}, mempool "
+                    f"{chain.get_raw_mempool()}) refused: {result}"
+                )
             chain.generate_to_address(1, miner)
         path.append(tx.txid_hex)
     result = chain.submit_package([cheat, wallet_cpfp(chain, cheat, feerate)])

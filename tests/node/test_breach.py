@@ -1,0 +1,197 @@
+"""Breach scenarios with real processes: the LSP broadcasts revoked commitments of three clients.
+
+One cluster (chain, LSP with `--dev-tools`, three clients) plays it out once:
+the LSP keeps signed copies of its commitments (`dev snapshot`), payments
+revoke them, then it puts the factory path and all three revoked commitments
+on chain (`dev breach`). Client 0 watches and sweeps at once; client 2 was
+not watching and is restarted with its watcher before the CSV deadline, which
+catches up on the blocks it missed and sweeps; client 1 never watches, so
+after `to_self_delay` blocks the LSP takes its to_local: the breach succeeds
+against a client nobody watches. Each test checks one outcome on chain.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from superscalar.bitcoin.script import is_p2a
+from superscalar.bitcoin.tx import OutPoint, Transaction
+from superscalar.node.channels import CHANNEL_CONFIG
+from superscalar.node.control import call_control
+from superscalar.watch.responses import PENALTY_LADDER
+
+from .support import Cluster, run_node, wait_for
+from .test_payments import _open, _pay, _pubkey
+
+AMOUNTS = [100_000, 120_000, 90_000]
+WATCHING, NOBODY_HOME, LATE = 0, 1, 2
+
+
+@dataclass
+class Scenario:
+    cluster: Cluster
+    position: dict[int, int]
+    breach: dict[int, dict[str, Any]] = field(default_factory=dict)
+    penalty: dict[int, Transaction] = field(default_factory=dict)
+    penalty_latency: float = 0.0
+    sweep: dict[str, Any] = field(default_factory=dict)
+
+
+def _payout_script(cluster: Cluster, i: int) -> bytes:
+    db = sqlite3.connect(f"file:{cluster.client_dir(i) / 'node.sqlite3'}?mode=ro", uri=True)
+    try:
+        (hexed,) = db.execute("SELECT value FROM node_kv WHERE key='payout_script'").fetchone()
+        return bytes.fromhex(hexed)
+    finally:
+        db.close()
+
+
+def _won(cluster: Cluster, i: int, txid: str) -> str | None:
+    for b in call_control(cluster.client_dir(i), "watch")["breaches"]:
+        if b["txid"] == txid and b["spender"]:
+            return str(b["spender"])
+    return None
+
+
+def _penalty_in_mempool(cluster: Cluster, commitment: str) -> bool:
+    for txid in cluster.chain.get_raw_mempool():
+        tx = cluster.chain.get_raw_transaction(txid)
+        if any(i.prevout.txid_hex == commitment and i.sequence != 0xFFFFFFFF for i in tx.inputs):
+            return True
+    return False
+
+
+def _breach(cluster: Cluster, position: int) -> dict[str, Any]:
+    r = run_node(
+        "dev", "breach", "--datadir", str(cluster.lsp_dir), "--position", str(position),
+        *cluster.chain_args(),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr + r.stdout
+    result: dict[str, Any] = json.loads(r.stdout)
+    return result
+
+
+def _sweep_penalty(scene: Scenario, i: int) -> None:
+    """Wait for client i's watcher to answer the breach; mine its penalty; keep the tx."""
+    cluster = scene.cluster
+    txid = scene.breach[i]["commitment_txid"]
+
+    def settled() -> str | None:
+        if _penalty_in_mempool(cluster, txid):
+            cluster.chain.generate_to_address(1, cluster.mine_to)
+        return _won(cluster, i, txid)
+
+    spender = wait_for(f"client {i}'s penalty to confirm", settled, timeout=90)
+    scene.penalty[i] = cluster.chain.get_raw_transaction(spender)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    cluster = Cluster(tmp_path_factory.mktemp("breach"), 3)
+    try:
+        cluster.start_lsp("--dev-tools")
+        cluster.start_client(WATCHING, AMOUNTS[WATCHING])
+        cluster.start_client(NOBODY_HOME, AMOUNTS[NOBODY_HOME], "--no-watch")
+        cluster.start_client(LATE, AMOUNTS[LATE], "--no-watch")
+        wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 3), timeout=120)
+        for i in range(3):
+            wait_for(f"client {i} open", lambda i=i: _open(cluster, cluster.client_dir(i), 1))
+        f = cluster.factory(cluster.lsp_dir)
+        assert f is not None
+        pos_of = {c["pubkey"]: int(c["position"]) for c in f["clients"]}
+        scene = Scenario(cluster, {i: pos_of[_pubkey(cluster, i)] for i in range(3)})
+        snap = run_node("dev", "snapshot", "--datadir", str(cluster.lsp_dir))
+        assert snap.returncode == 0, snap.stderr
+        _pay(cluster, WATCHING, NOBODY_HOME, 7_000_000)  # revokes the LSP's commitments 0, 1
+        _pay(cluster, LATE, WATCHING, 3_000_000)  # ... and 2
+        cluster.clients[LATE].kill(signal.SIGTERM)  # client 2 goes away for a while
+        scene.breach[WATCHING] = _breach(cluster, scene.position[WATCHING])
+        start = time.monotonic()
+        txid = scene.breach[WATCHING]["commitment_txid"]
+        wait_for("the penalty in the mempool", lambda: _penalty_in_mempool(cluster, txid))
+        scene.penalty_latency = time.monotonic() - start
+        _sweep_penalty(scene, WATCHING)
+        for i in (NOBODY_HOME, LATE):
+            scene.breach[i] = _breach(cluster, scene.position[i])
+        cluster.chain.generate_to_address(5, cluster.mine_to)  # client 2 misses more blocks
+        cluster.start_client(LATE, AMOUNTS[LATE])  # back, watching now
+        _sweep_penalty(scene, LATE)
+        # nobody watches client 1: the LSP waits out its CSV and takes its to_local
+        gone = cluster.chain.get_block_count() - scene.breach[NOBODY_HOME]["height"]
+        cluster.chain.generate_to_address(CHANNEL_CONFIG.to_self_delay - 1 - gone, cluster.mine_to)
+        r = run_node(
+            "dev", "sweep", "--datadir", str(cluster.lsp_dir),
+            "--position", str(scene.position[NOBODY_HOME]),
+            "--txid", scene.breach[NOBODY_HOME]["commitment_txid"], *cluster.chain_args(),
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr + r.stdout
+        scene.sweep = json.loads(r.stdout)
+        cluster.chain.generate_to_address(1, cluster.mine_to)
+        print(f"breach block → penalty in mempool: {scene.penalty_latency:.2f} s")
+        yield scene
+    finally:
+        cluster.stop()
+
+
+def _assert_penalty_took_everything(scene: Scenario, i: int) -> None:
+    chain = scene.cluster.chain
+    cheat = chain.get_raw_transaction(scene.breach[i]["commitment_txid"])
+    penalty = scene.penalty[i]
+    assert chain.get_raw_transaction_verbose(penalty.txid_hex).confirmations >= 1
+    capacity = 2 * AMOUNTS[i]
+    assert cheat.total_out == capacity  # a zero-fee commitment: the whole channel
+    taken = {OutPoint(cheat.txid, v) for v, o in enumerate(cheat.outputs) if o.value > 0}
+    taken -= {
+        OutPoint(cheat.txid, v) for v, o in enumerate(cheat.outputs) if is_p2a(o.script_pubkey)
+    }
+    assert {txin.prevout for txin in penalty.inputs} == taken
+    value_in = sum(cheat.outputs[p.vout].value for p in taken)
+    (out,) = penalty.outputs
+    assert out.script_pubkey == _payout_script(scene.cluster, i)
+    fee = value_in - out.value
+    assert fee in {rate.fee_for_vsize(penalty.vsize) for rate in PENALTY_LADDER}
+    anchor = sum(o.value for o in cheat.outputs if is_p2a(o.script_pubkey))
+    assert out.value == capacity - anchor - fee
+
+
+@pytest.mark.slow
+def test_a_watching_client_sweeps_the_whole_channel_with_the_penalty(scene: Scenario) -> None:
+    _assert_penalty_took_everything(scene, WATCHING)
+
+
+@pytest.mark.slow
+def test_a_client_back_after_the_breach_catches_up_and_sweeps_before_the_deadline(
+    scene: Scenario,
+) -> None:
+    _assert_penalty_took_everything(scene, LATE)
+    watch = call_control(scene.cluster.client_dir(LATE), "watch")
+    assert watch["blocks_scanned"] > 6  # everything since the factory's funding
+    print(f"late watcher: {watch['blocks_scanned']} blocks at {watch['blocks_per_second']} /s")
+
+
+@pytest.mark.slow
+def test_nobody_home_the_breach_succeeds_and_the_cheater_keeps_its_old_balance(
+    scene: Scenario,
+) -> None:
+    chain = scene.cluster.chain
+    cheat = chain.get_raw_transaction(scene.breach[NOBODY_HOME]["commitment_txid"])
+    sweep = chain.get_raw_transaction_verbose(scene.sweep["sweep_txid"])
+    assert sweep.confirmations == 1
+    (spent,) = sweep.tx.inputs
+    assert spent.prevout.txid == cheat.txid
+    to_local = cheat.outputs[spent.prevout.vout].value
+    # the LSP's balance at the snapshot, before the client was paid 7,000 sat: stolen back
+    assert to_local == (2 * AMOUNTS[NOBODY_HOME] - AMOUNTS[NOBODY_HOME])
+    assert sweep.tx.outputs[0].value == scene.sweep["value"] < to_local
+    assert call_control(scene.cluster.client_dir(NOBODY_HOME), "watch") == {
+        "enabled": False,
+        "breaches": [],
+    }
