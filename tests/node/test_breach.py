@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,11 +29,12 @@ from superscalar.node.channels import CHANNEL_CONFIG
 from superscalar.node.control import call_control
 from superscalar.watch.responses import PENALTY_LADDER
 
-from .support import Cluster, run_node, wait_for
+from .support import NODE, Cluster, Proc, free_port, run_node, wait_for
+from .support import _pubkey as _node_pubkey
 from .test_payments import _open, _pay, _pubkey
 
-AMOUNTS = [100_000, 120_000, 90_000]
-WATCHING, NOBODY_HOME, LATE = 0, 1, 2
+AMOUNTS = [100_000, 120_000, 90_000, 110_000]
+WATCHING, NOBODY_HOME, LATE, TOWER = 0, 1, 2, 3
 
 
 @dataclass
@@ -43,6 +45,7 @@ class Scenario:
     penalty: dict[int, Transaction] = field(default_factory=dict)
     penalty_latency: float = 0.0
     sweep: dict[str, Any] = field(default_factory=dict)
+    tower_dir: Path | None = None
 
 
 def _payout_script(cluster: Cluster, i: int) -> bytes:
@@ -54,8 +57,8 @@ def _payout_script(cluster: Cluster, i: int) -> bytes:
         db.close()
 
 
-def _won(cluster: Cluster, i: int, txid: str) -> str | None:
-    for b in call_control(cluster.client_dir(i), "watch")["breaches"]:
+def _won(cluster: Cluster, i: int, txid: str, watcher: Path | None = None) -> str | None:
+    for b in call_control(watcher or cluster.client_dir(i), "watch")["breaches"]:
         if b["txid"] == txid and b["spender"]:
             return str(b["spender"])
     return None
@@ -79,15 +82,15 @@ def _breach(cluster: Cluster, position: int) -> dict[str, Any]:
     return result
 
 
-def _sweep_penalty(scene: Scenario, i: int) -> None:
-    """Wait for client i's watcher to answer the breach; mine its penalty; keep the tx."""
+def _sweep_penalty(scene: Scenario, i: int, watcher: Path | None = None) -> None:
+    """Wait for client i's watcher (or tower) to answer the breach; mine its penalty; keep it."""
     cluster = scene.cluster
     txid = scene.breach[i]["commitment_txid"]
 
     def settled() -> str | None:
         if _penalty_in_mempool(cluster, txid):
             cluster.chain.generate_to_address(1, cluster.mine_to)
-        return _won(cluster, i, txid)
+        return _won(cluster, i, txid, watcher)
 
     spender = wait_for(f"client {i}'s penalty to confirm", settled, timeout=90)
     scene.penalty[i] = cluster.chain.get_raw_transaction(spender)
@@ -95,23 +98,46 @@ def _sweep_penalty(scene: Scenario, i: int) -> None:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    cluster = Cluster(tmp_path_factory.mktemp("breach"), 3)
+    cluster = Cluster(tmp_path_factory.mktemp("breach"), 4)
+    tower: Proc | None = None
     try:
+        tower_dir, tower_port = cluster.root / "tower", free_port()
+        tower = Proc(
+            [*NODE, "watchtower", "--datadir", str(tower_dir), "--port", str(tower_port),
+             *cluster.chain_args(), "-v"],
+            tower_dir / "log.txt",
+        )  # fmt: skip
+        tower_key: str = wait_for("tower key", lambda: _node_pubkey(tower_dir / "log.txt"))
+        wait_for("tower control", lambda: call_control(tower_dir, "status"))
         cluster.start_lsp("--dev-tools")
         cluster.start_client(WATCHING, AMOUNTS[WATCHING])
         cluster.start_client(NOBODY_HOME, AMOUNTS[NOBODY_HOME], "--no-watch")
         cluster.start_client(LATE, AMOUNTS[LATE], "--no-watch")
-        wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 3), timeout=120)
-        for i in range(3):
+        cluster.start_client(
+            TOWER,
+            AMOUNTS[TOWER],
+            "--no-watch",
+            "--watchtower",
+            f"{tower_key}@127.0.0.1:{tower_port}",
+        )
+        wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 4), timeout=150)
+        for i in range(4):
             wait_for(f"client {i} open", lambda i=i: _open(cluster, cluster.client_dir(i), 1))
         f = cluster.factory(cluster.lsp_dir)
         assert f is not None
         pos_of = {c["pubkey"]: int(c["position"]) for c in f["clients"]}
-        scene = Scenario(cluster, {i: pos_of[_pubkey(cluster, i)] for i in range(3)})
+        scene = Scenario(cluster, {i: pos_of[_pubkey(cluster, i)] for i in range(4)})
+        scene.tower_dir = tower_dir
         snap = run_node("dev", "snapshot", "--datadir", str(cluster.lsp_dir))
         assert snap.returncode == 0, snap.stderr
         _pay(cluster, WATCHING, NOBODY_HOME, 7_000_000)  # revokes the LSP's commitments 0, 1
-        _pay(cluster, LATE, WATCHING, 3_000_000)  # ... and 2
+        _pay(cluster, LATE, TOWER, 3_000_000)  # ... and 2, 3
+
+        def hints_sent() -> bool:
+            towers = call_control(cluster.client_dir(TOWER), "watch")["towers"]
+            return all(t["hints_sent"] >= 2 for t in towers.values())
+
+        wait_for("client 3's hints at its tower", hints_sent)
         cluster.clients[LATE].kill(signal.SIGTERM)  # client 2 goes away for a while
         scene.breach[WATCHING] = _breach(cluster, scene.position[WATCHING])
         start = time.monotonic()
@@ -119,8 +145,9 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         wait_for("the penalty in the mempool", lambda: _penalty_in_mempool(cluster, txid))
         scene.penalty_latency = time.monotonic() - start
         _sweep_penalty(scene, WATCHING)
-        for i in (NOBODY_HOME, LATE):
+        for i in (NOBODY_HOME, LATE, TOWER):
             scene.breach[i] = _breach(cluster, scene.position[i])
+        _sweep_penalty(scene, TOWER, tower_dir)
         cluster.chain.generate_to_address(5, cluster.mine_to)  # client 2 misses more blocks
         cluster.start_client(LATE, AMOUNTS[LATE])  # back, watching now
         _sweep_penalty(scene, LATE)
@@ -138,6 +165,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         print(f"breach block → penalty in mempool: {scene.penalty_latency:.2f} s")
         yield scene
     finally:
+        if tower is not None:
+            tower.kill(signal.SIGTERM)
         cluster.stop()
 
 
@@ -195,3 +224,15 @@ def test_nobody_home_the_breach_succeeds_and_the_cheater_keeps_its_old_balance(
         "enabled": False,
         "breaches": [],
     }
+
+
+@pytest.mark.slow
+def test_a_watchtower_with_only_encrypted_hints_sweeps_for_an_offline_client(
+    scene: Scenario,
+) -> None:
+    _assert_penalty_took_everything(scene, TOWER)
+    assert scene.tower_dir is not None
+    status = call_control(scene.tower_dir, "status")
+    assert status["hints"] >= 2
+    (breach,) = status["watch"]["breaches"]
+    assert breach["txid"] == scene.breach[TOWER]["commitment_txid"] and breach["won"] is True

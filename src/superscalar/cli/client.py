@@ -25,6 +25,12 @@ err = Console(stderr=True)
 @click.option(
     "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
 )
+@click.option(
+    "--watchtower",
+    "watchtowers",
+    multiple=True,
+    help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
+)
 @click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
@@ -35,6 +41,7 @@ def client_command(
     chain_rpc: str,
     chain_cookie: Path,
     watch: bool,
+    watchtowers: tuple[str, ...],
     dev_tools: bool,
     verbose: bool,
 ) -> None:
@@ -60,6 +67,15 @@ def client_command(
         raise click.ClickException(str(exc)) from exc
     click.echo(f"pubkey {key.public_key.hex()}")
     err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
-    config = ClientConfig(datadir, host, int(port_text), lsp_key, amount, watch, dev_tools)
+    from superscalar.node.towerclient import TowerAddress
+
+    for tower in watchtowers:
+        try:
+            TowerAddress.parse(tower)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
+    config = ClientConfig(
+        datadir, host, int(port_text), lsp_key, amount, watch, dev_tools, watchtowers
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

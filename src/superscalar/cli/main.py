@@ -22,6 +22,7 @@ from superscalar.cli.ops import (
     report_command,
     status_command,
 )
+from superscalar.cli.watchtower import watchtower_command
 
 err = Console(stderr=True)
 
@@ -89,6 +90,7 @@ for _command in (
     invoice_command,
     pay_command,
     dev_group,
+    watchtower_command,
 ):
     main.add_command(_command)
 

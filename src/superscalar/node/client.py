@@ -116,6 +116,7 @@ class ClientConfig:
     amount_sat: int
     watch: bool = True
     dev_tools: bool = False
+    watchtowers: tuple[str, ...] = ()
 
 
 class ClientDaemon:
@@ -187,7 +188,8 @@ class ClientDaemon:
         self._recover()
         watch = DaemonWatch(self.db, self.key, self.chain, name="client",
                             datadir=self.config.datadir, enabled=self.config.watch,
-                            dev_tools=self.config.dev_tools)  # fmt: skip
+                            dev_tools=self.config.dev_tools,
+                            towers=self.config.watchtowers)  # fmt: skip
         handlers = {**self._rpc_handlers(), **watch.handlers()}
         self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()

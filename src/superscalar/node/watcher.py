@@ -25,7 +25,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -452,8 +452,14 @@ class DaemonWatch:
         datadir: Path,
         enabled: bool = True,
         dev_tools: bool = False,
+        towers: Sequence[str] = (),
     ) -> None:
+        from .towerclient import TowerAddress, TowerPusher
+
         self.watcher = channel_watcher(db, key, chain, name) if enabled else None
+        addresses = [TowerAddress.parse(t) for t in towers]
+        self.pusher = TowerPusher(db, key, addresses) if addresses else None
+        self._push: asyncio.Task[None] | None = None
         self.key = key
         self.datadir = datadir
         self.dev_tools = dev_tools
@@ -462,18 +468,27 @@ class DaemonWatch:
     def start(self) -> None:
         if self.watcher is not None:
             self._task = asyncio.create_task(self.watcher.run(), name="watcher")
+        if self.pusher is not None:
+            self._push = asyncio.create_task(self.pusher.run(), name="tower-pusher")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._push):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def handlers(self) -> dict[str, Callable[..., Any]]:
         def watch() -> dict[str, Any]:
-            if self.watcher is None:
-                return {"enabled": False, "breaches": []}
-            return {"enabled": True, **self.watcher.summary()}
+            out: dict[str, Any] = {"enabled": False, "breaches": []}
+            if self.watcher is not None:
+                out = {"enabled": True, **self.watcher.summary()}
+            if self.pusher is not None:
+                out["towers"] = {
+                    t: {"hints_sent": n, "last_error": self.pusher.errors[t]}
+                    for t, n in self.pusher.sent.items()
+                }
+            return out
 
         out: dict[str, Callable[..., Any]] = {"watch": watch}
         if self.dev_tools:

@@ -131,9 +131,11 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
             resolved_height INTEGER
         ) STRICT;
         CREATE TABLE watch_hints (
-            hint_id TEXT PRIMARY KEY,
+            hint_id TEXT NOT NULL,
+            client TEXT NOT NULL,
             blob BLOB NOT NULL,
-            received INTEGER NOT NULL
+            received INTEGER NOT NULL,
+            PRIMARY KEY (hint_id, client)
         ) STRICT;
         CREATE TABLE watch_outbox (
             tower TEXT NOT NULL,

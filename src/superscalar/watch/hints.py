@@ -26,6 +26,7 @@ from .core import EntryKind, WatchEntry, WatchError
 
 __all__ = [
     "BLOB_VERSION",
+    "MAX_BLOB",
     "Hint",
     "HintError",
     "decode_entry",
@@ -39,6 +40,8 @@ BLOB_VERSION = 1
 HINT_ID_LEN = 16
 MAX_RESPONSES = 16
 MAX_TX_BYTES = 400_000
+MAX_BLOB = 64_000
+"""A tower stores no bigger blob (a penalty ladder of a full HTLC set is well under)."""
 _NONCE = bytes(12)
 _HEADER = struct.Struct(">BBHHB")
 _KINDS = {EntryKind.PENALTY: 1, EntryKind.NEWER_STATE: 2, EntryKind.LSTOCK_BURN: 3}

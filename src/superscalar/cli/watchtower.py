@@ -1,0 +1,47 @@
+"""`superscalar watchtower`: a standalone watchtower (own process, datadir, database)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from .lsp import chain_client, run_until_signal
+
+err = Console(stderr=True)
+
+
+@click.command("watchtower")
+@click.option("--datadir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", required=True, type=click.IntRange(0, 65535), help="Hint port (BOLT-8).")
+@click.option("--chain-rpc", required=True, help="bitcoind JSON-RPC URL.")
+@click.option("--chain-cookie", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-v", "--verbose", is_flag=True)
+def watchtower_command(
+    datadir: Path, host: str, port: int, chain_rpc: str, chain_cookie: Path, verbose: bool
+) -> None:
+    """Run a watchtower: take encrypted breach hints over BOLT-8, punish breaches on chain.
+
+    Clients point at it with `superscalar client --watchtower <pubkey>@HOST:PORT`.
+    """
+    from superscalar.chain.bitcoind import BitcoindClient
+    from superscalar.node.common import load_or_create_key
+    from superscalar.node.watchtower import TowerConfig, WatchtowerDaemon
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    chain = chain_client(chain_rpc, chain_cookie)
+    assert isinstance(chain, BitcoindClient)
+    try:
+        key, created = load_or_create_key(datadir)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"pubkey {key.public_key.hex()}")
+    err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
+    daemon = WatchtowerDaemon(TowerConfig(datadir, host, port), key, chain)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_until_signal(daemon.run()))
