@@ -102,8 +102,15 @@ for _command in (
     help="Where the demo's processes keep logs and databases (default: a new temp dir).",
 )
 @click.option("--in-process", is_flag=True, help="Skip the networked part (no processes).")
-def demo(workdir: Path | None, in_process: bool) -> None:
+@click.option(
+    "--breach",
+    is_flag=True,
+    help="After the payment the LSP broadcasts a revoked commitment; bob's watcher punishes it.",
+)
+def demo(workdir: Path | None, in_process: bool, breach: bool) -> None:
     """Run the end-to-end demo and print what happened."""
     from superscalar.cli.demo import run_demo
 
-    sys.exit(run_demo(Console(), workdir, network=not in_process))
+    if breach and in_process:
+        raise click.UsageError("--breach needs the networked demo (drop --in-process)")
+    sys.exit(run_demo(Console(), workdir, network=not in_process, breach=breach))
