@@ -202,3 +202,62 @@ def test_superseded_lstock_on_chain_is_burnt_before_the_lsp_can_sweep_it(
     assert _confirmed_height(node, burn) == node.height
     assert node.utxo(ref.outpoint) is None
     assert burn.outputs[0].value == 0  # all of the L-stock went to fees
+
+
+def _mempool_spender(node: RegtestNode, outpoint: OutPoint) -> Transaction | None:
+    for entry in node.mempool:
+        if any(i.prevout == outpoint for i in entry.tx.inputs):
+            return entry.tx
+    return None
+
+
+def test_an_unmined_penalty_is_replaced_by_higher_feerate_rungs_as_the_deadline_nears(
+    tmp_path: Path, node: RegtestNode, rpc: BitcoindClient
+) -> None:
+    pair, cheat = _revoked_channel(node)  # to_self_delay 6: five blocks to get the penalty in
+    entry = _penalty_watch(node, pair, cheat)
+    w = _watcher(tmp_path, rpc, node)
+    w.add_entries([entry])
+    node.mine_transactions([cheat], MINER)
+    contested = entry.responses[0].inputs[0].prevout
+    seen = []
+    for _ in range(entry.deadline):
+        asyncio.run(w.catch_up())
+        spender = _mempool_spender(node, contested)
+        assert spender is not None
+        seen.append(entry.responses.index(spender))
+        node.mine_transactions([], MINER)  # miners ignore it: a congested mempool
+    assert seen[0] == 0 and seen[-1] == len(entry.responses) - 1
+    assert seen == sorted(seen) and len(set(seen)) > 2  # each rung RBF'd the one before
+    node.mine(1, MINER)
+    top = entry.responses[-1]
+    assert _confirmed_height(node, top) == node.height
+    rate = PENALTY_LADDER[-1]
+    assert sum(o.value for o in cheat.outputs) - top.outputs[0].value >= rate.fee_for_vsize(
+        top.vsize
+    )
+
+
+def test_the_cpfp_child_of_a_newer_state_is_rbfd_at_a_rising_feerate(
+    tmp_path: Path, node: RegtestNode, rpc: BitcoindClient
+) -> None:
+    old = open_factory(node, 2)
+    new = _advanced_leaf(old)
+    kickoff, new_state = old.signed_tx(0), new.signed_tx(1)
+    entry = newer_state_entry(kickoff.txid, new_state, 20, 30)
+    w = _watcher(tmp_path, rpc, node)
+    w.add_entries([entry])
+    assert with_cpfp(node, kickoff).ok
+    node.mine(20, MINER)  # the newer state is final for the next block
+    fees = []
+    for _ in range(4):
+        asyncio.run(w.catch_up())
+        assert new_state.txid in node.mempool
+        child = _mempool_spender(node, new_state.outpoint(len(new_state.outputs) - 1))
+        assert child is not None
+        fees.append(node.mempool.entries[child.txid].fee)
+        node.mine_transactions([], MINER)
+    assert fees == sorted(fees) and fees[0] < fees[-1]
+    node.mine(1, MINER)
+    asyncio.run(w.catch_up())
+    assert _confirmed_height(node, new_state) == node.height

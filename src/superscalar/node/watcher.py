@@ -318,7 +318,9 @@ class ChainWatcher:
             coin_outpoint, coin_txout = coin.outpoint, coin.txout
         change = coin_txout.script_pubkey  # back to the wallet coin's own script
         unsigned = cpfp_child(parent, coin_outpoint, coin_txout, change, effect.feerate)
-        return self.chain.sign_with_wallet(unsigned, {parent.outpoint(anchor_vout): anchor})
+        # both prevouts given: the coin is already spent by our previous child (RBF)
+        prevouts = {parent.outpoint(anchor_vout): anchor, coin_outpoint: coin_txout}
+        return self.chain.sign_with_wallet(unsigned, prevouts)
 
     async def _send_package(self, effect: BroadcastPackage) -> None:
         try:
