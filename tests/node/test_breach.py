@@ -1,4 +1,4 @@
-"""Breach scenarios with real processes: the LSP broadcasts revoked commitments of three clients.
+"""Breach scenarios with real processes: the LSP broadcasts revoked commitments of four clients.
 
 One cluster (chain, LSP with `--dev-tools`, three clients) plays it out once:
 the LSP keeps signed copies of its commitments (`dev snapshot`), payments
@@ -7,7 +7,11 @@ on chain (`dev breach`). Client 0 watches and sweeps at once; client 2 was
 not watching and is restarted with its watcher before the CSV deadline, which
 catches up on the blocks it missed and sweeps; client 1 never watches, so
 after `to_self_delay` blocks the LSP takes its to_local: the breach succeeds
-against a client nobody watches. Each test checks one outcome on chain.
+against a client nobody watches. Client 3 runs no watcher but feeds a
+standalone `superscalar watchtower` encrypted hints; the tower is down while
+the hints are made and client 3 restarts before it is back, so the hints go
+out from the persisted outbox; the tower then sweeps for it. Each test checks
+one outcome on chain.
 """
 
 from __future__ import annotations
@@ -102,24 +106,24 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     tower: Proc | None = None
     try:
         tower_dir, tower_port = cluster.root / "tower", free_port()
-        tower = Proc(
-            [*NODE, "watchtower", "--datadir", str(tower_dir), "--port", str(tower_port),
-             *cluster.chain_args(), "-v"],
-            tower_dir / "log.txt",
-        )  # fmt: skip
+
+        def start_tower() -> Proc:
+            proc = Proc(
+                [*NODE, "watchtower", "--datadir", str(tower_dir), "--port", str(tower_port),
+                 *cluster.chain_args(), "-v"],
+                tower_dir / "log.txt",
+            )  # fmt: skip
+            wait_for("tower control", lambda: call_control(tower_dir, "status"))
+            return proc
+
+        tower = start_tower()
         tower_key: str = wait_for("tower key", lambda: _node_pubkey(tower_dir / "log.txt"))
-        wait_for("tower control", lambda: call_control(tower_dir, "status"))
+        tower_args = ("--no-watch", "--watchtower", f"{tower_key}@127.0.0.1:{tower_port}")
         cluster.start_lsp("--dev-tools")
         cluster.start_client(WATCHING, AMOUNTS[WATCHING])
         cluster.start_client(NOBODY_HOME, AMOUNTS[NOBODY_HOME], "--no-watch")
         cluster.start_client(LATE, AMOUNTS[LATE], "--no-watch")
-        cluster.start_client(
-            TOWER,
-            AMOUNTS[TOWER],
-            "--no-watch",
-            "--watchtower",
-            f"{tower_key}@127.0.0.1:{tower_port}",
-        )
+        cluster.start_client(TOWER, AMOUNTS[TOWER], *tower_args)
         wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 4), timeout=150)
         for i in range(4):
             wait_for(f"client {i} open", lambda i=i: _open(cluster, cluster.client_dir(i), 1))
@@ -128,10 +132,20 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         pos_of = {c["pubkey"]: int(c["position"]) for c in f["clients"]}
         scene = Scenario(cluster, {i: pos_of[_pubkey(cluster, i)] for i in range(4)})
         scene.tower_dir = tower_dir
+        tower.kill(signal.SIGTERM)  # the tower is down while client 3's hints are made
         snap = run_node("dev", "snapshot", "--datadir", str(cluster.lsp_dir))
         assert snap.returncode == 0, snap.stderr
         _pay(cluster, WATCHING, NOBODY_HOME, 7_000_000)  # revokes the LSP's commitments 0, 1
         _pay(cluster, LATE, TOWER, 3_000_000)  # ... and 2, 3
+
+        def tower_unreachable() -> bool:
+            towers = call_control(cluster.client_dir(TOWER), "watch")["towers"]
+            return all(t["last_error"] for t in towers.values())
+
+        wait_for("client 3 to find its tower down", tower_unreachable)
+        cluster.clients[TOWER].kill(signal.SIGTERM)  # client 3 restarts with hints unsent...
+        cluster.start_client(TOWER, AMOUNTS[TOWER], *tower_args)
+        tower = start_tower()  # ...and the tower comes back: the outbox is delivered
 
         def hints_sent() -> bool:
             towers = call_control(cluster.client_dir(TOWER), "watch")["towers"]
