@@ -1,6 +1,6 @@
-"""Breach scenarios with real processes: the LSP broadcasts revoked commitments of four clients.
+"""Breach scenarios with real processes: the LSP broadcasts revoked commitments of five clients.
 
-One cluster (chain, LSP with `--dev-tools`, three clients) plays it out once:
+One cluster (chain, LSP with `--dev-tools`, five clients, two towers) plays it out once:
 the LSP keeps signed copies of its commitments (`dev snapshot`), payments
 revoke them, then it puts the factory path and all three revoked commitments
 on chain (`dev breach`). Client 0 watches and sweeps at once; client 2 was
@@ -8,7 +8,8 @@ not watching and is restarted with its watcher before the CSV deadline, which
 catches up on the blocks it missed and sweeps; client 1 never watches, so
 after `to_self_delay` blocks the LSP takes its to_local: the breach succeeds
 against a client nobody watches. Client 3 runs no watcher but feeds a
-standalone `superscalar watchtower` encrypted hints; the tower is down while
+standalone `superscalar watchtower` encrypted hints (client 4 has a tower
+reading its database read-only instead); the tower is down while
 the hints are made and client 3 restarts before it is back, so the hints go
 out from the persisted outbox; the tower then sweeps for it. Each test checks
 one outcome on chain.
@@ -37,8 +38,8 @@ from .support import NODE, Cluster, Proc, free_port, run_node, wait_for
 from .support import _pubkey as _node_pubkey
 from .test_payments import _open, _pay, _pubkey
 
-AMOUNTS = [100_000, 120_000, 90_000, 110_000]
-WATCHING, NOBODY_HOME, LATE, TOWER = 0, 1, 2, 3
+AMOUNTS = [100_000, 120_000, 90_000, 110_000, 95_000]
+WATCHING, NOBODY_HOME, LATE, TOWER, READONLY = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Scenario:
     penalty_latency: float = 0.0
     sweep: dict[str, Any] = field(default_factory=dict)
     tower_dir: Path | None = None
+    ro_dir: Path | None = None
 
 
 def _payout_script(cluster: Cluster, i: int) -> bytes:
@@ -102,8 +104,9 @@ def _sweep_penalty(scene: Scenario, i: int, watcher: Path | None = None) -> None
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    cluster = Cluster(tmp_path_factory.mktemp("breach"), 4)
+    cluster = Cluster(tmp_path_factory.mktemp("breach"), 5)
     tower: Proc | None = None
+    ro_tower: Proc | None = None
     try:
         tower_dir, tower_port = cluster.root / "tower", free_port()
 
@@ -124,19 +127,29 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         cluster.start_client(NOBODY_HOME, AMOUNTS[NOBODY_HOME], "--no-watch")
         cluster.start_client(LATE, AMOUNTS[LATE], "--no-watch")
         cluster.start_client(TOWER, AMOUNTS[TOWER], *tower_args)
-        wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 4), timeout=150)
-        for i in range(4):
+        cluster.start_client(READONLY, AMOUNTS[READONLY], "--no-watch")
+        wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 5), timeout=150)
+        for i in range(5):
             wait_for(f"client {i} open", lambda i=i: _open(cluster, cluster.client_dir(i), 1))
         f = cluster.factory(cluster.lsp_dir)
         assert f is not None
         pos_of = {c["pubkey"]: int(c["position"]) for c in f["clients"]}
-        scene = Scenario(cluster, {i: pos_of[_pubkey(cluster, i)] for i in range(4)})
+        scene = Scenario(cluster, {i: pos_of[_pubkey(cluster, i)] for i in range(5)})
+        ro_dir = cluster.root / "ro-tower"
+        ro_tower = Proc(
+            [*NODE, "watchtower", "--datadir", str(ro_dir), "--port", str(free_port()),
+             "--from-datadir", str(cluster.client_dir(READONLY)), *cluster.chain_args(), "-v"],
+            ro_dir / "log.txt",
+        )  # fmt: skip
+        wait_for("read-only tower", lambda: call_control(ro_dir, "status"))
+        scene.ro_dir = ro_dir
         scene.tower_dir = tower_dir
         tower.kill(signal.SIGTERM)  # the tower is down while client 3's hints are made
         snap = run_node("dev", "snapshot", "--datadir", str(cluster.lsp_dir))
         assert snap.returncode == 0, snap.stderr
         _pay(cluster, WATCHING, NOBODY_HOME, 7_000_000)  # revokes the LSP's commitments 0, 1
         _pay(cluster, LATE, TOWER, 3_000_000)  # ... and 2, 3
+        _pay(cluster, READONLY, LATE, 1_000_000)  # ... and 4
 
         def tower_unreachable() -> bool:
             towers = call_control(cluster.client_dir(TOWER), "watch")["towers"]
@@ -159,9 +172,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         wait_for("the penalty in the mempool", lambda: _penalty_in_mempool(cluster, txid))
         scene.penalty_latency = time.monotonic() - start
         _sweep_penalty(scene, WATCHING)
-        for i in (NOBODY_HOME, LATE, TOWER):
+        for i in (NOBODY_HOME, LATE, TOWER, READONLY):
             scene.breach[i] = _breach(cluster, scene.position[i])
         _sweep_penalty(scene, TOWER, tower_dir)
+        _sweep_penalty(scene, READONLY, ro_dir)
         cluster.chain.generate_to_address(5, cluster.mine_to)  # client 2 misses more blocks
         cluster.start_client(LATE, AMOUNTS[LATE])  # back, watching now
         _sweep_penalty(scene, LATE)
@@ -179,8 +193,9 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         print(f"breach block → penalty in mempool: {scene.penalty_latency:.2f} s")
         yield scene
     finally:
-        if tower is not None:
-            tower.kill(signal.SIGTERM)
+        for proc in (tower, ro_tower):
+            if proc is not None:
+                proc.kill(signal.SIGTERM)
         cluster.stop()
 
 
@@ -250,3 +265,13 @@ def test_a_watchtower_with_only_encrypted_hints_sweeps_for_an_offline_client(
     assert status["hints"] >= 2
     (breach,) = status["watch"]["breaches"]
     assert breach["txid"] == scene.breach[TOWER]["commitment_txid"] and breach["won"] is True
+
+
+@pytest.mark.slow
+def test_a_tower_reading_the_clients_database_read_only_sweeps_for_it(scene: Scenario) -> None:
+    _assert_penalty_took_everything(scene, READONLY)
+    assert scene.ro_dir is not None
+    status = call_control(scene.ro_dir, "status")
+    assert status["hints"] == 0 and status["from_datadir"] == str(
+        scene.cluster.client_dir(READONLY)
+    )

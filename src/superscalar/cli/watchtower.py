@@ -21,9 +21,20 @@ err = Console(stderr=True)
 @click.option("--port", required=True, type=click.IntRange(0, 65535), help="Hint port (BOLT-8).")
 @click.option("--chain-rpc", required=True, help="bitcoind JSON-RPC URL.")
 @click.option("--chain-cookie", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--from-datadir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Also watch this daemon's channels, read-only from its database (same operator).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def watchtower_command(
-    datadir: Path, host: str, port: int, chain_rpc: str, chain_cookie: Path, verbose: bool
+    datadir: Path,
+    host: str,
+    port: int,
+    chain_rpc: str,
+    chain_cookie: Path,
+    from_datadir: Path | None,
+    verbose: bool,
 ) -> None:
     """Run a watchtower: take encrypted breach hints over BOLT-8, punish breaches on chain.
 
@@ -42,6 +53,11 @@ def watchtower_command(
         raise click.ClickException(str(exc)) from exc
     click.echo(f"pubkey {key.public_key.hex()}")
     err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
-    daemon = WatchtowerDaemon(TowerConfig(datadir, host, port), key, chain)
+    try:
+        daemon = WatchtowerDaemon(
+            TowerConfig(datadir, host, port, from_datadir=from_datadir), key, chain
+        )
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read {from_datadir}: {exc}") from exc
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(daemon.run()))

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -373,7 +374,7 @@ class ChannelDetector:
     penalty pays the channel's own close script.
     """
 
-    def __init__(self, db: Database, key: SecretKey) -> None:
+    def __init__(self, db: Database | sqlite3.Connection, key: SecretKey) -> None:
         self.db = db
         self.key = key
         self._fundings: dict[tuple[str, int], OutPoint] = {}
@@ -498,3 +499,15 @@ class DaemonWatch:
 
             out.update(dev_handlers(self.datadir, self.key))
         return out
+
+
+def open_readonly(datadir: Path) -> tuple[sqlite3.Connection, SecretKey]:
+    """Another daemon's database (read-only, never migrated) and node key, for a tower
+    run by the same operator: it watches that daemon's channels from its own process."""
+    path = datadir / "node.sqlite3"
+    if not path.exists():
+        raise FileNotFoundError(f"no daemon database at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=True)
+    conn.row_factory = sqlite3.Row
+    key = SecretKey.from_hex((datadir / "node_key").read_text().strip())
+    return conn, key

@@ -11,6 +11,12 @@ with the full txid and answers with the penalty it holds. Until then the blob
 is noise to it: it cannot tell whose channel, which amounts, or even whether
 a hint is real.
 
+Run by the LSP's own operator, it can instead (or also) be fed read-only
+from a daemon's database (`--from-datadir`): then it needs no hints, but it
+reads that daemon's node key and channel states, so it is the same trust
+domain, only a separate process (and database) that keeps watching if the
+daemon is down.
+
 Why BOLT-8 and not the control RPC: a tower is meant to be remote and run by
 someone else, so clients need an authenticated, encrypted channel to it; the
 control RPC is a local operator socket (cookie in the datadir).
@@ -39,7 +45,7 @@ from superscalar.wire.messages import TowerAck, TowerHint
 
 from .common import now, open_db
 from .control import write_control_port
-from .watcher import ChainWatcher
+from .watcher import ChainWatcher, ChannelDetector, open_readonly
 
 __all__ = ["TowerConfig", "WatchtowerDaemon"]
 
@@ -54,6 +60,8 @@ class TowerConfig:
     host: str
     port: int
     poll_seconds: float = 0.5
+    from_datadir: Path | None = None
+    """Also watch this daemon's channels, reading its database read-only (same operator)."""
 
 
 class WatchtowerDaemon:
@@ -67,6 +75,10 @@ class WatchtowerDaemon:
         self.hints: dict[bytes, list[bytes]] = {}
         for r in self.db.execute("SELECT hint_id, blob FROM watch_hints"):
             self.hints.setdefault(bytes.fromhex(r["hint_id"]), []).append(bytes(r["blob"]))
+        self.channels: ChannelDetector | None = None
+        if config.from_datadir is not None:
+            conn, their_key = open_readonly(config.from_datadir)
+            self.channels = ChannelDetector(conn, their_key)
         self.watcher = ChainWatcher(
             self.db, chain, name="tower", detect=self._detect, poll_seconds=config.poll_seconds
         )
@@ -74,6 +86,10 @@ class WatchtowerDaemon:
         self.server: PeerServer | None = None
 
     def _detect(self, tx: Transaction) -> WatchEntry | None:
+        if self.channels is not None:
+            entry = self.channels(tx)
+            if entry is not None:
+                return entry
         for blob in self.hints.get(tx.txid[:16], ()):
             try:
                 return decrypt_hint(tx.txid, blob)
@@ -116,6 +132,9 @@ class WatchtowerDaemon:
                 "pubkey": self.key.public_key.hex(),
                 "listen": f"{self.config.host}:{self.server.port if self.server else 0}",
                 "hints": sum(len(v) for v in self.hints.values()),
+                "from_datadir": None
+                if self.config.from_datadir is None
+                else str(self.config.from_datadir),
                 "watch": self.watcher.summary(),
             }
 
