@@ -2,7 +2,7 @@
 
 One cluster (chain, LSP with `--dev-tools`, five clients, two towers) plays it out once:
 the LSP keeps signed copies of its commitments (`dev snapshot`), payments
-revoke them, then it puts the factory path and all three revoked commitments
+revoke them, then it puts the factory path and every client's revoked commitment
 on chain (`dev breach`). Client 0 watches and sweeps at once; client 2 was
 not watching and is restarted with its watcher before the CSV deadline, which
 catches up on the blocks it missed and sweeps; client 1 never watches, so

@@ -71,6 +71,7 @@ class WatchtowerDaemon:
         self.config = config
         self.key = key
         self.chain = chain
+        config.datadir.mkdir(parents=True, exist_ok=True)
         self.db = open_db(config.datadir)
         self.hints: dict[bytes, list[bytes]] = {}
         for r in self.db.execute("SELECT hint_id, blob FROM watch_hints"):
