@@ -45,7 +45,9 @@ def rpc(node: RegtestNode) -> Iterator[BitcoindClient]:
         client.close()
 
 
-async def _with_tower(datadir: Path, rpc: BitcoindClient, body: object) -> WatchtowerDaemon:
+async def _with_tower(
+    datadir: Path, rpc: BitcoindClient, body: Callable[[WatchtowerDaemon], Awaitable[None]]
+) -> WatchtowerDaemon:
     tower = WatchtowerDaemon(TowerConfig(datadir, "127.0.0.1", 0), TOWER_KEY, rpc)
     task = asyncio.create_task(tower.run())
     while tower.server is None:
