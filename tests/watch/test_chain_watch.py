@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from superscalar.bitcoin.script import is_p2a
 from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.node import RegtestNode
 from superscalar.chain.service import serve_node
 from superscalar.channel import AddHtlc, FulfillHtlc, Funding, LoopbackChannel
+from superscalar.channel.htlc import Direction
+from superscalar.channel.onchain import htlc_second_stage
 from superscalar.channel.state import signed_local_commitment
 from superscalar.factory import lstock_burn_tx, lstock_output_ref, verify_burn_secret
 from superscalar.factory.lstock import LStockSecrets
@@ -29,17 +32,20 @@ from superscalar.watch.responses import (
     PENALTY_LADDER,
     lstock_burn_entry,
     newer_state_entry,
+    penalty_after_spends,
     penalty_entry,
 )
 
 from ..chain.chain_support import MINER, fund
 from ..channel.support import (
     add_committed,
+    anchor_child,
     funding_script,
     make_pair,
     payment_hash,
     preimage,
 )
+from ..channel.test_onchain import _revoked_scene
 from ..factory.helpers import LSTOCK_SEED
 from ..factory.test_chain_exit import _advanced_leaf, open_factory, with_cpfp
 
@@ -261,3 +267,54 @@ def test_the_cpfp_child_of_a_newer_state_is_rbfd_at_a_rising_feerate(
     node.mine(1, MINER)
     asyncio.run(w.catch_up())
     assert _confirmed_height(node, new_state) == node.height
+
+
+def test_an_htlc_taken_into_its_second_stage_is_still_punished_with_the_rest(
+    tmp_path: Path, node: RegtestNode, rpc: BitcoindClient
+) -> None:
+    scene, old = _revoked_scene(node)  # alice's old commitment has HTLCs both ways
+    alice, bob = scene.pair.a, scene.pair.b
+    old_commitment, cheat = signed_local_commitment(alice.secrets, old)
+    record = bob.revoked[next(n for n, r in bob.revoked.items() if r.txid == cheat.txid)]
+    dest = node.wallet.new_script()
+    entry = penalty_entry(bob.secrets, bob.state, record, dest)
+    db = Database.open(tmp_path / "watch.sqlite3", DAEMON_MIGRATIONS)
+    w = ChainWatcher(
+        db,
+        rpc,
+        name="test",
+        rebuild=lambda e, spent: penalty_after_spends(
+            bob.secrets, bob.state, record, dest, e, spent
+        ),
+    )
+    w.load(start_height=node.height)
+    w.add_entries([entry])
+    node.mine_transactions([cheat], MINER)
+    asyncio.run(w.catch_up())
+    assert entry.responses[0].txid in node.mempool
+    assert old.local_commit is not None
+    stolen = htlc_second_stage(
+        alice.secrets,
+        old_commitment,
+        old.local_commit.htlc_signatures,
+        Direction.RECEIVED,
+        scene.to_alice,
+        preimage(2),
+    )
+    # a miner takes the cheater's HTLC-success package instead of our penalty
+    node.mine_transactions([stolen, anchor_child(node, stolen, 1, fee=5_000)], MINER)
+    assert entry.responses[0].txid not in node.mempool
+    asyncio.run(w.catch_up())
+    (rebuilt,) = [e.tx for e in node.mempool if e.tx.outputs[0].script_pubkey == dest]
+    assert OutPoint(stolen.txid, 0) in {i.prevout for i in rebuilt.inputs}
+    node.mine(1, MINER)
+    asyncio.run(w.catch_up())
+    assert _confirmed_height(node, rebuilt) == node.height
+    anchors = sum(o.value for o in (*cheat.outputs, *stolen.outputs) if is_p2a(o.script_pubkey))
+    taken = sum(
+        (stolen if i.prevout.txid == stolen.txid else cheat).outputs[i.prevout.vout].value
+        for i in rebuilt.inputs
+    )
+    assert taken == AMOUNT - anchors  # every satoshi of the channel but the anchors
+    (report,) = breach_report(db)
+    assert report["won"] is True and report["spender"] == rebuilt.txid_hex

@@ -74,7 +74,7 @@ def test_the_rung_climbs_as_the_deadline_nears_and_never_goes_back() -> None:
 def test_our_response_confirming_resolves_the_breach_as_won() -> None:
     state, _ = on_block(_watching(), 101, [BREACH])
     state, effects = on_block(state, 102, [RUNGS[1]])
-    assert Resolved(_entry(), RUNGS[1].txid, 102, True) in effects
+    assert Resolved(_entry(), RUNGS[1].txid, 102, True, 101) in effects
     assert not state.active
     assert not any(isinstance(e, Broadcast) for e in effects)
 
@@ -83,7 +83,7 @@ def test_someone_else_spending_the_contested_output_resolves_as_lost() -> None:
     state, _ = on_block(_watching(), 101, [BREACH])
     thief = _tx("thief", (BREACH.outpoint(0),))
     state, effects = on_block(state, 110, [thief])
-    assert Resolved(_entry(), thief.txid, 110, False) in effects
+    assert Resolved(_entry(), thief.txid, 110, False, 101) in effects
 
 
 def test_blocks_already_scanned_are_ignored() -> None:

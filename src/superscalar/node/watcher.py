@@ -53,9 +53,10 @@ from superscalar.watch import (
     WatchError,
     WatcherState,
     on_block,
+    reactivate,
 )
 from superscalar.watch.hints import decode_entry, encode_entry
-from superscalar.watch.responses import penalty_entry
+from superscalar.watch.responses import penalty_after_spends, penalty_entry
 from superscalar.wire.codec import decode
 from superscalar.wire.messages import FactoryPropose
 
@@ -75,6 +76,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Detector = Callable[[Transaction], WatchEntry | None]
+Rebuilder = Callable[[WatchEntry, list[Transaction]], WatchEntry | None]
 
 
 @dataclass
@@ -103,6 +105,7 @@ class ChainWatcher:
         name: str,
         detect: Detector | None = None,
         start_txids: Callable[[], list[str]] | None = None,
+        rebuild: Rebuilder | None = None,
         poll_seconds: float = 0.5,
     ) -> None:
         self.db = db
@@ -110,6 +113,9 @@ class ChainWatcher:
         self.name = name
         self.detect = detect
         self.start_txids = start_txids
+        self.rebuild = rebuild
+        """Asked for a new response when the cheater spent part of what ours spends."""
+        self._foreign: dict[bytes, list[Transaction]] = {}
         """A fresh watcher scans from the earliest block holding one of these (our fundings)."""
         self.poll_seconds = poll_seconds
         self.stats = WatchStats()
@@ -157,9 +163,46 @@ class ChainWatcher:
             ],
         )
 
-    def _persist(self, new: list[WatchEntry], effects: list[Effect]) -> None:
+    def _rebuild_lost(
+        self, state: WatcherState, height: int, txs: list[Transaction], effects: list[Effect]
+    ) -> tuple[WatcherState, list[Effect], list[WatchEntry]]:
+        """A race lost on *some* outputs is not lost: answer again with what is left."""
+        assert self.rebuild is not None
+        by_id = {tx.txid: tx for tx in txs}
+        kept: list[Effect] = []
+        more: list[Effect] = []
+        rebuilt: list[WatchEntry] = []
+        for effect in effects:
+            if isinstance(effect, Resolved) and not effect.won:
+                spenders = self._foreign.setdefault(effect.entry.trigger_txid, [])
+                spenders.append(by_id[effect.spender])
+                entry = self.rebuild(effect.entry, list(spenders))
+                if entry is not None:
+                    log.warning(
+                        "%s watcher: cheater spent part of %s in %s: penalty rebuilt",
+                        self.name,
+                        effect.entry.trigger_txid[::-1].hex(),
+                        effect.spender[::-1].hex(),
+                    )
+                    state, answer = reactivate(state, entry, effect.since, height)
+                    more += answer
+                    rebuilt.append(entry)
+                    continue
+            kept.append(effect)
+        return state, more + kept, rebuilt
+
+    def _persist(
+        self, new: list[WatchEntry], effects: list[Effect], rebuilt: Sequence[WatchEntry] = ()
+    ) -> None:
         with self.db.transaction() as c:
             self._store_entries(c, new)
+            c.executemany(
+                "INSERT OR REPLACE INTO watch_entries VALUES (?, ?, ?, ?, ?)",
+                [
+                    (e.trigger_txid.hex(), e.kind.value, e.label, encode_entry(e), now())
+                    for e in rebuilt
+                ],
+            )
             for effect in effects:
                 if isinstance(effect, BreachDetected):
                     e = effect.entry
@@ -261,7 +304,10 @@ class ChainWatcher:
                     new.append(entry)
         state = self.state.with_entries(new) if new else self.state
         state, effects = on_block(state, height, txs)
-        self._persist(new, effects)
+        rebuilt: list[WatchEntry] = []
+        if self.rebuild is not None:
+            state, effects, rebuilt = self._rebuild_lost(state, height, txs, effects)
+        self._persist(new, effects, rebuilt)
         self.state = state
         if any(isinstance(e, BreachDetected | Resolved) for e in effects):
             self.breaches = breach_report(self.db)
@@ -417,11 +463,38 @@ class ChannelDetector:
             log.error("cannot build the penalty for %s: %s", tx.txid_hex, exc)
             return None
 
+    def rebuild(self, entry: WatchEntry, spenders: list[Transaction]) -> WatchEntry | None:
+        """`penalty_after_spends` for the channel whose revoked commitment `entry` answers."""
+        for r in self.db.execute("SELECT factory_id, position, revoked FROM channel_revoked"):
+            revoked = decode_value(json.loads(r["revoked"]))
+            if not isinstance(revoked, RevokedCommitment) or revoked.txid != entry.trigger_txid:
+                continue
+            fid, position = str(r["factory_id"]), int(r["position"])
+            row = self.db.execute(
+                "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, position)
+            ).fetchone()
+            state = decode_state(row["state"])
+            secrets = channel_secrets(self.key, bytes.fromhex(fid), position)
+            try:
+                return penalty_after_spends(
+                    secrets, state, revoked, state.local_close_script, entry, spenders
+                )
+            except (ChannelError, WatchError) as exc:
+                log.error("cannot rebuild the penalty for %s: %s", revoked.txid.hex(), exc)
+                return None
+        return None
+
 
 def channel_watcher(db: Database, key: SecretKey, chain: BitcoindClient, name: str) -> ChainWatcher:
     """The watcher a daemon runs over its own channels, resumed from its database."""
+    detector = ChannelDetector(db, key)
     watcher = ChainWatcher(
-        db, chain, name=name, detect=ChannelDetector(db, key), start_txids=lambda: fundings(db)
+        db,
+        chain,
+        name=name,
+        detect=detector,
+        start_txids=lambda: fundings(db),
+        rebuild=detector.rebuild,
     )
     watcher.load(start_height=-1)
     return watcher

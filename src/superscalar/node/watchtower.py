@@ -81,7 +81,12 @@ class WatchtowerDaemon:
             conn, their_key = open_readonly(config.from_datadir)
             self.channels = ChannelDetector(conn, their_key)
         self.watcher = ChainWatcher(
-            self.db, chain, name="tower", detect=self._detect, poll_seconds=config.poll_seconds
+            self.db,
+            chain,
+            name="tower",
+            detect=self._detect,
+            rebuild=None if self.channels is None else self.channels.rebuild,
+            poll_seconds=config.poll_seconds,
         )
         self.watcher.load(start_height=-1)
         self.server: PeerServer | None = None

@@ -17,6 +17,7 @@ from .core import (
     deadline_feerate,
     ladder_step,
     on_block,
+    reactivate,
 )
 from .hints import Hint, HintError, decrypt_hint, encrypt_hint, hint_id
 
@@ -40,4 +41,5 @@ __all__ = [
     "hint_id",
     "ladder_step",
     "on_block",
+    "reactivate",
 ]

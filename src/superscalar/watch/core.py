@@ -39,6 +39,7 @@ __all__ = [
     "deadline_feerate",
     "ladder_step",
     "on_block",
+    "reactivate",
 ]
 
 
@@ -144,6 +145,8 @@ class Resolved:
     spender: bytes
     height: int
     won: bool
+    since: int = 0
+    """The height the breach was detected at."""
 
 
 @dataclass(frozen=True)
@@ -224,9 +227,23 @@ def on_block(
                 continue
             done = active.pop(key)
             won = tx.txid in done.entry.response_txids
-            effects.append(Resolved(done.entry, tx.txid, height, won))
+            effects.append(Resolved(done.entry, tx.txid, height, won, done.height))
     for key, a in list(active.items()):
         active[key], more = _respond(a, height)
         effects += more
     effects.append(PersistScanHeight(height))
     return replace(state, scan_height=height, active=active), effects
+
+
+def reactivate(
+    state: WatcherState, entry: WatchEntry, since: int, height: int
+) -> tuple[WatcherState, list[Effect]]:
+    """Answer the breach detected at `since` again, with `entry` (a response rebuilt after the
+    cheater took part of what the old one spent), from block `height` on: its fee ladder
+    continues on the same clock."""
+    entries = dict(state.entries)
+    entries[entry.trigger_txid] = entry
+    active, effects = _respond(Active(entry, since), height)
+    actives = dict(state.active)
+    actives[entry.trigger_txid] = active
+    return replace(state, entries=entries, active=actives), effects

@@ -14,7 +14,8 @@ from ..bitcoin.fees import Feerate
 from ..bitcoin.tx import Transaction
 from ..channel.errors import ChannelError
 from ..channel.keys import ChannelSecrets
-from ..channel.penalty import build_penalty
+from ..channel.onchain import build_sweep
+from ..channel.penalty import build_penalty, penalty_inputs, second_stage_penalty_input
 from ..channel.revocation import RevokedCommitment
 from ..channel.state import ChannelState
 from .core import EntryKind, WatchEntry, WatchError
@@ -23,6 +24,7 @@ __all__ = [
     "PENALTY_LADDER",
     "lstock_burn_entry",
     "newer_state_entry",
+    "penalty_after_spends",
     "penalty_entry",
 ]
 
@@ -99,4 +101,54 @@ def lstock_burn_entry(old_state_txid: bytes, burn: Transaction, lstock_csv: int)
         not_before=0,
         deadline=max(_window(lstock_csv), 1),
         label="superseded L-stock burn",
+    )
+
+
+def penalty_after_spends(
+    secrets: ChannelSecrets,
+    state: ChannelState,
+    revoked: RevokedCommitment,
+    destination: bytes,
+    previous: WatchEntry,
+    spenders: Sequence[Transaction],
+    ladder: Sequence[Feerate] = PENALTY_LADDER,
+) -> WatchEntry | None:
+    """The penalty rebuilt after the cheater spent some revoked outputs (`spenders`, in order).
+
+    An HTLC output taken into an HTLC-success/-timeout tx is still ours: its
+    output pays the same revocation key, so it joins the sweep; an output spent
+    any other way is left out. None when nothing is left to take.
+    """
+    gone = {i.prevout for tx in spenders for i in tx.inputs}
+    inputs = penalty_inputs(
+        secrets,
+        state,
+        revoked,
+        include_anchor=False,
+        exclude=frozenset(op for op in gone if op.txid == revoked.txid),
+    )
+    for tx in spenders:
+        if not any(i.prevout.txid == revoked.txid for i in tx.inputs):
+            continue
+        try:
+            extra = second_stage_penalty_input(secrets, state, revoked, tx)
+        except ChannelError:
+            continue  # not a second-stage tx (the cheater's CSV sweep of to_local, say)
+        if extra.outpoint not in gone:
+            inputs.append(extra)
+    rungs: list[Transaction] = []
+    for feerate in ladder:
+        try:
+            rungs.append(build_sweep(inputs, destination, feerate))
+        except ChannelError:
+            break
+    if not rungs:
+        return None
+    return WatchEntry(
+        EntryKind.PENALTY,
+        revoked.txid,
+        tuple(rungs),
+        previous.not_before,
+        previous.deadline,
+        label=previous.label + " (rebuilt)",
     )
