@@ -91,6 +91,14 @@ def test_bench_wire_measures_bolt8_handshakes() -> None:
     assert json.loads(out.stdout)["wire"]["handshakes_per_s"] > 0
 
 
+def test_bench_watch_catches_up_and_answers_the_breach() -> None:
+    out = superscalar("bench", "watch", "--quick")
+    assert out.returncode == 0, out.stderr
+    watch = json.loads(out.stdout)["watch"]
+    assert watch["catch_up"]["blocks"] == 100 and watch["catch_up"]["blocks_per_s"] > 0
+    assert watch["response_in_mempool"] is True
+
+
 def test_bench_channel_counts_payments_and_their_curve_operations() -> None:
     out = superscalar("bench", "channel", "--quick")
     assert out.returncode == 0, out.stderr

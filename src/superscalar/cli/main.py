@@ -26,7 +26,7 @@ from superscalar.cli.watchtower import watchtower_command
 
 err = Console(stderr=True)
 
-SUITES = ("crypto", "chain", "factory", "channel", "wire", "swarm")
+SUITES = ("crypto", "chain", "factory", "channel", "wire", "watch", "swarm")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +50,7 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
     """Run benchmark SUITE and print its results as JSON on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from superscalar.bench import chain, channel, crypto, factory, swarm, wire
+    from superscalar.bench import chain, channel, crypto, factory, swarm, watch, wire
 
     runners: dict[str, Any] = {
         "crypto": crypto.run,
@@ -58,6 +58,7 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
         "factory": lambda quick, progress: factory.run(quick, progress, big=big),
         "channel": channel.run,
         "wire": wire.run,
+        "watch": watch.run,
         "swarm": lambda quick, progress: swarm.run(quick, progress, big=big),
     }
     chosen = list(SUITES) if suite == "all" else [suite]
