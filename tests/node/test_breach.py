@@ -223,6 +223,10 @@ def _assert_penalty_took_everything(scene: Scenario, i: int) -> None:
 @pytest.mark.slow
 def test_a_watching_client_sweeps_the_whole_channel_with_the_penalty(scene: Scenario) -> None:
     _assert_penalty_took_everything(scene, WATCHING)
+    shown = run_node("watch", "--datadir", str(scene.cluster.client_dir(WATCHING)))
+    assert shown.returncode == 0, shown.stderr
+    assert scene.breach[WATCHING]["commitment_txid"] in shown.stdout
+    assert "punished" in shown.stdout
 
 
 @pytest.mark.slow
@@ -253,6 +257,8 @@ def test_nobody_home_the_breach_succeeds_and_the_cheater_keeps_its_old_balance(
         "enabled": False,
         "breaches": [],
     }
+    shown = run_node("watch", "--datadir", str(scene.cluster.client_dir(NOBODY_HOME)))
+    assert "no watcher running" in shown.stdout
 
 
 @pytest.mark.slow

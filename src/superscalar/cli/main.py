@@ -22,7 +22,7 @@ from superscalar.cli.ops import (
     report_command,
     status_command,
 )
-from superscalar.cli.watchtower import watchtower_command
+from superscalar.cli.watchtower import watch_command, watchtower_command
 
 err = Console(stderr=True)
 
@@ -92,6 +92,7 @@ for _command in (
     pay_command,
     dev_group,
     watchtower_command,
+    watch_command,
 ):
     main.add_command(_command)
 

@@ -61,3 +61,41 @@ def watchtower_command(
         raise click.ClickException(f"cannot read {from_datadir}: {exc}") from exc
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(daemon.run()))
+
+
+@click.command("watch")
+@click.option("--datadir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+def watch_command(datadir: Path, as_json: bool) -> None:
+    """Show what a daemon's (or tower's) watcher has scanned and every breach it answered."""
+    import json
+
+    from rich.table import Table
+
+    from .ops import _call
+
+    snap = _call(datadir, "watch")
+    if as_json:
+        click.echo(json.dumps(snap, indent=2))
+        return
+    out = Console()
+    if not snap.get("enabled"):
+        out.print("[yellow]no watcher running (--no-watch): breaches go unanswered[/yellow]")
+    else:
+        out.print(
+            f"scanned to height {snap['scan_height']}: {snap['blocks_scanned']} blocks "
+            f"({snap['blocks_per_second']}/s), {snap['entries']} entries, "
+            f"{snap['broadcasts']} broadcasts"
+            + (f", last error: {snap['last_error']}" if snap["last_error"] else "")
+        )
+    for tower, t in snap.get("towers", {}).items():
+        out.print(f"tower {tower}: {t['hints_sent']} hints sent; error: {t['last_error']}")
+    table = Table(title="breaches")
+    for column in ("txid", "kind", "height", "resolved", "outcome"):
+        table.add_column(column)
+    for b in snap["breaches"]:
+        outcome = "pending" if b["won"] is None else ("punished" if b["won"] else "LOST")
+        table.add_row(
+            b["txid"], b["kind"], str(b["height"]), str(b["resolved_height"] or "-"), outcome
+        )
+    out.print(table)

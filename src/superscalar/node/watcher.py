@@ -63,6 +63,7 @@ from superscalar.wire.messages import FactoryPropose
 from .chancodec import decode_state, decode_value
 from .channels import channel_secrets
 from .common import now
+from .towerclient import TowerAddress, TowerPusher
 
 __all__ = [
     "ChainWatcher",
@@ -424,13 +425,21 @@ class ChannelDetector:
         self.db = db
         self.key = key
         self._fundings: dict[tuple[str, int], OutPoint] = {}
+        self._by_outpoint: dict[OutPoint, tuple[str, int]] = {}
 
     def _refresh(self) -> dict[OutPoint, tuple[str, int]]:
-        for r in self.db.execute("SELECT factory_id, position, state FROM channels"):
-            ident = (str(r["factory_id"]), int(r["position"]))
-            if ident not in self._fundings:
-                self._fundings[ident] = decode_state(r["state"]).funding.outpoint
-        return {op: ident for ident, op in self._fundings.items()}
+        """Funding outpoint -> channel; only a channel not seen before is decoded."""
+        idents = self.db.execute("SELECT factory_id, position FROM channels").fetchall()
+        if len(idents) != len(self._fundings):
+            for r in idents:
+                ident = (str(r["factory_id"]), int(r["position"]))
+                if ident not in self._fundings:
+                    row = self.db.execute(
+                        "SELECT state FROM channels WHERE factory_id=? AND position=?", ident
+                    ).fetchone()
+                    self._fundings[ident] = decode_state(row["state"]).funding.outpoint
+            self._by_outpoint = {op: ident for ident, op in self._fundings.items()}
+        return self._by_outpoint
 
     def __call__(self, tx: Transaction) -> WatchEntry | None:
         if not tx.inputs:
@@ -530,8 +539,6 @@ class DaemonWatch:
         dev_tools: bool = False,
         towers: Sequence[str] = (),
     ) -> None:
-        from .towerclient import TowerAddress, TowerPusher
-
         self.watcher = channel_watcher(db, key, chain, name) if enabled else None
         addresses = [TowerAddress.parse(t) for t in towers]
         self.pusher = TowerPusher(db, key, addresses) if addresses else None
