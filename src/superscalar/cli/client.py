@@ -59,6 +59,13 @@ def client_command(
         lsp_key = PublicKey.from_hex(lsp_pubkey)
     except ValueError as exc:
         raise click.BadParameter(f"not a public key: {exc}", param_hint="--lsp-pubkey") from None
+    from superscalar.node.towerclient import TowerAddress
+
+    for tower in watchtowers:
+        try:
+            TowerAddress.parse(tower)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
     chain = chain_client(chain_rpc, chain_cookie)
     assert isinstance(chain, BitcoindClient)
     try:
@@ -67,13 +74,6 @@ def client_command(
         raise click.ClickException(str(exc)) from exc
     click.echo(f"pubkey {key.public_key.hex()}")
     err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
-    from superscalar.node.towerclient import TowerAddress
-
-    for tower in watchtowers:
-        try:
-            TowerAddress.parse(tower)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
     config = ClientConfig(
         datadir, host, int(port_text), lsp_key, amount, watch, dev_tools, watchtowers
     )

@@ -88,6 +88,8 @@ class TowerPusher:
                 srow = self.db.execute(
                     "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, pos)
                 ).fetchone()
+                if srow is None:
+                    raise LookupError(f"revocation for unknown channel {fid}/{pos}")
                 states[(fid, pos)] = decode_state(srow["state"])
             state = states[(fid, pos)]
             revoked = decode_value(json.loads(r["revoked"]))
@@ -135,7 +137,10 @@ class TowerPusher:
 
     async def run(self) -> None:
         while True:
-            self.queue_new()
+            try:
+                self.queue_new()
+            except Exception:  # keep pushing what is queued; the cursor did not move
+                log.exception("could not seal hints for new revocations; retrying")
             for tower in self.towers:
                 try:
                     await self.flush(tower)

@@ -253,6 +253,9 @@ class ChainWatcher:
             except (ChainUnavailable, ChainResponseError, RpcError, OSError) as exc:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s watcher: %s", self.name, self.stats.last_error)
+            except Exception as exc:  # a bug must not silently end the watching: retry, loudly
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("%s watcher failed on the next block; retrying", self.name)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
             self._wake.clear()
