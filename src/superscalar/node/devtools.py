@@ -23,8 +23,8 @@ from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError
 from superscalar.chain.rpc import RpcError
 from superscalar.channel.onchain import build_sweep, sweep_to_local
 from superscalar.channel.state import signed_local_commitment
-from superscalar.crypto.keys import SecretKey
-from superscalar.factory import SignedTree, unilateral_exit
+from superscalar.crypto.keys import PublicKey, SecretKey
+from superscalar.factory import TxKind
 from superscalar.wire.codec import decode
 from superscalar.wire.messages import FactoryPropose
 
@@ -68,23 +68,32 @@ def dev_handlers(datadir: Path, key: SecretKey) -> dict[str, Callable[..., Any]]
     def dev_export(position: int) -> dict[str, Any]:
         with open_db(datadir) as db:
             row = db.execute(
-                "SELECT * FROM factories WHERE role='lsp' AND state IN ('funded', 'closed')"
+                "SELECT * FROM factories WHERE state IN ('funded', 'closed')"
                 " ORDER BY created DESC LIMIT 1"
             ).fetchone()
             if row is None:
                 raise ValueError("no funded factory")
+            if row["role"] == "client" and int(row["position"]) != position:
+                raise ValueError(f"this client is at position {row['position']}, not {position}")
             propose = decode(row["propose"])
             assert isinstance(propose, FactoryPropose)
             fid = str(row["factory_id"])
-            tree = tree_of(propose, key.public_key)
+            lsp_key = key.public_key
+            if row["role"] == "client":
+                kv = db.execute("SELECT value FROM node_kv WHERE key='lsp_pubkey'").fetchone()
+                lsp_key = PublicKey.from_hex(kv["value"])
+            tree = tree_of(propose, lsp_key)
             sigs = {
                 int(s["session_id"]): bytes.fromhex(s["signature"])
                 for s in db.execute(
                     "SELECT session_id, signature FROM tree_signatures WHERE factory_id=?", (fid,)
                 )
             }
-            signed = SignedTree(tree, tuple(sigs[i] for i in range(len(tree.txs))))
-            path = unilateral_exit(signed, position)
+            path = []  # the LSP holds every signature, a client those of its own path
+            for i in tree.shape.client_txs(position):
+                t = tree.txs[i]
+                delay = 0 if t.kind is TxKind.KICKOFF else t.tx.inputs[0].sequence & 0xFFFF
+                path.append({"tx": t.tx.with_witness(0, (sigs[i],)).hex(), "delay": delay})
             chan = db.execute(
                 "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, position)
             ).fetchone()
@@ -96,8 +105,7 @@ def dev_handlers(datadir: Path, key: SecretKey) -> dict[str, Callable[..., Any]]
             ).fetchall()
         return {
             "factory_id": fid,
-            "path": [{"tx": s.tx.hex(), "delay": s.relative_delay} for s in path.steps],
-            "channel_outpoint": str(path.channel_outpoint),
+            "path": path,
             "current_number": None if current is None else current.number,
             "commitments": [
                 {"number": int(s["number"]), "tx": str(s["tx"]), "sweep": str(s["sweep"])}
