@@ -46,9 +46,13 @@ def rpc(node: RegtestNode) -> Iterator[BitcoindClient]:
 
 
 async def _with_tower(
-    datadir: Path, rpc: BitcoindClient, body: Callable[[WatchtowerDaemon], Awaitable[None]]
+    datadir: Path,
+    rpc: BitcoindClient,
+    body: Callable[[WatchtowerDaemon], Awaitable[None]],
+    quota: int = 1_000_000,
 ) -> WatchtowerDaemon:
-    tower = WatchtowerDaemon(TowerConfig(datadir, "127.0.0.1", 0), TOWER_KEY, rpc)
+    config = TowerConfig(datadir, "127.0.0.1", 0, max_hints_per_client=quota)
+    tower = WatchtowerDaemon(config, TOWER_KEY, rpc)
     task = asyncio.create_task(tower.run())
     while tower.server is None:
         await asyncio.sleep(0.01)
@@ -143,3 +147,19 @@ def test_a_junk_hint_matching_a_confirmed_txid_is_ignored(
         assert tower.watcher.stats.last_error is None
 
     asyncio.run(_with_tower(tmp_path / "tower", rpc, junk))
+
+
+def test_a_client_over_its_hint_quota_is_refused_and_keeps_what_was_stored(
+    tmp_path: Path, node: RegtestNode, rpc: BitcoindClient
+) -> None:
+    async def flood(tower: WatchtowerDaemon) -> None:
+        conn = await _connect(tower)
+        for i in range(2):
+            await conn.send_message(TowerHint(hint_id=Hex16(bytes([i]) * 16), blob=Hex(b"b")))
+            assert isinstance(await conn.receive_message(timeout=10), TowerAck)
+        await conn.send_message(TowerHint(hint_id=Hex16(b"\x09" * 16), blob=Hex(b"b")))
+        answer = await conn.receive_message(timeout=10)
+        assert isinstance(answer, Error) and "quota of 2" in answer.message
+        assert tower.db.execute("SELECT COUNT(*) FROM watch_hints").fetchone()[0] == 2
+
+    asyncio.run(_with_tower(tmp_path / "tower", rpc, flood, quota=2))

@@ -62,6 +62,8 @@ class TowerConfig:
     poll_seconds: float = 0.5
     from_datadir: Path | None = None
     """Also watch this daemon's channels, reading its database read-only (same operator)."""
+    max_hints_per_client: int = 1_000_000
+    """A client pushing more is refused (disk is the tower's to protect)."""
 
 
 class WatchtowerDaemon:
@@ -74,6 +76,12 @@ class WatchtowerDaemon:
         config.datadir.mkdir(parents=True, exist_ok=True)
         self.db = open_db(config.datadir)
         self.hints: dict[bytes, list[bytes]] = {}
+        self.per_client: dict[str, int] = {
+            str(r["client"]): int(r["n"])
+            for r in self.db.execute(
+                "SELECT client, COUNT(*) AS n FROM watch_hints GROUP BY client"
+            )
+        }
         for r in self.db.execute("SELECT hint_id, blob FROM watch_hints"):
             self.hints.setdefault(bytes.fromhex(r["hint_id"]), []).append(bytes(r["blob"]))
         self.channels: ChannelDetector | None = None
@@ -115,6 +123,10 @@ class WatchtowerDaemon:
             if len(blob) > MAX_BLOB:
                 await conn.fail(ProtocolViolationError(f"hint blob over {MAX_BLOB} bytes"))
                 return
+            if self.per_client.get(client, 0) >= self.config.max_hints_per_client:
+                limit = self.config.max_hints_per_client
+                await conn.fail(ProtocolViolationError(f"hint quota of {limit} reached"))
+                return
             hint_id = bytes(msg.hint_id)
             with self.db.transaction() as c:
                 inserted = c.execute(
@@ -123,6 +135,7 @@ class WatchtowerDaemon:
                 ).rowcount
             if inserted:
                 self.hints.setdefault(hint_id, []).append(blob)
+                self.per_client[client] = self.per_client.get(client, 0) + 1
             await conn.send_message(TowerAck(hint_id=msg.hint_id))
 
     async def _serve(self, conn: PeerConnection) -> None:
