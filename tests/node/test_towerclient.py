@@ -48,3 +48,13 @@ def test_the_client_command_refuses_a_bad_watchtower_before_anything_else(tmp_pa
     )  # fmt: skip
     assert r.returncode != 0
     assert "--watchtower" in r.stderr and "expected <pubkey>@host:port" in r.stderr
+
+
+def test_the_lsp_command_refuses_a_bad_watchtower_too(tmp_path: Path) -> None:
+    r = run_node(
+        "lsp", "--datadir", str(tmp_path), "--port", "0", "--clients", "2",
+        "--chain-rpc", "http://127.0.0.1:1/", "--chain-cookie", "/nonexistent",
+        "--watchtower", f"{KEY}@host",
+    )  # fmt: skip
+    assert r.returncode != 0
+    assert "--watchtower" in r.stderr and "expected <pubkey>@host:port" in r.stderr

@@ -69,6 +69,12 @@ def parse_arity(text: str) -> tuple[int, ...]:
 @click.option(
     "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
 )
+@click.option(
+    "--watchtower",
+    "watchtowers",
+    multiple=True,
+    help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
+)
 @click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
 @click.option("-v", "--verbose", is_flag=True)
 def lsp_command(
@@ -84,6 +90,7 @@ def lsp_command(
     lstock_sat: int,
     lifetime_blocks: int,
     watch: bool,
+    watchtowers: tuple[str, ...],
     dev_tools: bool,
     verbose: bool,
 ) -> None:
@@ -94,6 +101,13 @@ def lsp_command(
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     arities = parse_arity(arity)
+    from superscalar.node.towerclient import TowerAddress
+
+    for tower in watchtowers:
+        try:
+            TowerAddress.parse(tower)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
     chain = chain_client(chain_rpc, chain_cookie)
     assert isinstance(chain, BitcoindClient)
     try:
@@ -114,6 +128,7 @@ def lsp_command(
         lifetime_blocks,
         watch=watch,
         dev_tools=dev_tools,
+        watchtowers=watchtowers,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

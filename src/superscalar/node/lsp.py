@@ -147,6 +147,7 @@ class LspConfig:
     close_feerate: int = 2000
     watch: bool = True
     dev_tools: bool = False
+    watchtowers: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -230,7 +231,8 @@ class LspDaemon:
         self.server = await start_server(self.key, self._handle, self.config.host, self.config.port)
         watch = DaemonWatch(self.db, self.key, self.chain, name="lsp",
                             datadir=self.config.datadir, enabled=self.config.watch,
-                            dev_tools=self.config.dev_tools)  # fmt: skip
+                            dev_tools=self.config.dev_tools,
+                            towers=self.config.watchtowers)  # fmt: skip
         handlers = {**self._rpc_handlers(), **watch.handlers()}
         self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()
