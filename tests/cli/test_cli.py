@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 
 def superscalar(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -20,7 +22,7 @@ def superscalar(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_the_commands() -> None:
     out = superscalar("--help")
     assert out.returncode == 0
-    for command in ("bench", "demo", "chain", "chain-cli"):
+    for command in ("bench", "demo", "chain", "chain-cli", "watchtower"):
         assert command in out.stdout
 
 
@@ -33,6 +35,19 @@ def test_demo_runs_to_completion() -> None:
     assert "alice paid bob 25,000,000 msat through the LSP" in text
     assert "every client paid exactly: True" in text
     assert "not yet over the wire" in text  # says plainly what is still in-process
+
+
+@pytest.mark.slow
+def test_demo_breach_shows_the_watcher_sweeping_the_cheaters_revoked_commitment() -> None:
+    out = superscalar("demo", "--breach", "--in-process")
+    assert out.returncode != 0 and "--breach needs the networked demo" in out.stderr
+    out = superscalar("demo", "--breach")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = " ".join(out.stdout.replace("│", " ").split())
+    assert "REVOKED commitment with bob on chain" in text
+    assert "bob gets" in text and "the LSP gets nothing" in text
+    assert "(breach block → penalty in mempool:" in text
+    assert text.count(": True") >= 1 and ": False" not in text
 
 
 def test_bench_crypto_prints_json_with_the_overhead_ratio() -> None:
@@ -74,6 +89,14 @@ def test_bench_wire_measures_bolt8_handshakes() -> None:
     out = superscalar("bench", "wire", "--quick")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["wire"]["handshakes_per_s"] > 0
+
+
+def test_bench_watch_catches_up_and_answers_the_breach() -> None:
+    out = superscalar("bench", "watch", "--quick")
+    assert out.returncode == 0, out.stderr
+    watch = json.loads(out.stdout)["watch"]
+    assert watch["catch_up"]["blocks"] == 100 and watch["catch_up"]["blocks_per_s"] > 0
+    assert watch["response_in_mempool"] is True
 
 
 def test_bench_channel_counts_payments_and_their_curve_operations() -> None:

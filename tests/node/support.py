@@ -118,7 +118,7 @@ class Cluster:
     def client_dir(self, i: int) -> Path:
         return self.root / f"client{i}"
 
-    def start_client(self, i: int, amount: int = 100_000) -> None:
+    def start_client(self, i: int, amount: int = 100_000, *extra: str) -> None:
         d = self.client_dir(i)
         self.clients[i] = Proc(
             [
@@ -133,6 +133,7 @@ class Cluster:
                 "--amount",
                 str(amount),
                 *self.chain_args(),
+                *extra,
                 "-v",
             ],
             d / "log.txt",

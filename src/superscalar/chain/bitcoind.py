@@ -28,7 +28,7 @@ import select
 import socket
 import threading
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -326,7 +326,9 @@ class ChainSource(Protocol):
 
     def fund_transaction(self, outputs: Sequence[TxOut]) -> Transaction: ...
 
-    def sign_with_wallet(self, tx: Transaction) -> Transaction: ...
+    def sign_with_wallet(
+        self, tx: Transaction, prevouts: Mapping[OutPoint, TxOut] | None = None
+    ) -> Transaction: ...
 
 
 # -- response parsing -------------------------------------------------------------------
@@ -944,10 +946,28 @@ class BitcoindClient:
         obj = _obj(self.call("fundrawtransaction", draft.hex()), "fundrawtransaction")
         return _decode_tx(obj.get("hex"), "fundrawtransaction")
 
-    def sign_with_wallet(self, tx: Transaction) -> Transaction:
-        """`signrawtransactionwithwallet`; raises `ChainResponseError` if any input is unsigned."""
+    def sign_with_wallet(
+        self, tx: Transaction, prevouts: Mapping[OutPoint, TxOut] | None = None
+    ) -> Transaction:
+        """`signrawtransactionwithwallet`; raises `ChainResponseError` if any input is unsigned.
+
+        `prevouts` become `prevtxs`: inputs the node cannot know yet (a package parent's anchor).
+        """
+        params: list[Any] = [tx.hex()]
+        if prevouts:
+            params.append(
+                [
+                    {
+                        "txid": op.txid_hex,
+                        "vout": op.vout,
+                        "scriptPubKey": out.script_pubkey.hex(),
+                        "amount": sat_to_btc(out.value),
+                    }
+                    for op, out in prevouts.items()
+                ]
+            )
         obj = _obj(
-            self.call("signrawtransactionwithwallet", tx.hex()), "signrawtransactionwithwallet"
+            self.call("signrawtransactionwithwallet", *params), "signrawtransactionwithwallet"
         )
         signed = _decode_tx(obj.get("hex"), "signrawtransactionwithwallet")
         if obj.get("complete") is not True:

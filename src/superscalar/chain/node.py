@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from superscalar.bitcoin.address import Network, address_to_script_pubkey
 from superscalar.bitcoin.block import Block, coinbase_transaction
 from superscalar.bitcoin.cpfp import cpfp_child
 from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.script import is_p2a
 from superscalar.bitcoin.tx import COIN, OutPoint, Transaction, TxOut
 from superscalar.chain.index import ChainIndex, Coin, TxLocation
 from superscalar.chain.kernel import KernelChain
@@ -361,17 +362,28 @@ class RegtestNode:
             tx, _ = self.wallet.fund_payment(self.spendable(), outputs, feerate, change)
             return tx
 
-    def sign_with_wallet(self, tx: Transaction) -> tuple[Transaction, bool]:
-        """signrawtransactionwithwallet: sign the inputs the wallet owns; (tx, complete)."""
+    def sign_with_wallet(
+        self, tx: Transaction, prevouts: Mapping[OutPoint, TxOut] | None = None
+    ) -> tuple[Transaction, bool]:
+        """signrawtransactionwithwallet: sign the inputs the wallet owns; (tx, complete).
+
+        `prevouts` (bitcoind's `prevtxs`) describes inputs not yet known to the
+        node, e.g. the anchor of a zero-fee parent that will go in one package.
+        """
         with self.lock:
             spent: list[TxOut] = []
             for txin in tx.inputs:
                 found = self.utxo(txin.prevout, include_mempool=True)
+                if found is None and prevouts is not None and txin.prevout in prevouts:
+                    found = (prevouts[txin.prevout], 0, False)
                 if found is None:
                     return tx, False
                 spent.append(found[0])
             signed = self.wallet.sign(tx, spent)
-            complete = all(txin.witness for txin in signed.inputs)
+            complete = all(  # a P2A anchor is spent with an empty witness
+                txin.witness or is_p2a(out.script_pubkey)
+                for txin, out in zip(signed.inputs, spent, strict=True)
+            )
             return signed, complete
 
     # -- mempool persistence ----------------------------------------------------------------

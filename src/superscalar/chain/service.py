@@ -25,7 +25,7 @@ from superscalar.bitcoin.address import (
 from superscalar.bitcoin.block import Block, BlockHeader, bits_to_target
 from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.script import Op, ScriptError, is_p2a, iter_script, parse_witness_program
-from superscalar.bitcoin.tx import OutPoint, Transaction, TxDecodeError
+from superscalar.bitcoin.tx import OutPoint, Transaction, TxDecodeError, TxOut
 from superscalar.chain.amounts import AmountError, btc_to_sat, sat_to_btc
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.kernel import BlockRejectedError
@@ -689,8 +689,20 @@ class NodeService:
             "changepos": change,
         }
 
-    def signrawtransactionwithwallet(self, hexstring: str) -> dict[str, Any]:
-        signed, complete = self.node.sign_with_wallet(_decode_tx(hexstring))
+    def signrawtransactionwithwallet(
+        self, hexstring: str, prevtxs: list[Any] | None = None
+    ) -> dict[str, Any]:
+        prevouts: dict[OutPoint, TxOut] = {}
+        for item in prevtxs or []:
+            try:
+                outpoint = OutPoint.from_txid_hex(str(item["txid"]), int(item["vout"]))
+                txout = TxOut(btc_to_sat(item["amount"]), bytes.fromhex(str(item["scriptPubKey"])))
+            except (KeyError, TypeError, ValueError, AmountError) as exc:
+                raise RpcError(
+                    RpcError.RPC_INVALID_PARAMETER, f"bad prevtxs entry: {exc}"
+                ) from None
+            prevouts[outpoint] = txout
+        signed, complete = self.node.sign_with_wallet(_decode_tx(hexstring), prevouts)
         out: dict[str, Any] = {"hex": signed.hex(), "complete": complete}
         if not complete:
             out["errors"] = [

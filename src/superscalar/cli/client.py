@@ -29,6 +29,16 @@ err = Console(stderr=True)
     help="Seconds to wait for the LSP's next ceremony step "
     "[default: twice the LSP's default for the factory's size, + 30].",
 )
+@click.option(
+    "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
+)
+@click.option(
+    "--watchtower",
+    "watchtowers",
+    multiple=True,
+    help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
+)
+@click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
     datadir: Path,
@@ -38,6 +48,9 @@ def client_command(
     chain_rpc: str,
     chain_cookie: Path,
     step_timeout: float | None,
+    watch: bool,
+    watchtowers: tuple[str, ...],
+    dev_tools: bool,
     verbose: bool,
 ) -> None:
     """Run a client: connect to the LSP over BOLT-8, join, verify and sign the factory."""
@@ -54,6 +67,13 @@ def client_command(
         lsp_key = PublicKey.from_hex(lsp_pubkey)
     except ValueError as exc:
         raise click.BadParameter(f"not a public key: {exc}", param_hint="--lsp-pubkey") from None
+    from superscalar.node.towerclient import TowerAddress
+
+    for tower in watchtowers:
+        try:
+            TowerAddress.parse(tower)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
     chain = chain_client(chain_rpc, chain_cookie)
     assert isinstance(chain, BitcoindClient)
     try:
@@ -62,6 +82,16 @@ def client_command(
         raise click.ClickException(str(exc)) from exc
     click.echo(f"pubkey {key.public_key.hex()}")
     err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
-    config = ClientConfig(datadir, host, int(port_text), lsp_key, amount, step_timeout)
+    config = ClientConfig(
+        datadir,
+        host,
+        int(port_text),
+        lsp_key,
+        amount,
+        step_timeout,
+        watch=watch,
+        dev_tools=dev_tools,
+        watchtowers=watchtowers,
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

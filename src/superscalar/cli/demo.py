@@ -43,13 +43,16 @@ def _short(hexstr: str) -> str:
     return f"{hexstr[:16]}…"
 
 
-def run_demo(console: Console, workdir: Path | None = None, network: bool = True) -> int:
+def run_demo(
+    console: Console, workdir: Path | None = None, network: bool = True, breach: bool = False
+) -> int:
     console.print(
         Panel(
             "[bold]SuperScalar demo[/bold]\n"
             "Part 1, networked: `superscalar chain`, an LSP and 4 clients as separate processes "
             "build and fund a factory over BOLT-8, open leaf channels, pay alice → LSP → bob "
-            "with a real preimage, and close on the channel balances.\n"
+            "with a real preimage, and close on the channel balances (with --breach: the LSP "
+            "broadcasts a revoked commitment instead and bob's watcher sweeps the channel).\n"
             "Part 2, in-process (not yet over the wire: PTLC key turnover, unilateral exit): "
             "real BIP340/MuSig2/adaptor signatures, shachain revocation, and a "
             "factory exit confirmed on the embedded libbitcoinkernel chain.",
@@ -61,7 +64,7 @@ def run_demo(console: Console, workdir: Path | None = None, network: bool = True
         from superscalar.cli.netdemo import run_network_demo
 
         work = workdir or Path(tempfile.mkdtemp(prefix="superscalar-demo-"))
-        networked = run_network_demo(console, work)
+        networked = run_network_demo(console, work, breach=breach)
     console.print("[bold]In-process[/bold]")
     lsp = SecretKey.generate()
     clients = {name: SecretKey.generate() for name in CLIENTS}

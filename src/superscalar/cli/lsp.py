@@ -72,6 +72,16 @@ def parse_arity(text: str) -> tuple[int, ...]:
     default=None,
     help="Seconds every client gets per ceremony step [default: 60 + 0.5 per client].",
 )
+@click.option(
+    "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
+)
+@click.option(
+    "--watchtower",
+    "watchtowers",
+    multiple=True,
+    help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
+)
+@click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
 @click.option("-v", "--verbose", is_flag=True)
 def lsp_command(
     datadir: Path,
@@ -86,6 +96,9 @@ def lsp_command(
     lstock_sat: int,
     lifetime_blocks: int,
     step_timeout: float | None,
+    watch: bool,
+    watchtowers: tuple[str, ...],
+    dev_tools: bool,
     verbose: bool,
 ) -> None:
     """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
@@ -95,6 +108,13 @@ def lsp_command(
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     arities = parse_arity(arity)
+    from superscalar.node.towerclient import TowerAddress
+
+    for tower in watchtowers:
+        try:
+            TowerAddress.parse(tower)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
     chain = chain_client(chain_rpc, chain_cookie)
     assert isinstance(chain, BitcoindClient)
     try:
@@ -114,6 +134,9 @@ def lsp_command(
         lstock_sat,
         lifetime_blocks,
         step_timeout=step_timeout,
+        watch=watch,
+        dev_tools=dev_tools,
+        watchtowers=watchtowers,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

@@ -13,6 +13,7 @@ from rich.console import Console
 from superscalar import __version__
 from superscalar.cli.chain import chain_cli_command, chain_command
 from superscalar.cli.client import client_command
+from superscalar.cli.dev import dev_group
 from superscalar.cli.lsp import lsp_command
 from superscalar.cli.ops import (
     close_command,
@@ -21,10 +22,11 @@ from superscalar.cli.ops import (
     report_command,
     status_command,
 )
+from superscalar.cli.watchtower import watch_command, watchtower_command
 
 err = Console(stderr=True)
 
-SUITES = ("crypto", "chain", "factory", "channel", "wire", "swarm")
+SUITES = ("crypto", "chain", "factory", "channel", "wire", "watch", "swarm")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,7 +50,7 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
     """Run benchmark SUITE and print its results as JSON on stdout."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from superscalar.bench import chain, channel, crypto, factory, swarm, wire
+    from superscalar.bench import chain, channel, crypto, factory, swarm, watch, wire
 
     runners: dict[str, Any] = {
         "crypto": crypto.run,
@@ -56,6 +58,7 @@ def bench(suite: str, quick: bool, big: bool, output: Path | None) -> None:
         "factory": lambda quick, progress: factory.run(quick, progress, big=big),
         "channel": channel.run,
         "wire": wire.run,
+        "watch": watch.run,
         "swarm": lambda quick, progress: swarm.run(quick, progress, big=big),
     }
     chosen = list(SUITES) if suite == "all" else [suite]
@@ -87,6 +90,9 @@ for _command in (
     close_command,
     invoice_command,
     pay_command,
+    dev_group,
+    watchtower_command,
+    watch_command,
 ):
     main.add_command(_command)
 
@@ -98,8 +104,15 @@ for _command in (
     help="Where the demo's processes keep logs and databases (default: a new temp dir).",
 )
 @click.option("--in-process", is_flag=True, help="Skip the networked part (no processes).")
-def demo(workdir: Path | None, in_process: bool) -> None:
+@click.option(
+    "--breach",
+    is_flag=True,
+    help="After the payment the LSP broadcasts a revoked commitment; bob's watcher punishes it.",
+)
+def demo(workdir: Path | None, in_process: bool, breach: bool) -> None:
     """Run the end-to-end demo and print what happened."""
     from superscalar.cli.demo import run_demo
 
-    sys.exit(run_demo(Console(), workdir, network=not in_process))
+    if breach and in_process:
+        raise click.UsageError("--breach needs the networked demo (drop --in-process)")
+    sys.exit(run_demo(Console(), workdir, network=not in_process, breach=breach))

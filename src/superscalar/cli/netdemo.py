@@ -144,8 +144,74 @@ def _pay(console: Console, workdir: Path, lsp_dir: Path) -> int:
     return amount_msat
 
 
-def run_network_demo(console: Console, workdir: Path) -> bool:
-    """Chain + LSP + 4 clients as processes: build and fund a factory, pay, close cooperatively."""
+def _lsp_position(lsp_dir: Path, workdir: Path, name: str) -> int:
+    key = str(call_control(workdir / name, "status")["pubkey"])
+    factory = _factory(lsp_dir)
+    assert factory is not None
+    return next(int(c["position"]) for c in factory["clients"] if c["pubkey"] == key)
+
+
+def _breach(console: Console, chain: BitcoindClient, miner: str, workdir: Path) -> bool:
+    """The LSP broadcasts its revoked commitment with bob; bob's watcher takes the whole channel."""
+    from superscalar.bitcoin.script import is_p2a
+    from superscalar.node.devtools import broadcast_breach
+
+    lsp_dir, bob_dir = workdir / "lsp", workdir / "bob"
+    position = _lsp_position(lsp_dir, workdir, "bob")
+    export = call_control(lsp_dir, "dev_export", position)
+    done = broadcast_breach(chain, export, None, miner)
+    started = time.monotonic()  # the revoked commitment's block is now the tip
+    cheat_txid = str(done["commitment_txid"])
+    cheat = chain.get_raw_transaction(cheat_txid)
+    capacity = 2 * CLIENT_AMOUNTS["bob"]
+    console.print(
+        f"[bold red]Breach[/bold red]: the LSP put the factory path ({len(done['path'])} txs, "
+        f"mined through their relative locks) and its REVOKED commitment with bob on chain: "
+        f"{cheat_txid} at height {done['height']}, outputs {done['outputs']} sat "
+        f"(the state from before bob was paid)"
+    )
+    in_mempool: list[float] = []
+
+    def penalty() -> str | None:
+        for txid in chain.get_raw_mempool():
+            tx = chain.get_raw_transaction(txid)
+            if any(i.prevout.txid_hex == cheat_txid for i in tx.inputs):
+                in_mempool.append(time.monotonic())
+                chain.generate_to_address(1, miner)
+        for b in call_control(bob_dir, "watch")["breaches"]:
+            if b["txid"] == cheat_txid and b["won"]:
+                return str(b["spender"])
+        return None
+
+    spender = _wait("bob's watcher to sweep the revoked commitment", penalty, timeout=120)
+    info = chain.get_raw_transaction_verbose(spender)
+    taken = sum(
+        cheat.outputs[i.prevout.vout].value
+        for i in info.tx.inputs
+        if not is_p2a(cheat.outputs[i.prevout.vout].script_pubkey)
+    )
+    (out,) = info.tx.outputs
+    fee = taken - out.value
+    anchor = sum(o.value for o in cheat.outputs if is_p2a(o.script_pubkey))
+    ok = info.confirmations >= 1 and out.value + fee + anchor == capacity == cheat.total_out
+    latency = (in_mempool[0] - started) if in_mempool else float("nan")
+    console.print(
+        f"   bob's watcher saw it in the block and broadcast the penalty {spender}: it takes "
+        f"every output of the revoked commitment (the LSP's to_local by the revocation key); "
+        f"confirmed "
+        f"({info.confirmations}). bob gets {out.value:,} sat = the whole {capacity:,}-sat "
+        f"channel − {anchor} sat anchor − {fee} sat fee; the LSP gets nothing "
+        f"(breach block → penalty in mempool: {latency:.1f} s): "
+        f"[{'green' if ok else 'red'}]{ok}[/]"
+    )
+    return ok
+
+
+def run_network_demo(console: Console, workdir: Path, breach: bool = False) -> bool:
+    """Chain + LSP + 4 clients as processes: build and fund a factory, pay, close cooperatively.
+
+    With `breach`, the close is replaced by a cheating LSP and bob's watcher punishing it.
+    """
     procs = _Processes()
     chain_dir, lsp_dir = workdir / "chain", workdir / "lsp"
     chain_port, lsp_port = _free_port(), _free_port()
@@ -170,6 +236,7 @@ def run_network_demo(console: Console, workdir: Path) -> bool:
         procs.start(
             lsp_dir / "log.txt", "lsp", "--datadir", str(lsp_dir), "--port", str(lsp_port),
             "--clients", str(len(CLIENT_AMOUNTS)), *chain_args,
+            *(("--dev-tools",) if breach else ()),
         )  # fmt: skip
         lsp_key = _wait("the LSP's node key", lambda: _pubkey(lsp_dir / "log.txt"))
         for name, amount in CLIENT_AMOUNTS.items():
@@ -202,7 +269,14 @@ def run_network_demo(console: Console, workdir: Path) -> bool:
             f"funding {factory['funding_txid']} has {funding.confirmations} confirmation(s); "
             f"{factory['signatures']} tree signatures stored; {len(factory['nodes'])} tree txs"
         )
+        if breach:
+            _wait("the leaf channels to open", lambda: _channels_open(lsp_dir, len(CLIENT_AMOUNTS)))
+            call_control(lsp_dir, "dev_snapshot")  # the cheater keeps its signed commitments
         paid_msat = _pay(console, workdir, lsp_dir)
+        if breach:
+            ok = _breach(console, chain, miner, workdir)
+            chain.close()
+            return ok
         close_txid = str(call_control(lsp_dir, "close")["txid"])
         chain.generate_to_address(1, miner)
         close = chain.get_raw_transaction_verbose(close_txid)

@@ -101,6 +101,7 @@ from .common import (
 )
 from .control import write_control_port
 from .lsp import script_for_address, status_snapshot
+from .watcher import DaemonWatch
 
 __all__ = ["ClientConfig", "ClientDaemon", "Refused"]
 
@@ -125,6 +126,9 @@ class ClientConfig:
     step_timeout: float | None = None
     """Seconds to wait for the LSP's next ceremony message once we are in one (None:
     `client_step_timeout(N)`, which outlasts the LSP's own default step timeout)."""
+    watch: bool = True
+    dev_tools: bool = False
+    watchtowers: tuple[str, ...] = ()
 
 
 class ClientDaemon:
@@ -200,9 +204,15 @@ class ClientDaemon:
     async def run(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._recover()
-        self.control = RpcServer(self._rpc_handlers(), port=0, cookie_dir=self.config.datadir)
+        watch = DaemonWatch(self.db, self.key, self.chain, name="client",
+                            datadir=self.config.datadir, enabled=self.config.watch,
+                            dev_tools=self.config.dev_tools,
+                            towers=self.config.watchtowers)  # fmt: skip
+        handlers = {**self._rpc_handlers(), **watch.handlers()}
+        self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()
         write_control_port(self.config.datadir, self.control.port)
+        watch.start()
         try:
             while True:
                 try:
@@ -216,6 +226,7 @@ class ClientDaemon:
                 self.connected = False
                 await asyncio.sleep(1.0)
         finally:
+            await watch.stop()
             self.control.stop()
             self.db.close()
 

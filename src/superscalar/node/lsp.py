@@ -130,6 +130,7 @@ from .common import (
 )
 from .control import write_control_port
 from .forwarding import Forwarder, forward_journal
+from .watcher import DaemonWatch
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
 
@@ -182,6 +183,10 @@ class LspConfig:
         if self.step_timeout is not None:
             return self.step_timeout
         return default_step_timeout(self.n_clients)
+
+    watch: bool = True
+    dev_tools: bool = False
+    watchtowers: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -271,10 +276,16 @@ class LspDaemon:
         self._recover()
         self._rebroadcast()
         self.server = await start_server(self.key, self._handle, self.config.host, self.config.port)
-        self.control = RpcServer(self._rpc_handlers(), port=0, cookie_dir=self.config.datadir)
+        watch = DaemonWatch(self.db, self.key, self.chain, name="lsp",
+                            datadir=self.config.datadir, enabled=self.config.watch,
+                            dev_tools=self.config.dev_tools,
+                            towers=self.config.watchtowers)  # fmt: skip
+        handlers = {**self._rpc_handlers(), **watch.handlers()}
+        self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()
         write_control_port(self.config.datadir, self.control.port)
         log.info("lsp listening on %s:%d", self.config.host, self.server.port)
+        watch.start()
         try:
             while True:
                 await self._wake.wait()
@@ -282,6 +293,7 @@ class LspDaemon:
                 if self.factory_id is None and len(self.queue) >= self.config.n_clients:
                     await self._ceremony(self.queue[: self.config.n_clients])
         finally:
+            await watch.stop()
             self.control.stop()
             await self.server.close()
             self.db.close()

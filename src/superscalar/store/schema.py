@@ -128,4 +128,53 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX forwards_down ON forwards (factory_id, down_position, down_htlc_id);
         """,
     ),
+    Migration(
+        6,
+        "watchtower",
+        """
+        CREATE TABLE watch_scan (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            height INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE watch_entries (
+            trigger_txid TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            label TEXT NOT NULL,
+            entry BLOB NOT NULL,
+            added INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE watch_breaches (
+            trigger_txid TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            label TEXT NOT NULL,
+            height INTEGER NOT NULL,
+            detected INTEGER NOT NULL,
+            spender TEXT,
+            won INTEGER,
+            resolved_height INTEGER
+        ) STRICT;
+        CREATE TABLE watch_hints (
+            hint_id TEXT NOT NULL,
+            client TEXT NOT NULL,
+            blob BLOB NOT NULL,
+            received INTEGER NOT NULL,
+            PRIMARY KEY (hint_id, client)
+        ) STRICT;
+        CREATE TABLE watch_outbox (
+            tower TEXT NOT NULL,
+            hint_id TEXT NOT NULL,
+            blob BLOB NOT NULL,
+            sent INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (tower, hint_id)
+        ) STRICT;
+        CREATE TABLE dev_commitments (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            tx TEXT NOT NULL,
+            sweep TEXT NOT NULL,
+            PRIMARY KEY (factory_id, position, number)
+        ) STRICT;
+        """,
+    ),
 )

@@ -15,6 +15,7 @@ be confused with the one it replaces):
                    → client close_psig → LSP close_done (txid)
     LSP → client   factory_abort       (this attempt is dead; a fresh one follows)
     both ways      channel_msg         (a leaf channel message, after factory_funded)
+    client → tower tower_hint          (an encrypted breach hint) → tower_ack
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ __all__ = [
     "FactoryReady",
     "JoinRequest",
     "Payout",
+    "TowerAck",
+    "TowerHint",
 ]
 
 
@@ -186,3 +189,23 @@ class CloseDone(Message, tag="close_done"):
 
     factory_id: Hex32
     txid: Hex32
+
+
+class Hex16(Hex):
+    """16 bytes: a breach hint id (the first half of a txid)."""
+
+    SIZE = 16
+
+
+class TowerHint(Message, tag="tower_hint"):
+    """Client → watchtower: one encrypted breach hint (`watch.hints`); stored, then acked."""
+
+    hint_id: Hex16
+    blob: Hex
+    """At most `watch.hints.MAX_BLOB` bytes (the tower refuses larger)."""
+
+
+class TowerAck(Message, tag="tower_ack"):
+    """Watchtower → client: the hint `hint_id` is on disk."""
+
+    hint_id: Hex16
