@@ -191,3 +191,18 @@ def test_a_repeated_presig_after_handover_is_answered_again() -> None:
     first = client_step(CLIENT, ClientTurnover(OLD), PresigReceived(ctx(), state.presig, True, 0))
     again = client_step(CLIENT, first.state, PresigReceived(ctx(), state.presig, True, 0))
     assert again.effects == first.effects
+
+
+def test_lsp_resends_the_same_presignature_when_asked_again() -> None:
+    state = _presigned()
+    t = lsp_step(LSP, state, ReadinessChanged(moved=True, pending_htlcs=0))
+    assert t.state == state
+    assert t.effects == (SendPresig(state.presig),)  # type: ignore[arg-type]
+
+
+def test_after_a_refusal_the_lsp_may_ask_again_with_a_fresh_presignature() -> None:
+    refused = lsp_step(LSP, _presigned(), RefusalReceived("busy")).state
+    assert refused.stage is LspStage.REFUSED
+    again = lsp_step(LSP, refused, ReadinessChanged(moved=True, pending_htlcs=0))
+    assert again.state.stage is LspStage.PRESIGNED
+    assert isinstance(again.effects[0], SendPresig)

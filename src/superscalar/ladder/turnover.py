@@ -139,6 +139,7 @@ class LspStage(StrEnum):
     PRESIGNED = "presigned"
     DONE = "done"
     REFUSED = "refused"
+    """The client said no (reason kept); a later readiness check may ask again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +216,10 @@ def _blocker(moved: bool, pending_htlcs: int) -> str | None:
 def lsp_step(secret: SecretKey, state: LspTurnover, event: LspEvent) -> LspTransition:
     """Advance the LSP's turnover with one client. `secret` is the LSP's factory key."""
     if isinstance(event, ReadinessChanged):
-        if state.stage is not LspStage.WAITING:
+        if state.stage is LspStage.DONE:
             return LspTransition(state, ())
+        if state.stage is LspStage.PRESIGNED and state.presig is not None:
+            return LspTransition(state, (SendPresig(state.presig),))  # resend, same nonce
         blocker = _blocker(event.moved, event.pending_htlcs)
         if blocker is not None:
             return LspTransition(replace(state, reason=blocker), (Deferred(blocker),))

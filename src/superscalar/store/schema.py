@@ -105,4 +105,23 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        5,
+        "ladder_turnovers",
+        """
+        CREATE TABLE turnovers (
+            old_factory TEXT NOT NULL,
+            client_key TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('lsp', 'client')),
+            new_factory TEXT NOT NULL,
+            lsp_key TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            presig TEXT,
+            secret TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (old_factory, client_key, role)
+        ) STRICT;
+        """,
+    ),
 )

@@ -15,6 +15,12 @@ be confused with the one it replaces):
                    → client close_psig → LSP close_done (txid)
     LSP → client   factory_abort       (this attempt is dead; a fresh one follows)
     both ways      channel_msg         (a leaf channel message, after factory_funded)
+
+Ladder (a dying factory's client hands over its key, see `ladder.turnover`):
+
+    LSP → client   turnover_presig     (adaptor pre-signature locked to its factory key)
+    client → LSP   turnover_sig        (the completed signature: reveals that key)
+                   or turnover_refuse  (with a reason; the client stays on the old factory)
 """
 
 from __future__ import annotations
@@ -52,6 +58,9 @@ __all__ = [
     "JoinRequest",
     "Payout",
     "ProposedClient",
+    "TurnoverPresig",
+    "TurnoverRefuse",
+    "TurnoverSig",
 ]
 
 
@@ -195,3 +204,30 @@ class CloseDone(Message, tag="close_done"):
 
     factory_id: Hex32
     txid: Hex32
+
+
+class TurnoverPresig(Message, tag="turnover_presig"):
+    """LSP → client: pre-signature (65 bytes: nonce point + s) whose adaptor point is the
+    client's key `client_key` in `old_factory`; the client completes it only once its
+    balance sits in `new_factory`."""
+
+    old_factory: Hex32
+    new_factory: Hex32
+    client_key: PublicKeyHex
+    presig: Hex
+
+
+class TurnoverSig(Message, tag="turnover_sig"):
+    """Client → LSP: the completed 64-byte BIP340 signature (it reveals the client's key)."""
+
+    old_factory: Hex32
+    new_factory: Hex32
+    signature: Hex
+
+
+class TurnoverRefuse(Message, tag="turnover_refuse"):
+    """Client → LSP: no handover (yet), and why."""
+
+    old_factory: Hex32
+    new_factory: Hex32
+    reason: Text = ""
