@@ -98,8 +98,20 @@ for _command in (
     help="Where the demo's processes keep logs and databases (default: a new temp dir).",
 )
 @click.option("--in-process", is_flag=True, help="Skip the networked part (no processes).")
-def demo(workdir: Path | None, in_process: bool) -> None:
+@click.option(
+    "--rotation",
+    is_flag=True,
+    help="Then walk the ladder: factory 0 dies, balances move to factory 1, PTLC key "
+    "turnover, the LSP closes factory 0 alone, factory 1 serves and closes.",
+)
+def demo(workdir: Path | None, in_process: bool, rotation: bool) -> None:
     """Run the end-to-end demo and print what happened."""
     from superscalar.cli.demo import run_demo
 
-    sys.exit(run_demo(Console(), workdir, network=not in_process))
+    console = Console()
+    code = run_demo(console, workdir, network=not in_process)
+    if rotation:
+        from superscalar.cli.rotation import run_rotation_demo
+
+        code = max(code, run_rotation_demo(console, workdir / "rotation" if workdir else None))
+    sys.exit(code)

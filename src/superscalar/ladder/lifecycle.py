@@ -58,7 +58,7 @@ class LadderParams:
 
 MAINNET_LADDER = LadderParams(active_blocks=4320, dying_blocks=432)
 """About 30 days of service and 3 days of handover (144 blocks a day)."""
-REGTEST_LADDER = LadderParams(active_blocks=20, dying_blocks=10)
+REGTEST_LADDER = LadderParams(active_blocks=60, dying_blocks=30)
 """Short enough for demos and tests to walk a whole lifetime in seconds."""
 
 
