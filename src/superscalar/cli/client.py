@@ -22,6 +22,11 @@ err = Console(stderr=True)
 @click.option("--amount", required=True, type=click.IntRange(1000), help="Channel size, sat.")
 @click.option("--chain-rpc", required=True, help="bitcoind JSON-RPC URL.")
 @click.option("--chain-cookie", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--refuse-turnover",
+    is_flag=True,
+    help="Decline to move to the LSP's next factory (stay on a dying one until it closes).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
     datadir: Path,
@@ -30,6 +35,7 @@ def client_command(
     amount: int,
     chain_rpc: str,
     chain_cookie: Path,
+    refuse_turnover: bool,
     verbose: bool,
 ) -> None:
     """Run a client: connect to the LSP over BOLT-8, join, verify and sign the factory."""
@@ -54,6 +60,6 @@ def client_command(
         raise click.ClickException(str(exc)) from exc
     click.echo(f"pubkey {key.public_key.hex()}")
     err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
-    config = ClientConfig(datadir, host, int(port_text), lsp_key, amount)
+    config = ClientConfig(datadir, host, int(port_text), lsp_key, amount, refuse_turnover)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

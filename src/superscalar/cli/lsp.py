@@ -65,7 +65,18 @@ def parse_arity(text: str) -> tuple[int, ...]:
 @click.option("--states-per-layer", default=4, show_default=True, type=click.IntRange(2, 256))
 @click.option("--step-blocks", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--lstock-sat", default=50_000, show_default=True, type=click.IntRange(1000))
-@click.option("--lifetime-blocks", default=1000, show_default=True, type=click.IntRange(10))
+@click.option(
+    "--active-blocks",
+    type=click.IntRange(1),
+    help="Blocks a factory serves before it starts dying and its clients move to the next "
+    "one [default: 4320 (~30 days); 60 on regtest].",
+)
+@click.option(
+    "--dying-blocks",
+    type=click.IntRange(1),
+    help="Blocks of handover between dying and the factory's CLTV timeout "
+    "[default: 432 (~3 days); 30 on regtest].",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def lsp_command(
     datadir: Path,
@@ -78,7 +89,8 @@ def lsp_command(
     states_per_layer: int,
     step_blocks: int,
     lstock_sat: int,
-    lifetime_blocks: int,
+    active_blocks: int | None,
+    dying_blocks: int | None,
     verbose: bool,
 ) -> None:
     """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
@@ -105,7 +117,8 @@ def lsp_command(
         states_per_layer,
         step_blocks,
         lstock_sat,
-        lifetime_blocks,
+        active_blocks=active_blocks,
+        dying_blocks=dying_blocks,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

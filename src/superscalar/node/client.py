@@ -59,7 +59,7 @@ from superscalar.factory import (
 )
 from superscalar.factory.errors import FactoryError
 from superscalar.store.db import Database
-from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, encode
+from superscalar.wire.codec import Error, ErrorCode, Hex, Init, Message, encode
 from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
 from superscalar.wire.errors import HandshakeError, ProtocolViolationError, WireError
 from superscalar.wire.messages import (
@@ -76,7 +76,8 @@ from superscalar.wire.messages import (
     FactoryPropose,
     FactoryPsigs,
     FactoryReady,
-    JoinRequest,
+    RotationInvite,
+    TurnoverPresig,
 )
 
 from .chancodec import decode_message
@@ -87,10 +88,10 @@ from .channels import (
     channel_funding,
     channel_secrets,
     load_channel,
-    opening_balances,
 )
 from .common import now, open_db, params_of, spec_of, tree_of
 from .control import write_control_port
+from .ladder import ClientLadder
 from .lsp import script_for_address, status_snapshot
 
 __all__ = ["ClientConfig", "ClientDaemon", "Refused"]
@@ -113,6 +114,8 @@ class ClientConfig:
     lsp_port: int
     lsp_pubkey: PublicKey
     amount_sat: int
+    refuse_turnover: bool = False
+    """Decline every rotation invite (stay on a dying factory; for tests and cautious users)."""
 
 
 class ClientDaemon:
@@ -133,6 +136,8 @@ class ClientDaemon:
         self.channel: ChannelShell | None = None
         self._our_open: tuple[ChannelOpen, Any] | None = None
         self._waiting: dict[bytes, asyncio.Future[bytes]] = {}
+        self.ladder = ClientLadder(self)
+        """Per-factory keys, moves into the next factory, key turnover."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -143,7 +148,7 @@ class ClientDaemon:
     def _current(self) -> Any:
         return self.db.execute(
             "SELECT * FROM factories WHERE role='client' AND state != 'aborted'"
-            " ORDER BY created DESC LIMIT 1"
+            " ORDER BY created DESC, rowid DESC LIMIT 1"
         ).fetchone()
 
     def _set_state(self, fid: bytes, state: str, **cols: str) -> None:
@@ -213,17 +218,17 @@ class ClientDaemon:
             row = self._current()
             fid = bytes.fromhex(row["factory_id"]) if row is not None else None
             payout = bytes.fromhex(self._kv("payout_script") or "")
-            await conn.send_message(
-                JoinRequest(
-                    amount_sat=cfg.amount_sat,
-                    payout_script=Hex(payout),
-                    factory_id=Hex32(fid) if fid is not None else None,
-                )
-            )
+            await conn.send_message(self.ladder.join_request(fid, payout))
             while True:
                 msg = await conn.receive_message()
                 if isinstance(msg, ChannelMsg):
                     await self._on_channel(msg)
+                    continue
+                if isinstance(msg, RotationInvite):
+                    await self.ladder.on_invite(conn, msg)
+                    continue
+                if isinstance(msg, TurnoverPresig):
+                    await self.ladder.on_turnover(conn, msg)
                     continue
                 if isinstance(msg, Error):
                     if row is not None and row["state"] == "psigs_sent":
@@ -256,20 +261,19 @@ class ClientDaemon:
             return
         fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
         if self.channel is None or self.channel.factory_id != fid:
-            self.channel = load_channel(self.db, self.key, fid, pos)
+            self.channel = load_channel(self.db, self.ladder.key_for(fid), fid, pos)
         if self.channel is not None and self.channel.ready.is_set():
             return
         # first open, or redo one a crash interrupted (deterministic: same signatures)
-        secrets = channel_secrets(self.key, fid, pos)
-        funding = channel_funding(
-            self._propose_of(row), self.config.lsp_pubkey, self.key.public_key
-        )
+        fkey = self.ladder.key_for(fid)
+        secrets = channel_secrets(fkey, fid, pos)
+        funding = channel_funding(self._propose_of(row), self.config.lsp_pubkey, fkey.public_key)
         ours = open_message(
             secrets,
             funding,
             CHANNEL_CONFIG,
             is_initiator=False,
-            balance_msat=opening_balances(self.config.amount_sat)[0],
+            balance_msat=self.ladder.opening_msat(fid),
             close_script=bytes.fromhex(self._kv("payout_script") or ""),
         )
         self.channel = ChannelShell(self.db, secrets, fid, pos)
@@ -411,16 +415,17 @@ class ClientDaemon:
         return msg
 
     def _on_propose(self, msg: FactoryPropose) -> Message:
-        if self._current() is not None:
+        if not self.ladder.proposal_allowed(self._current()):
             raise Refused("already in a factory")
         pos = msg.position
-        if pos >= len(msg.clients) or msg.clients[pos].key.to_key() != self.key.public_key:
+        fkey = self.ladder.proposed_key()
+        if pos >= len(msg.clients) or msg.clients[pos].key.to_key() != fkey.public_key:
             raise Refused("our key is not at the proposed position")
         lsp = self.config.lsp_pubkey
         try:
             tree = tree_of(msg, lsp)
             expect = ClientExpectation(
-                self.key.public_key, channel_capacity(self.config.amount_sat), lsp, params_of(msg)
+                fkey.public_key, channel_capacity(self.config.amount_sat), lsp, params_of(msg)
             )
             verified = verify_view(extract_view(tree, pos), expect)
         except (FactoryError, ValueError) as exc:
@@ -444,7 +449,8 @@ class ClientDaemon:
             c.execute(
                 "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
             )
-        self._signer = Signer(pos + 1, self.key, verified.sessions)
+            self.ladder.record_join(c, fid, pos)
+        self._signer = Signer(pos + 1, fkey, verified.sessions)
         bundle = self._signer.nonces()
         return FactoryNonces(
             factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(bundle.to_bytes())
@@ -482,7 +488,7 @@ class ClientDaemon:
             raise Refused(f"bad signatures: {exc}") from exc
         view = extract_view(tree, pos)
         expect = ClientExpectation(
-            self.key.public_key,
+            self.ladder.key_for(fid).public_key,
             channel_capacity(self.config.amount_sat),
             self.config.lsp_pubkey,
             params_of(propose),
@@ -573,7 +579,7 @@ class ClientDaemon:
                 "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
                 (spend.tx.hex(), now(), fid.hex()),
             )
-        self._close_signer = Signer(pos + 1, self.key, [spend.session])
+        self._close_signer = Signer(pos + 1, self.ladder.key_for(fid), [spend.session])
         return CloseNonce(
             factory_id=msg.factory_id, bundle=Hex(self._close_signer.nonces().to_bytes())
         )

@@ -107,11 +107,11 @@ from .channels import (
     channel_funding,
     channel_secrets,
     load_channel,
-    opening_balances,
     stored_balances,
 )
 from .common import now, open_db, spec_of, tree_of
 from .control import write_control_port
+from .ladder import LspLadder, client_factory_key, opening_balances_of, record_opening_balances
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
 
@@ -141,9 +141,12 @@ class LspConfig:
     states_per_layer: int = 4
     step_blocks: int = 10
     lstock_sat: int = 50_000
-    lifetime_blocks: int = 1000
     anchor_value: int = 240
     close_feerate: int = 2000
+    active_blocks: int | None = None
+    """Ladder: blocks a factory serves before it starts dying (None: the network default)."""
+    dying_blocks: int | None = None
+    """Ladder: blocks of handover before the CLTV timeout (None: the network default)."""
 
 
 @dataclass(eq=False)
@@ -189,6 +192,8 @@ class LspDaemon:
         """The current factory's leaf channels, by client position."""
         self.forwards: dict[bytes, tuple[int, int]] = {}
         """payment hash -> (upstream position, upstream HTLC id) of HTLCs being forwarded."""
+        self.ladder = LspLadder(self)
+        """Factory lifecycle, rotation into the next factory, key turnover, lone close."""
 
     # -- startup ------------------------------------------------------------------------
 
@@ -202,7 +207,7 @@ class LspDaemon:
             )
             row = c.execute(
                 "SELECT factory_id FROM factories WHERE role='lsp' AND state IN"
-                " ('signed', 'funded', 'closed') ORDER BY created DESC LIMIT 1"
+                " ('signed', 'funded', 'closed') ORDER BY created DESC, rowid DESC LIMIT 1"
             ).fetchone()
         if row is not None:
             self.factory_id = bytes.fromhex(row["factory_id"])
@@ -229,6 +234,7 @@ class LspDaemon:
         self.control.start()
         write_control_port(self.config.datadir, self.control.port)
         log.info("lsp listening on %s:%d", self.config.host, self.server.port)
+        ladder_task = asyncio.create_task(self.ladder.run())
         try:
             while True:
                 await self._wake.wait()
@@ -236,6 +242,7 @@ class LspDaemon:
                 if self.factory_id is None and len(self.queue) >= self.config.n_clients:
                     await self._ceremony(self.queue[: self.config.n_clients])
         finally:
+            ladder_task.cancel()
             self.control.stop()
             await self.server.close()
             self.db.close()
@@ -270,7 +277,9 @@ class LspDaemon:
             "SELECT 1 FROM factory_clients WHERE factory_id=? AND pubkey=?",
             (factory_id.hex(), peer.key.hex()),
         ).fetchone()
-        if row is None or factory_id != self.factory_id:
+        if row is None or (
+            factory_id != self.factory_id and not self.ladder.can_reattach(factory_id)
+        ):
             return False
         old = self.members.get(peer.key.data)
         if old is not None:
@@ -320,7 +329,10 @@ class LspDaemon:
         """Build the spec, fund it with the wallet (unsigned), return PROPOSE for position 0."""
         cfg = self.config
         height = self.chain.get_block_count()
-        clients = tuple(ClientSpec(p.key, channel_capacity(p.join.amount_sat)) for p in peers)
+        clients = tuple(
+            ClientSpec(client_factory_key(p.key, p.join), channel_capacity(p.join.amount_sat))
+            for p in peers
+        )
         n = len(peers)
         amount = sum(c.channel_amount for c in clients) + n * cfg.lstock_sat
         amount += 8 * n * cfg.anchor_value
@@ -336,7 +348,7 @@ class LspDaemon:
             funding_txid=Hex32(bytes(32)),
             funding_vout=0,
             funding_amount=amount,
-            cltv_timeout=height + cfg.lifetime_blocks,
+            cltv_timeout=height + self.ladder.params().lifetime,
             arity=cfg.arity,
             states_per_layer=cfg.states_per_layer,
             step_blocks=cfg.step_blocks,
@@ -398,6 +410,7 @@ class LspDaemon:
                         bytes(p.join.payout_script).hex(),
                     ),
                 )
+            record_opening_balances(c, fid, peers)
         try:
             for pos, p in enumerate(peers):
                 await self._send(p, _replace(base, position=pos))
@@ -442,6 +455,9 @@ class LspDaemon:
                 "UPDATE factories SET state='signed', funding_tx=?, updated=? WHERE factory_id=?",
                 (signed_funding.hex(), now(), fid.hex()),
             )
+        if self.factory_id is not None and self.factory_id != fid:
+            self.ladder.retire(self.factory_id, self.channels)  # rotation: the old one dies
+            self.channels = {}
         self.factory_id = fid
         self.queue = [p for p in self.queue if p not in peers]
         self.members = {p.key.data: p for p in peers}
@@ -617,11 +633,13 @@ class LspDaemon:
                     (fid.hex(), pos),
                 ).fetchone()["amount_sat"]
             )
-            client_msat, lsp_msat = opening_balances(amount)
+            client_msat, lsp_msat = opening_balances_of(self.db, fid, pos, amount)
             if cmsg.balance_msat != client_msat or cmsg.is_initiator:
                 raise ValueError("channel_open with the wrong balance or role")
             secrets = channel_secrets(self.key, fid, pos)
-            funding = channel_funding(propose, self.key.public_key, peer.key)
+            funding = channel_funding(
+                propose, self.key.public_key, propose.clients[pos].key.to_key()
+            )
             if shell is not None and shell.state is not None:
                 close_script = shell.state.local_close_script
             else:
@@ -684,6 +702,9 @@ class LspDaemon:
         try:
             if row is None or target is None or int(row["position"]) == pos:
                 raise ChannelError("unknown payee")
+            refusal = self.ladder.htlc_refusal(fid, htlc.cltv_expiry)
+            if refusal is not None:
+                raise ChannelError(refusal)
             payee = self.members.get(htlc.onion)
             if payee is None or payee.conn.closed or not target.ready.is_set():
                 raise ChannelError("payee not connected")  # before touching its channel
@@ -861,6 +882,7 @@ class LspDaemon:
                     "listen": f"{self.config.host}:{self.server.port if self.server else 0}",
                     "queued_clients": len(self.queue),
                     "connected_members": len(self.members),
+                    "ladder": self.ladder.snapshot(),
                     "ceremony_ms": (
                         None
                         if self.ceremony_seconds is None

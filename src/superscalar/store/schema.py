@@ -122,6 +122,13 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
             updated INTEGER NOT NULL,
             PRIMARY KEY (old_factory, client_key, role)
         ) STRICT;
+        CREATE TABLE factory_balances (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            client_msat INTEGER NOT NULL CHECK (client_msat >= 0),
+            rung INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (factory_id, position)
+        ) STRICT;
         """,
     ),
 )

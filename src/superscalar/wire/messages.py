@@ -18,6 +18,9 @@ be confused with the one it replaces):
 
 Ladder (a dying factory's client hands over its key, see `ladder.turnover`):
 
+    LSP → client   rotation_invite     (the factory is dying: join the next one)
+    client → LSP   join_request        (rotating_from, a fresh factory key, its exact balance)
+    ...the usual ceremony and channel open in the new factory, then:
     LSP → client   turnover_presig     (adaptor pre-signature locked to its factory key)
     client → LSP   turnover_sig        (the completed signature: reveals that key)
                    or turnover_refuse  (with a reason; the client stays on the old factory)
@@ -58,6 +61,7 @@ __all__ = [
     "JoinRequest",
     "Payout",
     "ProposedClient",
+    "RotationInvite",
     "TurnoverPresig",
     "TurnoverRefuse",
     "TurnoverSig",
@@ -71,6 +75,13 @@ class JoinRequest(Message, tag="join_request"):
     payout_script: Hex
     factory_id: Hex32 | None = None
     """Set when reconnecting to a factory the client already signed."""
+    factory_key: PublicKeyHex | None = None
+    """The client's key for the new factory (one per ladder rung, handed over at turnover);
+    absent: its node key."""
+    balance_msat: UInt | None = None
+    """Its opening balance in the new channel (absent: `amount_sat` × 1000)."""
+    rotating_from: Hex32 | None = None
+    """Answering a `rotation_invite`: the dying factory it moves out of."""
 
 
 ChannelPayload = Annotated[str, msgspec.Meta(max_length=200_000)]
@@ -231,3 +242,11 @@ class TurnoverRefuse(Message, tag="turnover_refuse"):
     old_factory: Hex32
     new_factory: Hex32
     reason: Text = ""
+
+
+class RotationInvite(Message, tag="rotation_invite"):
+    """LSP → client: `old_factory` is dying; join the next factory with your exact balance."""
+
+    old_factory: Hex32
+    dying_at: U32
+    expires_at: U32
