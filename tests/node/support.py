@@ -94,7 +94,7 @@ class Cluster:
     def chain_args(self) -> list[str]:
         return ["--chain-rpc", self.url, "--chain-cookie", str(self.cookie)]
 
-    def start_lsp(self) -> None:
+    def start_lsp(self, *extra: str) -> None:
         self.lsp = Proc(
             [
                 *NODE,
@@ -106,6 +106,7 @@ class Cluster:
                 "--clients",
                 str(self.n),
                 *self.chain_args(),
+                *extra,
                 "-v",
             ],
             self.lsp_dir / "log.txt",
@@ -117,7 +118,7 @@ class Cluster:
     def client_dir(self, i: int) -> Path:
         return self.root / f"client{i}"
 
-    def start_client(self, i: int, amount: int = 100_000) -> None:
+    def start_client(self, i: int, amount: int = 100_000, *extra: str) -> None:
         d = self.client_dir(i)
         self.clients[i] = Proc(
             [
@@ -132,6 +133,7 @@ class Cluster:
                 "--amount",
                 str(amount),
                 *self.chain_args(),
+                *extra,
                 "-v",
             ],
             d / "log.txt",
