@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from superscalar.bitcoin.fees import Feerate
+from superscalar.node.common import open_db
 
 from .support import Cluster, run_node, wait_for
 from .test_payments import _pay, _pubkey
@@ -170,16 +171,19 @@ def test_a_client_refusing_turnover_stays_on_the_dying_factory(cluster: Cluster)
 
 
 @pytest.mark.slow
-def test_lsp_killed_mid_rotation_resumes_turnover_after_restart(cluster: Cluster) -> None:
+def test_lsp_killed_mid_rotation_rotates_after_restart(cluster: Cluster) -> None:
+    """kill -9 while the invites are out (one client frozen, so the LSP is waiting for it)."""
     fid0 = _start(cluster)
-    _mine(cluster, ACTIVE)
-    wait_for(
-        "factory 1 funded",
-        lambda: any(f["factory_id"] != fid0 for f in _factories(cluster)),
-        120,
-    )
-    assert cluster.lsp is not None
-    cluster.lsp.kill(signal.SIGKILL)
+    frozen = cluster.clients[1].proc
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        _mine(cluster, ACTIVE)
+        wait_for("rotation invites out", lambda: "inviting" in _lsp_log(cluster), 60)
+        assert cluster.lsp is not None
+        cluster.lsp.kill(signal.SIGKILL)
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    assert len(_factories_in_db(cluster)) == 1  # nothing of factory 1 was signed
     cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
     closed = wait_for(
         "factory 0 closed alone after restart",
@@ -190,3 +194,40 @@ def test_lsp_killed_mid_rotation_resumes_turnover_after_restart(cluster: Cluster
         120,
     )
     assert closed["keys_handed_over"] == 2
+
+
+@pytest.mark.slow
+def test_a_client_offline_during_rotation_stays_on_the_old_factory(cluster: Cluster) -> None:
+    fid0 = _start(cluster)
+    cluster.clients[1].kill(signal.SIGTERM)
+    _mine(cluster, ACTIVE)
+    new = wait_for(
+        "factory 1 without the offline client",
+        lambda: next((f for f in _factories(cluster) if f["factory_id"] != fid0), None),
+        120,
+    )
+    assert new["clients"] == 1
+    assert "client 1 stays on the old factory: offline" in " ".join(_ladder(cluster)["events"])
+    cluster.start_client(1, AMOUNTS[1])  # back: it reattaches to the factory it is in
+    wait_for(
+        "offline client reattached to factory 0",
+        lambda: (cluster.status(cluster.client_dir(1)) or {}).get("connected"),
+        60,
+    )
+    f1 = cluster.factory(cluster.client_dir(1))
+    assert f1 is not None and f1["factory_id"] == fid0
+    f0 = next(f for f in _factories(cluster) if f["factory_id"] == fid0)
+    assert f0["state"] == "funded"  # its key is still its own: the LSP cannot close alone
+
+
+def _lsp_log(cluster: Cluster) -> str:
+    return (cluster.lsp_dir / "log.txt").read_text(errors="replace")
+
+
+def _factories_in_db(cluster: Cluster) -> list[str]:
+    """Read the (stopped) LSP's database directly: factories not aborted."""
+    with open_db(cluster.lsp_dir) as db:
+        return [
+            r["factory_id"]
+            for r in db.execute("SELECT factory_id FROM factories WHERE state != 'aborted'")
+        ]

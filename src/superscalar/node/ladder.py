@@ -526,6 +526,7 @@ class LspLadder:
         if not invited:
             return
         start = asyncio.get_running_loop().time()
+        self._event(f"factory {old.hex()[:16]} is dying: inviting {len(invited)} client(s) to move")
         invite = RotationInvite(
             old_factory=Hex32(old), dying_at=lc.dying_at, expires_at=lc.expires_at
         )
