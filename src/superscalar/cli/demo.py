@@ -43,7 +43,9 @@ def _short(hexstr: str) -> str:
     return f"{hexstr[:16]}…"
 
 
-def run_demo(console: Console, workdir: Path | None = None, network: bool = True) -> int:
+def run_demo(
+    console: Console, workdir: Path | None = None, network: bool = True, rotation: bool = False
+) -> int:
     console.print(
         Panel(
             "[bold]SuperScalar demo[/bold]\n"
@@ -61,7 +63,7 @@ def run_demo(console: Console, workdir: Path | None = None, network: bool = True
         from superscalar.cli.netdemo import run_network_demo
 
         work = workdir or Path(tempfile.mkdtemp(prefix="superscalar-demo-"))
-        networked = run_network_demo(console, work)
+        networked = run_network_demo(console, work, rotation=rotation)
     console.print("[bold]In-process[/bold]")
     lsp = SecretKey.generate()
     clients = {name: SecretKey.generate() for name in CLIENTS}

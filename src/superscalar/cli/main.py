@@ -109,7 +109,7 @@ def demo(workdir: Path | None, in_process: bool, rotation: bool) -> None:
     from superscalar.cli.demo import run_demo
 
     console = Console()
-    code = run_demo(console, workdir, network=not in_process)
+    code = run_demo(console, workdir, network=not in_process, rotation=rotation)
     if rotation:
         from superscalar.cli.rotation import run_rotation_demo
 
