@@ -634,9 +634,12 @@ class LspLadder:
     def _close_if_complete(self, old: bytes) -> None:
         d = self.d
         propose = self._propose(old)
+        recovered = self.turnovers.recovered_keys(old)
+        if len(recovered) < len(propose.clients):
+            return  # cheap check first: building the scripts aggregates every node's keys
         scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
         positions = {c.key.to_key().data: p for p, c in enumerate(propose.clients)}
-        held = {positions[k]: s for k, s in self.turnovers.recovered_keys(old).items()}
+        held = {positions[k]: s for k, s in recovered.items() if k in positions}
         if missing_keys(scripts, held):
             return
         close = lsp_alone_close(
