@@ -381,6 +381,7 @@ class LspLadder:
         self.turnovers = LspTurnovers(daemon.db, daemon.key)
         self._next_try: dict[tuple[bytes, int], float] = {}
         self._snapshot: dict[str, Any] = {}
+        self._locked: set[bytes] = set()
         self.events: list[str] = []
         self.rotation: dict[str, float] = {}
 
@@ -404,15 +405,46 @@ class LspLadder:
         assert isinstance(propose, FactoryPropose)
         return propose
 
-    def htlc_refusal(self, fid: bytes, cltv_expiry: int) -> str | None:
-        """Why a new HTLC on `fid` is refused (None: it is welcome). Only ACTIVE factories
-        take new HTLCs."""
+    def htlc_refusal(self, fid: bytes, positions: Sequence[int]) -> str | None:
+        """Why a new HTLC between client `positions` of `fid` is refused (None: welcome).
+
+        Only ACTIVE factories take new HTLCs; and a client that moved its balance
+        here but still holds its key to the old factory may not use the moved
+        balance until it hands that key over (it could otherwise spend both).
+        """
         if self.height is None:
             return None
         phase = self.lifecycle(fid).phase(self.height)
-        if phase is Phase.ACTIVE:
-            return None
-        return f"factory is {phase} at height {self.height}: no new HTLCs"
+        if phase is not Phase.ACTIVE:
+            return f"factory is {phase} at height {self.height}: no new HTLCs"
+        for pos in positions:
+            row = self.d.db.execute(
+                "SELECT pubkey FROM factory_clients WHERE factory_id=? AND position=?",
+                (fid.hex(), pos),
+            ).fetchone()
+            if row is not None and bytes.fromhex(row["pubkey"]) in self._locked:
+                return f"client {pos} has not yet handed over its key to the old factory"
+        return None
+
+    def _locked_clients(self) -> set[bytes]:
+        """Node keys of clients with a balance in the current factory whose turnover of an
+        older, still open factory is not done."""
+        locked: set[bytes] = set()
+        current = self.d.factory_id
+        if current is None:
+            return locked
+        for old in self._old_open_factories():
+            propose = self._propose(old)
+            for c in self.d.db.execute(
+                "SELECT o.position, o.pubkey FROM factory_clients o JOIN factory_clients n"
+                " ON n.pubkey = o.pubkey WHERE o.factory_id=? AND n.factory_id=?",
+                (old.hex(), current.hex()),
+            ):
+                key = propose.clients[int(c["position"])].key.to_key()
+                state = self.turnovers.get(old, key)
+                if state is None or state.stage is not LspStage.DONE:
+                    locked.add(bytes.fromhex(c["pubkey"]))
+        return locked
 
     def retire(self, fid: bytes, channels: dict[int, ChannelShell]) -> None:
         self.retired[fid] = channels
@@ -461,6 +493,7 @@ class LspLadder:
             elif d.factory_id is not None:
                 await self._turn_over_all(old, d.factory_id)
                 self._close_if_complete(old)
+        self._locked = self._locked_clients()
         self._snapshot = {
             "height": self.height,
             "active_blocks": params.active_blocks,
@@ -566,6 +599,7 @@ class LspLadder:
             "invite_to_funded_s": round(asyncio.get_running_loop().time() - start, 3),
         }
         self._rotation_start = start
+        self._locked = self._locked_clients()  # before any moved balance can be used
         assert d.factory_id is not None
         self._event(f"factory {d.factory_id.hex()[:16]} funded with {len(joined)} moved clients")
 

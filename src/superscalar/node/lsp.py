@@ -702,7 +702,7 @@ class LspDaemon:
         try:
             if row is None or target is None or int(row["position"]) == pos:
                 raise ChannelError("unknown payee")
-            refusal = self.ladder.htlc_refusal(fid, htlc.cltv_expiry)
+            refusal = self.ladder.htlc_refusal(fid, (pos, int(row["position"])))
             if refusal is not None:
                 raise ChannelError(refusal)
             payee = self.members.get(htlc.onion)
