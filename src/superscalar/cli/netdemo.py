@@ -261,7 +261,9 @@ def run_network_demo(console: Console, workdir: Path, rotation: bool = False) ->
             more = _pay(console, workdir, lsp_dir, "bob", "carol", 40_000_000, channels=2)
             balances["bob"] -= more // 1000
             balances["carol"] += more // 1000
-        close_txid = str(call_control(lsp_dir, "close")["txid"])
+        close_txid = _wait(  # the last revoke_and_ack may still be on its way: retry
+            "the cooperative close", lambda: str(call_control(lsp_dir, "close")["txid"])
+        )
         chain.generate_to_address(1, miner)
         close = chain.get_raw_transaction_verbose(close_txid)
         paid = sorted(o.value for o in close.tx.outputs)
