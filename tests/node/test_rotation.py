@@ -127,6 +127,8 @@ def test_dying_factory_rotates_and_the_lsp_closes_it_alone(cluster: Cluster) -> 
     _mine(cluster, 1)
     txid1 = close.stdout.strip().splitlines()[-1]
     assert cluster.chain.get_raw_transaction_verbose(txid1).confirmations == 1
+    table = run_node("status", "--datadir", str(cluster.lsp_dir))
+    assert table.returncode == 0 and "keys handed over" in table.stdout, table.stderr
     rot = _ladder(cluster)["rotation"]
     print(
         f"rotation of 2 clients: {wall:.1f} s from dying block to lone close; "
