@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from superscalar.bitcoin.script import p2tr_script
+from superscalar.bitcoin.tx import TxOut
 from superscalar.chain.node import RegtestNode
 from superscalar.crypto.keys import SecretKey
+from superscalar.factory import Signer, SigningPlan, run_ceremony
 from superscalar.ladder import (
     LadderError,
     TurnoverContext,
+    close_with_stayers,
     complete_turnover,
     extract_turnover_key,
     lsp_alone_close,
@@ -76,3 +80,32 @@ def test_a_wrong_client_key_counts_as_missing(node: RegtestNode) -> None:
     keys = {0: secret(1), 1: secret(9)}
     with pytest.raises(LadderError, match=r"positions \[1\]"):
         lsp_alone_close(signed.tree.scripts, secret(0), keys, LSP_SWEEP, FEERATE)
+
+
+def test_a_client_that_stayed_is_paid_its_balance_in_a_close_it_signs_alone(
+    node: RegtestNode,
+) -> None:
+    """Three clients handed over their keys; the fourth stayed and signs for itself."""
+    signed = open_factory(node, 4)
+    scripts = signed.tree.scripts
+    old_id = scripts.shape.spec.funding_outpoint.txid
+    held = {pos: _turn_over(old_id, pos) for pos in (0, 1, 3)}
+    stayer_out = TxOut(123_457, p2tr_script(secret(3).xonly_public_key))
+    close = close_with_stayers(scripts, secret(0), held, {2: stayer_out}, LSP_SWEEP, FEERATE)
+    assert close.stayers == (3,)
+    stayer = Signer(3, secret(3), [close.spend.session])  # the stayer's own signer
+    result = run_ceremony(
+        SigningPlan([close.spend.session]), {}, signers={**close.local_signers, 3: stayer}
+    )
+    tx = close.spend.signed(result.signatures[close.spend.session.id])
+    assert tx.outputs[0] == stayer_out
+    assert tx.total_out + close.spend.fee == scripts.shape.spec.funding_amount
+    node.send(tx)
+    node.mine(1, MINER)
+    assert confirmed(node, tx)
+
+
+def test_a_client_neither_moved_nor_paid_blocks_the_stayer_close(node: RegtestNode) -> None:
+    signed = open_factory(node, 2)
+    with pytest.raises(LadderError, match="must be exactly"):
+        close_with_stayers(signed.tree.scripts, secret(0), {0: secret(1)}, {}, LSP_SWEEP, FEERATE)

@@ -8,7 +8,7 @@ timeout. With every key in hand the LSP closes the old factory alone
 exit and the distribution tx, and the LSP with the timeout path.
 """
 
-from .close import LspAloneClose, lsp_alone_close, missing_keys
+from .close import LspAloneClose, StayerClose, close_with_stayers, lsp_alone_close, missing_keys
 from .errors import LadderError, TurnoverError
 from .lifecycle import (
     MAINNET_LADDER,
@@ -49,10 +49,12 @@ __all__ = [
     "Member",
     "Phase",
     "RotationPlan",
+    "StayerClose",
     "Staying",
     "TurnoverContext",
     "TurnoverError",
     "client_step",
+    "close_with_stayers",
     "complete_turnover",
     "extract_turnover_key",
     "factory_key",

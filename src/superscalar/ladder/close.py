@@ -13,13 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..bitcoin.fees import Feerate
-from ..bitcoin.tx import Transaction
+from ..bitcoin.tx import Transaction, TxOut
 from ..crypto.keys import SecretKey
-from ..factory import FactoryScripts, SigningPlan, cooperative_close, run_ceremony
+from ..factory import (
+    FactoryScripts,
+    FundingSpend,
+    Signer,
+    SigningPlan,
+    cooperative_close,
+    run_ceremony,
+)
 from ..factory.errors import FactoryError
 from .errors import LadderError
 
-__all__ = ["LspAloneClose", "lsp_alone_close", "missing_keys"]
+__all__ = ["LspAloneClose", "StayerClose", "close_with_stayers", "lsp_alone_close", "missing_keys"]
 
 
 @dataclass(frozen=True)
@@ -77,3 +84,50 @@ def lsp_alone_close(
     result = run_ceremony(SigningPlan([spend.session]), keys)
     tx = spend.signed(result.signatures[spend.session.id])
     return LspAloneClose(tx, spend.fee, spec.funding_amount)
+
+
+@dataclass(frozen=True)
+class StayerClose:
+    """A close of a dying factory that some clients never left.
+
+    The LSP signs for itself and for every handed-over key (`local_signers`);
+    only the `stayers` (participant indices) still take part over the wire,
+    each checking that it is paid its balance, as in any cooperative close.
+    """
+
+    spend: FundingSpend
+    local_signers: dict[int, Signer]
+    stayers: tuple[int, ...]
+
+
+def close_with_stayers(
+    scripts: FactoryScripts,
+    lsp_key: SecretKey,
+    client_keys: Mapping[int, SecretKey],
+    stayer_payouts: Mapping[int, TxOut],
+    lsp_script: bytes,
+    feerate: Feerate,
+) -> StayerClose:
+    """Pay each client that stayed (position → payout), the rest to the LSP, less the fee.
+
+    Every client must be either a key holder (moved out, key handed over) or a
+    stayer being paid: a client in neither set would be left out of the close.
+    """
+    spec = scripts.shape.spec
+    if lsp_key.public_key != spec.lsp:
+        raise LadderError("LSP key does not match the factory's LSP")
+    missing = set(missing_keys(scripts, client_keys))
+    if missing != set(stayer_payouts):
+        raise LadderError(
+            f"clients without a handed-over key {sorted(missing)} must be exactly the ones "
+            f"paid {sorted(stayer_payouts)}"
+        )
+    try:
+        spend = cooperative_close(
+            scripts, [stayer_payouts[p] for p in sorted(stayer_payouts)], lsp_script, feerate
+        )
+    except FactoryError as exc:
+        raise LadderError(f"cannot close: {exc}") from exc
+    local = {0: lsp_key, **{pos + 1: k for pos, k in client_keys.items() if pos not in missing}}
+    signers = {i: Signer(i, k, [spend.session]) for i, k in local.items()}
+    return StayerClose(spend, signers, tuple(sorted(p + 1 for p in missing)))
