@@ -137,39 +137,41 @@ def test_dying_factory_rotates_and_the_lsp_closes_it_alone(cluster: Cluster) -> 
 
 
 @pytest.mark.slow
-def test_a_client_refusing_turnover_stays_on_the_dying_factory(cluster: Cluster) -> None:
+def test_a_client_refusing_turnover_stays_and_is_paid_out_of_the_old_factory(
+    cluster: Cluster,
+) -> None:
     fid0 = _start(cluster, (), ("--refuse-turnover",))
+    refuser_msat = next(c["local_msat"] for c in _channels_of(cluster, cluster.client_dir(1), fid0))
     _mine(cluster, ACTIVE)
-    moved = wait_for(
-        "factory 1 with the willing client",
-        lambda: next((f for f in _factories(cluster) if f["factory_id"] != fid0), None),
-        120,
-    )
-    assert moved["clients"] == 1
-    wait_for(
-        "willing client's key handed over",
-        lambda: (
-            next(f for f in _factories(cluster) if f["factory_id"] == fid0)["keys_handed_over"] == 1
-        ),
-        60,
-    )
-    f0 = next(f for f in _factories(cluster) if f["factory_id"] == fid0)
-    assert f0["state"] == "funded"  # one key missing: no lone close
-    events = " ".join(_ladder(cluster)["events"])
-    assert "declined to move" in events
-    refuser = cluster.factory(cluster.client_dir(1))
-    assert refuser is not None and refuser["factory_id"] == fid0
-    # at the CLTV timeout the LSP sweeps what was left through the timeout path
-    _mine(cluster, DYING)
-    swept = wait_for(
-        "timeout recovery",
+    closed = wait_for(
+        "factory 0 closed with the client that stayed",
         lambda: next(
             (f for f in _factories(cluster) if f["factory_id"] == fid0 and f["state"] == "closed"),
             None,
         ),
-        60,
+        120,
     )
-    assert swept is not None
+    assert closed["keys_handed_over"] == 1
+    moved = next(f for f in _factories(cluster) if f["factory_id"] != fid0)
+    assert moved["clients"] == 1
+    events = " ".join(_ladder(cluster)["events"])
+    assert "declined to move" in events and "client(s) that stayed" in events
+    refuser = cluster.factory(cluster.client_dir(1))
+    assert refuser is not None and refuser["factory_id"] == fid0
+    snap = cluster.status(cluster.lsp_dir)
+    assert snap is not None
+    close_txid = next(f["close_txid"] for f in snap["factories"] if f["factory_id"] == fid0)
+    _mine(cluster, 1)
+    tx = cluster.chain.get_raw_transaction(close_txid)
+    payout = bytes.fromhex(
+        next(c for c in next(f for f in snap["factories"] if f["factory_id"] == fid0)["clients"]
+             if c["pubkey"] == _pubkey(cluster, 1))["payout_script"]
+    )  # fmt: skip
+    assert [o.value for o in tx.outputs if o.script_pubkey == payout] == [refuser_msat // 1000]
+    wait_for(
+        "the refuser sees the close",
+        lambda: (cluster.factory(cluster.client_dir(1)) or {}).get("state") == "closed",
+    )
 
 
 @pytest.mark.slow
@@ -199,7 +201,7 @@ def test_lsp_killed_mid_rotation_rotates_after_restart(cluster: Cluster) -> None
 
 
 @pytest.mark.slow
-def test_a_client_offline_during_rotation_stays_on_the_old_factory(cluster: Cluster) -> None:
+def test_a_client_gone_for_good_leaves_the_lsp_the_timeout_path(cluster: Cluster) -> None:
     fid0 = _start(cluster)
     cluster.clients[1].kill(signal.SIGTERM)
     _mine(cluster, ACTIVE)
@@ -210,16 +212,24 @@ def test_a_client_offline_during_rotation_stays_on_the_old_factory(cluster: Clus
     )
     assert new["clients"] == 1
     assert "stays on the old factory: offline" in " ".join(_ladder(cluster)["events"])
-    cluster.start_client(1, AMOUNTS[1])  # back: it reattaches to the factory it is in
     wait_for(
-        "offline client reattached to factory 0",
-        lambda: (cluster.status(cluster.client_dir(1)) or {}).get("connected"),
+        "the mover's key",
+        lambda: (
+            next(f for f in _factories(cluster) if f["factory_id"] == fid0)["keys_handed_over"] == 1
+        ),
         60,
     )
-    f1 = cluster.factory(cluster.client_dir(1))
-    assert f1 is not None and f1["factory_id"] == fid0
     f0 = next(f for f in _factories(cluster) if f["factory_id"] == fid0)
-    assert f0["state"] == "funded"  # its key is still its own: the LSP cannot close alone
+    assert f0["state"] == "funded"  # one key missing, nobody to co-sign: no close yet
+    _mine(cluster, DYING)  # the CLTV timeout: the LSP sweeps the funding output
+    wait_for(
+        "timeout recovery",
+        lambda: (
+            next(f for f in _factories(cluster) if f["factory_id"] == fid0)["state"] == "closed"
+        ),
+        60,
+    )
+    assert "CLTV timeout path" in " ".join(_ladder(cluster)["events"])
 
 
 def _lsp_log(cluster: Cluster) -> str:

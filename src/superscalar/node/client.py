@@ -543,9 +543,14 @@ class ClientDaemon:
         propose = self._propose_of(row)
         scripts = FactoryScripts.build(build_shape(spec_of(propose, self.config.lsp_pubkey)))
         pos = int(row["position"])
-        if len(msg.payouts) != len(propose.clients):
-            raise Refused("close pays a different number of clients")
-        ours = msg.payouts[pos]
+        moved = set(msg.moved)
+        if (
+            len(msg.payouts) + len(moved) != len(propose.clients)
+            or pos in moved
+            or any(m >= len(propose.clients) for m in moved)
+        ):
+            raise Refused("close pays a different set of clients")
+        ours = msg.payouts[pos - sum(1 for m in moved if m < pos)]
         expected = int(self.config.amount_sat)
         if self.channel is not None and self.channel.state is not None:
             expected = int(self.channel.balances().get("local_msat", expected * 1000)) // 1000

@@ -27,17 +27,27 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.tx import Transaction
+from superscalar.bitcoin.tx import Transaction, TxOut
 from superscalar.chain.rpc import RpcError
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.errors import CryptoError
 from superscalar.crypto.keys import PublicKey, SecretKey
-from superscalar.factory import FactoryScripts, build_shape, funding_output_ref
+from superscalar.factory import (
+    Coordinator,
+    FactoryScripts,
+    NonceBundle,
+    PartialSigBundle,
+    SigningPlan,
+    build_shape,
+    funding_output_ref,
+)
+from superscalar.factory.errors import FactoryError
 from superscalar.factory.exits import timeout_recovery_tx
 from superscalar.ladder import (
     LadderParams,
     Lifecycle,
     Phase,
+    close_with_stayers,
     factory_key,
     ladder_params_for,
     lsp_alone_close,
@@ -68,8 +78,14 @@ from superscalar.wire.codec import Hex, Hex32, Message, PublicKeyHex, decode
 from superscalar.wire.connection import PeerConnection
 from superscalar.wire.errors import ProtocolViolationError, WireError
 from superscalar.wire.messages import (
+    CloseAggNonce,
+    CloseDone,
+    CloseNonce,
+    ClosePropose,
+    ClosePsig,
     FactoryPropose,
     JoinRequest,
+    Payout,
     RotationInvite,
     TurnoverPresig,
     TurnoverRefuse,
@@ -493,6 +509,7 @@ class LspLadder:
             elif d.factory_id is not None:
                 await self._turn_over_all(old, d.factory_id)
                 self._close_if_complete(old)
+                await self._close_with_stayers(old, d.factory_id)
         self._locked = self._locked_clients()
         self._snapshot = {
             "height": self.height,
@@ -590,7 +607,11 @@ class LspLadder:
             joined.append(peer)
         if not joined:
             return
+        before = dict(d.members)
         await d._ceremony(joined)
+        for node_key, peer in before.items():  # those who stayed are still our peers
+            if node_key not in d.members and not peer.conn.closed:
+                d.members[node_key] = peer
         if d.factory_id == old:
             self._event("the new factory's ceremony failed; retrying")
             return
@@ -714,6 +735,102 @@ class LspLadder:
             self._event(f"broadcast of {tx.txid_hex[:16]} failed: {exc}")
             return
         self._event(f"factory {old.hex()[:16]} {how}: {tx.txid_hex}")
+
+    async def _close_with_stayers(self, old: bytes, current: bytes) -> None:
+        """Once every mover handed over its key, close `old` with the clients that stayed
+        (connected): each is paid its channel balance; the LSP signs for the movers."""
+        from .lsp import PeerFault
+
+        d = self.d
+        loop = asyncio.get_running_loop()
+        if d._row(old)["state"] != "funded" or loop.time() < self._next_try.get((old, -2), 0):
+            return
+        propose = self._propose(old)
+        positions = {c.key.to_key().data: p for p, c in enumerate(propose.clients)}
+        held = {positions[k]: s for k, s in self.turnovers.recovered_keys(old).items()}
+        rows = list(
+            d.db.execute(
+                "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position", (old.hex(),)
+            )
+        )
+        moved = {
+            r["pubkey"]
+            for r in d.db.execute(
+                "SELECT pubkey FROM factory_clients WHERE factory_id=?", (current.hex(),)
+            )
+        }
+        stayers = [r for r in rows if int(r["position"]) not in held]
+        if not held or not stayers or any(r["pubkey"] in moved for r in stayers):
+            return  # nothing moved, everyone moved (lone close), or a turnover is pending
+        peers: list[Peer] = []
+        payouts: dict[int, TxOut] = {}
+        for r in stayers:
+            pos = int(r["position"])
+            peer = d.members.get(bytes.fromhex(r["pubkey"]))
+            shell = self._old_channel(old, pos)
+            b = shell.balances() if shell is not None else {"open": False}
+            if peer is None or peer.conn.closed or not b["open"] or not b["quiescent"]:
+                return  # wait until every stayer is here, its channel idle
+            peers.append(peer)
+            payouts[pos] = TxOut(int(b["remote_msat"]) // 1000, bytes.fromhex(r["payout_script"]))
+        self._next_try[(old, -2)] = loop.time() + RETRY_SECONDS
+        scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
+        feerate = d.config.close_feerate
+        lsp_script = self._lsp_script()
+        close = close_with_stayers(scripts, d.key, held, payouts, lsp_script, Feerate(feerate))
+        spend = close.spend
+        msg = ClosePropose(
+            factory_id=Hex32(old),
+            payouts=tuple(
+                Payout(script=Hex(payouts[p].script_pubkey), amount_sat=payouts[p].value)
+                for p in sorted(payouts)
+            ),
+            lsp_script=Hex(lsp_script),
+            feerate_sat_per_kvb=feerate,
+            moved=tuple(sorted(held)),
+        )
+        coordinator = Coordinator(SigningPlan([spend.session]))
+        with d.db.transaction() as c:
+            n = c.execute(
+                "SELECT COUNT(*) FROM nonce_use WHERE factory_id=? AND purpose LIKE 'close%'",
+                (old.hex(),),
+            ).fetchone()[0]
+            c.execute(
+                "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
+                (old.hex(), n + 1, f"close{n + 1}", now()),
+            )
+            c.execute(
+                "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
+                (spend.tx.hex(), now(), old.hex()),
+            )
+        stayer_ids = [int(r["position"]) + 1 for r in stayers]
+        try:
+            for p in peers:
+                await d._send(p, msg)
+            nonces = await d._gather(peers, CloseNonce, old)
+            for i, nmsg in zip(stayer_ids, nonces, strict=True):
+                coordinator.add_nonces(NonceBundle.from_bytes(bytes(nmsg.bundle)), i)
+            for i, signer in close.local_signers.items():
+                coordinator.add_nonces(signer.nonces(), i)
+            aggs = coordinator.aggregate_nonces()
+            for i, p in zip(stayer_ids, peers, strict=True):
+                await d._send(
+                    p, CloseAggNonce(factory_id=Hex32(old), bundle=Hex(aggs[i].to_bytes()))
+                )
+            psigs = await d._gather(peers, ClosePsig, old)
+            for i, pmsg in zip(stayer_ids, psigs, strict=True):
+                coordinator.add_partial_sigs(PartialSigBundle.from_bytes(bytes(pmsg.bundle)), i)
+            for i, signer in close.local_signers.items():
+                coordinator.add_partial_sigs(signer.sign(aggs[i]), i)
+            sig = coordinator.finalize()[spend.session.id]
+        except (PeerFault, FactoryError, ValueError) as exc:
+            self._event(f"close with the clients that stayed failed: {exc}")
+            return
+        tx = spend.signed(sig)
+        self._finish(old, tx, f"closed with the {len(peers)} client(s) that stayed")
+        for p in peers:
+            with contextlib.suppress(WireError):
+                await p.conn.send_message(CloseDone(factory_id=Hex32(old), txid=Hex32(tx.txid)))
 
 
 # -- the client's side of the ladder ------------------------------------------------------

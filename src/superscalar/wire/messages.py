@@ -187,6 +187,9 @@ class ClosePropose(Message, tag="close_propose"):
     payouts: tuple[Payout, ...]
     lsp_script: Hex
     feerate_sat_per_kvb: UInt
+    moved: tuple[U32, ...] = ()
+    """Positions that moved to the next factory and handed over their key: no payout here
+    (the LSP signs for them); `payouts` lists the others, in position order."""
 
 
 class CloseNonce(Message, tag="close_nonce"):
