@@ -52,7 +52,10 @@ def run_demo(
             "Part 1, networked: `superscalar chain`, an LSP and 4 clients as separate processes "
             "build and fund a factory over BOLT-8, open leaf channels, pay alice → LSP → bob "
             "with a real preimage, and close on the channel balances.\n"
-            "Part 2, in-process (not yet over the wire: PTLC key turnover, unilateral exit): "
+            "With --rotation, the daemons then walk the ladder: factory 0 dies, clients move "
+            "to factory 1 and hand over their keys (PTLC turnover), the LSP closes factory 0 "
+            "alone.\n"
+            "Part 2, in-process (not yet over the wire: unilateral exit): "
             "real BIP340/MuSig2/adaptor signatures, shachain revocation, and a "
             "factory exit confirmed on the embedded libbitcoinkernel chain.",
             expand=False,
