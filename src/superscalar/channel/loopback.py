@@ -59,9 +59,15 @@ class LoopbackChannel:
         *,
         names: tuple[str, str] = ("a", "b"),
         chain_height: int = 0,
+        secrets: tuple[ChannelSecrets, ChannelSecrets] | None = None,
     ) -> LoopbackChannel:
-        """Run the open flow: exchange parameters, sign both commitments 0."""
-        secrets = (ChannelSecrets.from_seed(seeds[0]), ChannelSecrets.from_seed(seeds[1]))
+        """Run the open flow: exchange parameters, sign both commitments 0.
+
+        `secrets` (instead of `seeds`) fixes the funding keys, e.g. to the parties'
+        factory keys when the channel sits on a real factory leaf output.
+        """
+        if secrets is None:
+            secrets = (ChannelSecrets.from_seed(seeds[0]), ChannelSecrets.from_seed(seeds[1]))
         opens = [
             open_message(
                 s,

@@ -39,6 +39,11 @@ err = Console(stderr=True)
     help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
 )
 @click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
+@click.option(
+    "--refuse-turnover",
+    is_flag=True,
+    help="Decline to move to the LSP's next factory (stay on a dying one until it closes).",
+)
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
     datadir: Path,
@@ -51,6 +56,7 @@ def client_command(
     watch: bool,
     watchtowers: tuple[str, ...],
     dev_tools: bool,
+    refuse_turnover: bool,
     verbose: bool,
 ) -> None:
     """Run a client: connect to the LSP over BOLT-8, join, verify and sign the factory."""
@@ -92,6 +98,7 @@ def client_command(
         watch=watch,
         dev_tools=dev_tools,
         watchtowers=watchtowers,
+        refuse_turnover=refuse_turnover,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

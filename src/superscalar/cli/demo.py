@@ -44,7 +44,11 @@ def _short(hexstr: str) -> str:
 
 
 def run_demo(
-    console: Console, workdir: Path | None = None, network: bool = True, breach: bool = False
+    console: Console,
+    workdir: Path | None = None,
+    network: bool = True,
+    breach: bool = False,
+    rotation: bool = False,
 ) -> int:
     console.print(
         Panel(
@@ -53,7 +57,10 @@ def run_demo(
             "build and fund a factory over BOLT-8, open leaf channels, pay alice → LSP → bob "
             "with a real preimage, and close on the channel balances (with --breach: the LSP "
             "broadcasts a revoked commitment instead and bob's watcher sweeps the channel).\n"
-            "Part 2, in-process (not yet over the wire: PTLC key turnover, unilateral exit): "
+            "With --rotation, the daemons then walk the ladder: factory 0 dies, clients move "
+            "to factory 1 and hand over their keys (PTLC turnover), the LSP closes factory 0 "
+            "alone.\n"
+            "Part 2, in-process (not yet over the wire: unilateral exit): "
             "real BIP340/MuSig2/adaptor signatures, shachain revocation, and a "
             "factory exit confirmed on the embedded libbitcoinkernel chain.",
             expand=False,
@@ -64,7 +71,7 @@ def run_demo(
         from superscalar.cli.netdemo import run_network_demo
 
         work = workdir or Path(tempfile.mkdtemp(prefix="superscalar-demo-"))
-        networked = run_network_demo(console, work, breach=breach)
+        networked = run_network_demo(console, work, breach=breach, rotation=rotation)
     console.print("[bold]In-process[/bold]")
     lsp = SecretKey.generate()
     clients = {name: SecretKey.generate() for name in CLIENTS}

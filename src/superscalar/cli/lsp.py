@@ -65,7 +65,18 @@ def parse_arity(text: str) -> tuple[int, ...]:
 @click.option("--states-per-layer", default=4, show_default=True, type=click.IntRange(2, 256))
 @click.option("--step-blocks", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--lstock-sat", default=50_000, show_default=True, type=click.IntRange(1000))
-@click.option("--lifetime-blocks", default=1000, show_default=True, type=click.IntRange(10))
+@click.option(
+    "--active-blocks",
+    type=click.IntRange(1),
+    help="Blocks a factory serves before it starts dying and its clients move to the next "
+    "one [default: 4320 (~30 days); 60 on regtest].",
+)
+@click.option(
+    "--dying-blocks",
+    type=click.IntRange(1),
+    help="Blocks of handover between dying and the factory's CLTV timeout "
+    "[default: 432 (~3 days); 30 on regtest].",
+)
 @click.option(
     "--step-timeout",
     type=click.FloatRange(1, 86_400),
@@ -94,11 +105,12 @@ def lsp_command(
     states_per_layer: int,
     step_blocks: int,
     lstock_sat: int,
-    lifetime_blocks: int,
     step_timeout: float | None,
     watch: bool,
     watchtowers: tuple[str, ...],
     dev_tools: bool,
+    active_blocks: int | None,
+    dying_blocks: int | None,
     verbose: bool,
 ) -> None:
     """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
@@ -132,11 +144,12 @@ def lsp_command(
         states_per_layer,
         step_blocks,
         lstock_sat,
-        lifetime_blocks,
         step_timeout=step_timeout,
         watch=watch,
         dev_tools=dev_tools,
         watchtowers=watchtowers,
+        active_blocks=active_blocks,
+        dying_blocks=dying_blocks,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

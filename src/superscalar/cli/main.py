@@ -109,10 +109,24 @@ for _command in (
     is_flag=True,
     help="After the payment the LSP broadcasts a revoked commitment; bob's watcher punishes it.",
 )
-def demo(workdir: Path | None, in_process: bool, breach: bool) -> None:
+@click.option(
+    "--rotation",
+    is_flag=True,
+    help="Then walk the ladder: factory 0 dies, balances move to factory 1, PTLC key "
+    "turnover, the LSP closes factory 0 alone, factory 1 serves and closes.",
+)
+def demo(workdir: Path | None, in_process: bool, breach: bool, rotation: bool) -> None:
     """Run the end-to-end demo and print what happened."""
     from superscalar.cli.demo import run_demo
 
     if breach and in_process:
         raise click.UsageError("--breach needs the networked demo (drop --in-process)")
-    sys.exit(run_demo(Console(), workdir, network=not in_process, breach=breach))
+    if breach and rotation:
+        raise click.UsageError("--breach and --rotation are separate demos: pick one")
+    console = Console()
+    code = run_demo(console, workdir, network=not in_process, breach=breach, rotation=rotation)
+    if rotation:
+        from superscalar.cli.rotation import run_rotation_demo
+
+        code = max(code, run_rotation_demo(console, workdir / "rotation" if workdir else None))
+    sys.exit(code)

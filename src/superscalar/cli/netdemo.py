@@ -112,22 +112,30 @@ def _channels_open(datadir: Path, count: int) -> bool:
     return len(chans) == count and all(c.get("status") == "open" for c in chans)
 
 
-def _pay(console: Console, workdir: Path, lsp_dir: Path) -> int:
-    """bob invoices, alice pays him through the LSP: HTLCs over the wire, real preimage."""
-    _wait("the leaf channels to open", lambda: _channels_open(lsp_dir, len(CLIENT_AMOUNTS)))
+def _pay(
+    console: Console,
+    workdir: Path,
+    lsp_dir: Path,
+    payer: str = "alice",
+    payee: str = "bob",
+    amount_msat: int = 25_000_000,
+    channels: int = 1,
+) -> int:
+    """payee invoices, payer pays it through the LSP: HTLCs over the wire, real preimage."""
+    count = channels * len(CLIENT_AMOUNTS)
+    _wait("the leaf channels to open", lambda: _channels_open(lsp_dir, count))
     for name in CLIENT_AMOUNTS:
         client_dir = workdir / name
-        _wait(f"{name}'s channel", partial(_channels_open, client_dir, 1))
-    amount_msat = 25_000_000
+        _wait(f"{name}'s channel", partial(_channels_open, client_dir, channels))
     invoice = json.loads(
-        _cli("invoice", "--datadir", str(workdir / "bob"), "--amount-msat", str(amount_msat))
+        _cli("invoice", "--datadir", str(workdir / payee), "--amount-msat", str(amount_msat))
     )
-    bob_key = str(call_control(workdir / "bob", "status")["pubkey"])
+    bob_key = str(call_control(workdir / payee, "status")["pubkey"])
     result = json.loads(
         _cli(
             "pay",
             "--datadir",
-            str(workdir / "alice"),
+            str(workdir / payer),
             "--to-pubkey",
             bob_key,
             "--payment-hash",
@@ -137,7 +145,7 @@ def _pay(console: Console, workdir: Path, lsp_dir: Path) -> int:
         )
     )
     console.print(
-        f"   alice paid bob {amount_msat:,} msat through the LSP in {result['ms']} ms: "
+        f"   {payer} paid {payee} {amount_msat:,} msat through the LSP in {result['ms']} ms: "
         f"payment hash {invoice['payment_hash'][:16]}…, preimage {result['preimage'][:16]}… "
         "(update_add → commitment_signed → revoke_and_ack on both channels, over BOLT-8)"
     )
@@ -207,11 +215,52 @@ def _breach(console: Console, chain: BitcoindClient, miner: str, workdir: Path) 
     return ok
 
 
-def run_network_demo(console: Console, workdir: Path, breach: bool = False) -> bool:
+def _rotate(console: Console, workdir: Path, lsp_dir: Path, chain: BitcoindClient) -> bool:
+    """Mine factory 0 into DYING and watch the daemons rotate: invite, factory 1 at the same
+    balances, key turnover, the LSP's lone close of factory 0."""
+    ladder = call_control(lsp_dir, "status")["ladder"]
+    (f0,) = ladder["factories"]
+    miner = chain.get_new_address()
+    chain.generate_to_address(int(f0["dying_at"]) - chain.get_block_count(), miner)
+    console.print(
+        f"[bold]Rotation[/bold]: mined to height {f0['dying_at']}: factory 0 is DYING "
+        f"(active {ladder['active_blocks']} + dying {ladder['dying_blocks']} blocks)"
+    )
+    started = time.monotonic()
+    done = _wait(
+        "factory 0 to be closed by the LSP alone",
+        lambda: next(
+            (
+                f
+                for f in call_control(lsp_dir, "status")["ladder"]["factories"]
+                if f["factory_id"] == f0["factory_id"] and f["state"] == "closed"
+            ),
+            None,
+        ),
+        timeout=180,
+    )
+    seconds = time.monotonic() - started
+    ladder = call_control(lsp_dir, "status")["ladder"]
+    for event in ladder["events"]:
+        console.print(f"   LSP: {event}")
+    rot = ladder["rotation"]
+    console.print(
+        f"   {done['keys_handed_over']}/{done['clients']} keys handed over; rotation took "
+        f"{seconds:.1f} s (invite → funded {rot.get('invite_to_funded_s')} s); lone close "
+        f"{rot.get('close_vsize')} vB, fee {rot.get('close_fee_sat')} sat"
+    )
+    chain.generate_to_address(1, miner)
+    return bool(done["keys_handed_over"] == done["clients"])
+
+
+def run_network_demo(
+    console: Console, workdir: Path, breach: bool = False, rotation: bool = False
+) -> bool:
     """Chain + LSP + 4 clients as processes: build and fund a factory, pay, close cooperatively.
 
     With `breach`, the close is replaced by a cheating LSP and bob's watcher punishing it.
-    """
+    With `rotation`, factory 0 is first walked into DYING and replaced by factory 1
+    (see `_rotate`); bob then pays carol there, and factory 1 is the one closed."""
     procs = _Processes()
     chain_dir, lsp_dir = workdir / "chain", workdir / "lsp"
     chain_port, lsp_port = _free_port(), _free_port()
@@ -277,16 +326,24 @@ def run_network_demo(console: Console, workdir: Path, breach: bool = False) -> b
             ok = _breach(console, chain, miner, workdir)
             chain.close()
             return ok
-        close_txid = str(call_control(lsp_dir, "close")["txid"])
-        chain.generate_to_address(1, miner)
-        close = chain.get_raw_transaction_verbose(close_txid)
-        paid = sorted(o.value for o in close.tx.outputs)
         balances = dict(CLIENT_AMOUNTS)
         balances["alice"] -= paid_msat // 1000
         balances["bob"] += paid_msat // 1000
+        rotated = True
+        if rotation:
+            rotated = _rotate(console, workdir, lsp_dir, chain)
+            more = _pay(console, workdir, lsp_dir, "bob", "carol", 40_000_000, channels=2)
+            balances["bob"] -= more // 1000
+            balances["carol"] += more // 1000
+        close_txid = _wait(  # the last revoke_and_ack may still be on its way: retry
+            "the cooperative close", lambda: str(call_control(lsp_dir, "close")["txid"])
+        )
+        chain.generate_to_address(1, miner)
+        close = chain.get_raw_transaction_verbose(close_txid)
+        paid = sorted(o.value for o in close.tx.outputs)
         expected = sorted(balances.values())
         everyone_paid = all(paid.count(a) >= expected.count(a) for a in expected)
-        ok = close.confirmations >= 1 and everyone_paid
+        ok = close.confirmations >= 1 and everyone_paid and rotated
         console.print(
             f"   cooperative close {close_txid}: outputs {paid} sat, confirmed "
             f"({close.confirmations}); every client paid exactly: "

@@ -80,6 +80,26 @@ def status_command(datadir: Path, as_json: bool) -> None:
                 ", ".join(map(str, node["outputs"])),
             )
         out.print(n)
+    ladder = snap.get("ladder") or {}
+    if ladder.get("factories"):
+        lt = Table(
+            title=f"ladder at height {ladder['height']} (active {ladder['active_blocks']}"
+            f" + dying {ladder['dying_blocks']} blocks)"
+        )
+        for col in ("factory", "state", "phase", "dying at", "expires at", "keys handed over"):
+            lt.add_column(col)
+        for lf in ladder["factories"]:
+            lt.add_row(
+                lf["factory_id"][:16] + "…",
+                lf["state"],
+                lf["phase"],
+                str(lf["dying_at"]),
+                str(lf["expires_at"]),
+                f"{lf['keys_handed_over']}/{lf['clients']}",
+            )
+        out.print(lt)
+        for event in ladder.get("events", [])[-5:]:
+            out.print(f"  ladder: {event}")
     if snap.get("channels"):
         ch = Table(title="channels (msat)")
         for col in ("position", "status", "ours", "theirs", "htlcs"):

@@ -61,7 +61,7 @@ from superscalar.factory import (
 )
 from superscalar.factory.errors import FactoryError
 from superscalar.store.db import Database
-from superscalar.wire.codec import Error, ErrorCode, Hex, Hex32, Init, Message, decode, encode
+from superscalar.wire.codec import Error, ErrorCode, Hex, Init, Message, decode, encode
 from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
 from superscalar.wire.errors import HandshakeError, ProtocolViolationError, WireError
 from superscalar.wire.messages import (
@@ -78,7 +78,8 @@ from superscalar.wire.messages import (
     FactoryPropose,
     FactoryPsigs,
     FactoryReady,
-    JoinRequest,
+    RotationInvite,
+    TurnoverPresig,
 )
 
 from .chancodec import decode_message
@@ -88,7 +89,6 @@ from .channels import (
     channel_capacity,
     channel_secrets,
     load_channel,
-    opening_balances,
     view_funding,
 )
 from .common import (
@@ -100,6 +100,7 @@ from .common import (
     view_of,
 )
 from .control import write_control_port
+from .ladder import ClientLadder
 from .lsp import script_for_address, status_snapshot
 from .watcher import DaemonWatch
 
@@ -129,6 +130,8 @@ class ClientConfig:
     watch: bool = True
     dev_tools: bool = False
     watchtowers: tuple[str, ...] = ()
+    refuse_turnover: bool = False
+    """Decline every rotation invite (stay on a dying factory; for tests and cautious users)."""
 
 
 class ClientDaemon:
@@ -155,6 +158,8 @@ class ClientDaemon:
         """Set while we wait for AGG_NONCES/READY of an attempt; None: wait indefinitely."""
         self._verified: tuple[bytes, VerifiedView] | None = None
         """The current factory's checked view (checking it costs O(N) key aggregation)."""
+        self.ladder = ClientLadder(self)
+        """Per-factory keys, moves into the next factory, key turnover."""
 
     # -- state ---------------------------------------------------------------------------
 
@@ -165,7 +170,7 @@ class ClientDaemon:
     def _current(self) -> Any:
         return self.db.execute(
             "SELECT * FROM factories WHERE role='client' AND state != 'aborted'"
-            " ORDER BY created DESC LIMIT 1"
+            " ORDER BY created DESC, rowid DESC LIMIT 1"
         ).fetchone()
 
     def _set_state(self, fid: bytes, state: str, **cols: str) -> None:
@@ -243,18 +248,18 @@ class ClientDaemon:
             row = self._current()
             fid = bytes.fromhex(row["factory_id"]) if row is not None else None
             payout = bytes.fromhex(self._kv("payout_script") or "")
-            await conn.send_message(
-                JoinRequest(
-                    amount_sat=cfg.amount_sat,
-                    payout_script=Hex(payout),
-                    factory_id=Hex32(fid) if fid is not None else None,
-                )
-            )
+            await conn.send_message(self.ladder.join_request(fid, payout))
             self._ceremony_wait = None
             while True:
                 msg = await conn.receive_message(self._ceremony_wait)
                 if isinstance(msg, ChannelMsg):
                     await self._on_channel(msg)
+                    continue
+                if isinstance(msg, RotationInvite):
+                    await self.ladder.on_invite(conn, msg)
+                    continue
+                if isinstance(msg, TurnoverPresig):
+                    await self.ladder.on_turnover(conn, msg)
                     continue
                 if isinstance(msg, Error):
                     if row is not None and row["state"] == "psigs_sent":
@@ -287,19 +292,22 @@ class ClientDaemon:
             return
         fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
         if self.channel is None or self.channel.factory_id != fid:
-            self.channel = load_channel(self.db, self.key, fid, pos, _record_payments)
+            self.channel = load_channel(
+                self.db, self.ladder.key_for(fid), fid, pos, _record_payments
+            )
         if self.channel is not None and self.channel.ready.is_set():
             await self._reestablish(self.channel)
             return
         # first open, or redo one a crash interrupted (deterministic: same signatures)
-        secrets = channel_secrets(self.key, fid, pos)
+        fkey = self.ladder.key_for(fid)
+        secrets = channel_secrets(fkey, fid, pos)
         funding = view_funding(self._verified_of(row))
         ours = open_message(
             secrets,
             funding,
             CHANNEL_CONFIG,
             is_initiator=False,
-            balance_msat=opening_balances(self.config.amount_sat)[0],
+            balance_msat=self.ladder.opening_msat(fid),
             close_script=bytes.fromhex(self._kv("payout_script") or ""),
         )
         self.channel = ChannelShell(self.db, secrets, fid, pos, journal=_record_payments)
@@ -445,9 +453,10 @@ class ClientDaemon:
             raise Refused(f"message for factory {fid.hex()[:16]} not expected ({have})")
         return row
 
-    def _expectation(self, msg: FactoryPropose) -> ClientExpectation:
+    def _expectation(self, msg: FactoryPropose, key: PublicKey) -> ClientExpectation:
+        """What we accept: our factory `key` (one per factory, see `ladder`) at our amount."""
         return ClientExpectation(
-            self.key.public_key,
+            key,
             channel_capacity(self.config.amount_sat),
             self.config.lsp_pubkey,
             params_of(msg),
@@ -461,15 +470,18 @@ class ClientDaemon:
             return self._verified[1]
         msg = decode(row["propose"])
         assert isinstance(msg, FactoryPropose)
-        verified = verify_view(view_of(msg, self.config.lsp_pubkey), self._expectation(msg))
+        expect = self._expectation(msg, self.ladder.key_for(fid).public_key)
+        verified = verify_view(view_of(msg, self.config.lsp_pubkey), expect)
         self._verified = (fid, verified)
         return verified
 
     def _on_propose(self, msg: FactoryPropose) -> Message:
-        if self._current() is not None:
+        if not self.ladder.proposal_allowed(self._current()):
             raise Refused("already in a factory")
+        fkey = self.ladder.proposed_key()
         try:
-            verified = verify_view(view_of(msg, self.config.lsp_pubkey), self._expectation(msg))
+            view_in = view_of(msg, self.config.lsp_pubkey)
+            verified = verify_view(view_in, self._expectation(msg, fkey.public_key))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"proposed factory refused: {exc}") from exc
         view = verified.view
@@ -493,11 +505,12 @@ class ClientDaemon:
             c.execute(
                 "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
             )
+            self.ladder.record_join(c, fid, pos)
         self._verified = (fid, verified)
         n = len(view.participants)
         wait = self.config.step_timeout
         self._ceremony_wait = client_step_timeout(n) if wait is None else wait
-        self._signer = Signer(pos + 1, self.key, verified.sessions)
+        self._signer = Signer(pos + 1, fkey, verified.sessions)
         bundle = self._signer.nonces()
         return FactoryNonces(
             factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(bundle.to_bytes())
@@ -592,9 +605,14 @@ class ClientDaemon:
         verified = self._verified_of(row)
         view = verified.view
         pos = int(row["position"])
-        if len(msg.payouts) != len(view.participants):
-            raise Refused("close pays a different number of clients")
-        ours = msg.payouts[pos]
+        moved = set(msg.moved)
+        if (
+            len(msg.payouts) + len(moved) != len(view.participants)
+            or pos in moved
+            or any(m >= len(view.participants) for m in moved)
+        ):
+            raise Refused("close pays a different set of clients")
+        ours = msg.payouts[pos - sum(1 for m in moved if m < pos)]
         expected = int(self.config.amount_sat)
         if self.channel is not None and self.channel.state is not None:
             expected = int(self.channel.balances().get("local_msat", expected * 1000)) // 1000
@@ -633,7 +651,7 @@ class ClientDaemon:
                 "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
                 (spend.tx.hex(), now(), fid.hex()),
             )
-        self._close_signer = Signer(pos + 1, self.key, [spend.session])
+        self._close_signer = Signer(pos + 1, self.ladder.key_for(fid), [spend.session])
         return CloseNonce(
             factory_id=msg.factory_id, bundle=Hex(self._close_signer.nonces().to_bytes())
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from superscalar.bitcoin.tx import OutPoint
 from superscalar.crypto.keys import PublicKey, SecretKey
@@ -26,6 +27,7 @@ from superscalar.factory import (
     FeePolicy,
     build_shape,
 )
+from superscalar.ladder.turnover import factory_key
 from superscalar.store.db import Database
 from superscalar.store.schema import DAEMON_MIGRATIONS
 from superscalar.wire.codec import U32, Hex32, PublicKeyHex, Record, UInt, XOnlyHex
@@ -48,6 +50,7 @@ __all__ = [
     "client_step_timeout",
     "crash_point",
     "default_step_timeout",
+    "factory_signing_key",
     "load_or_create_key",
     "now",
     "open_db",
@@ -151,3 +154,19 @@ def view_of(msg: FactoryPropose, lsp: PublicKey) -> ClientView:
     parameters it is checked against travel beside it and are not trusted either: the
     client's `ClientExpectation` bounds what it accepts (exit delay budget)."""
     return ClientView.from_bytes(bytes(msg.view), params_of(msg), lsp)
+
+
+def factory_signing_key(db: Any, node_key: SecretKey, factory_id: bytes) -> SecretKey:
+    """The key this node holds factory `factory_id` (and derives its channel) with.
+
+    The LSP signs every factory with its node key. A client uses one key per
+    factory (`ladder.factory_key(node key, rung)`), because key turnover hands
+    that key to the LSP; factories from before the ladder have no rung and use
+    the node key. Watchers and towers need the same answer as the daemon.
+    """
+    row = db.execute(
+        "SELECT b.rung FROM factories f JOIN factory_balances b ON b.factory_id = f.factory_id"
+        " WHERE f.factory_id=? AND f.role='client'",
+        (factory_id.hex(),),
+    ).fetchone()
+    return node_key if row is None else factory_key(node_key, int(row["rung"]))

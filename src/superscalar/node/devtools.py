@@ -30,7 +30,7 @@ from superscalar.wire.messages import FactoryPropose
 
 from .chancodec import decode_state
 from .channels import channel_secrets
-from .common import FactoryTerms, open_db, tree_of, view_of
+from .common import FactoryTerms, factory_signing_key, open_db, tree_of, view_of
 
 __all__ = ["broadcast_breach", "dev_handlers", "sweep_after_breach", "wallet_cpfp"]
 
@@ -49,7 +49,9 @@ def dev_handlers(datadir: Path, key: SecretKey) -> dict[str, Callable[..., Any]]
                 if state.local_commit is None:
                     continue
                 fid, pos = str(r["factory_id"]), int(r["position"])
-                secrets = channel_secrets(key, bytes.fromhex(fid), pos)
+                secrets = channel_secrets(
+                    factory_signing_key(db, key, bytes.fromhex(fid)), bytes.fromhex(fid), pos
+                )
                 commitment, tx = signed_local_commitment(secrets, state)
                 sweep = build_sweep(
                     [sweep_to_local(secrets, commitment)], state.local_close_script, FEERATE

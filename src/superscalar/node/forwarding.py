@@ -113,8 +113,11 @@ class Forwarder:
         sender: Callable[[int], Sender],
         payee_position: Callable[[bytes], int | None],
         connected: Callable[[int], bool],
+        refusal: Callable[[int, int], str | None] = lambda up, down: None,
     ) -> None:
         self.db = db
+        self.refusal = refusal
+        """Why the factory takes no new HTLC between two positions now (the ladder's say)."""
         self.factory_id = factory_id
         self.channels = channels
         self.sender = sender
@@ -197,6 +200,10 @@ class Forwarder:
         target = None if down is None else self.channels.get(down)
         if down is None or target is None or down == pos:
             await self._apply(pos, FailHtlc(htlc.id, b"unknown payee"))
+            return
+        refused = self.refusal(pos, down)
+        if refused is not None:
+            await self._apply(pos, FailHtlc(htlc.id, refused.encode()[:256]))
             return
         state = target.state
         if (

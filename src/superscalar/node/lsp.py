@@ -115,7 +115,6 @@ from .channels import (
     channel_funding,
     channel_secrets,
     load_channel,
-    opening_balances,
     stored_balances,
 )
 from .common import (
@@ -130,6 +129,7 @@ from .common import (
 )
 from .control import write_control_port
 from .forwarding import Forwarder, forward_journal
+from .ladder import LspLadder, client_factory_key, opening_balances_of, record_opening_balances
 from .watcher import DaemonWatch
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
@@ -172,7 +172,6 @@ class LspConfig:
     states_per_layer: int = 4
     step_blocks: int = 10
     lstock_sat: int = 50_000
-    lifetime_blocks: int = 1000
     anchor_value: int = 240
     close_feerate: int = 2000
     step_timeout: float | None = None
@@ -187,6 +186,10 @@ class LspConfig:
     watch: bool = True
     dev_tools: bool = False
     watchtowers: tuple[str, ...] = ()
+    active_blocks: int | None = None
+    """Ladder: blocks a factory serves before it starts dying (None: the network default)."""
+    dying_blocks: int | None = None
+    """Ladder: blocks of handover before the CLTV timeout (None: the network default)."""
 
 
 @dataclass(eq=False)
@@ -234,6 +237,8 @@ class LspDaemon:
         """Trees of factories this process has built or loaded (the live one, mostly)."""
         self._signatures: dict[bytes, dict[int, bytes]] = {}
         """Final tree signatures by session, per signed factory (what READY carries)."""
+        self.ladder = LspLadder(self)
+        """Factory lifecycle, rotation into the next factory, key turnover, lone close."""
 
     # -- startup ------------------------------------------------------------------------
 
@@ -247,7 +252,7 @@ class LspDaemon:
             )
             row = c.execute(
                 "SELECT factory_id FROM factories WHERE role='lsp' AND state IN"
-                " ('signed', 'funded', 'closed') ORDER BY created DESC LIMIT 1"
+                " ('signed', 'funded', 'closed') ORDER BY created DESC, rowid DESC LIMIT 1"
             ).fetchone()
         if row is not None:
             self.factory_id = bytes.fromhex(row["factory_id"])
@@ -286,6 +291,7 @@ class LspDaemon:
         write_control_port(self.config.datadir, self.control.port)
         log.info("lsp listening on %s:%d", self.config.host, self.server.port)
         watch.start()
+        ladder_task = asyncio.create_task(self.ladder.run())
         try:
             while True:
                 await self._wake.wait()
@@ -293,6 +299,7 @@ class LspDaemon:
                 if self.factory_id is None and len(self.queue) >= self.config.n_clients:
                     await self._ceremony(self.queue[: self.config.n_clients])
         finally:
+            ladder_task.cancel()
             await watch.stop()
             self.control.stop()
             await self.server.close()
@@ -329,7 +336,9 @@ class LspDaemon:
             "SELECT 1 FROM factory_clients WHERE factory_id=? AND pubkey=?",
             (factory_id.hex(), peer.key.hex()),
         ).fetchone()
-        if row is None or factory_id != self.factory_id:
+        if row is None or (
+            factory_id != self.factory_id and not self.ladder.can_reattach(factory_id)
+        ):
             return False
         old = self.members.get(peer.key.data)
         if old is not None:
@@ -389,7 +398,10 @@ class LspDaemon:
         """Build the terms and tree, fund the funding output with the wallet (unsigned)."""
         cfg = self.config
         height = self.chain.get_block_count()
-        clients = tuple(ClientSpec(p.key, channel_capacity(p.join.amount_sat)) for p in peers)
+        clients = tuple(
+            ClientSpec(client_factory_key(p.key, p.join), channel_capacity(p.join.amount_sat))
+            for p in peers
+        )
         n = len(peers)
         amount = sum(c.channel_amount for c in clients) + n * cfg.lstock_sat
         amount += 8 * n * cfg.anchor_value
@@ -403,7 +415,7 @@ class LspDaemon:
             funding_txid=Hex32(bytes(32)),
             funding_vout=0,
             funding_amount=amount,
-            cltv_timeout=height + cfg.lifetime_blocks,
+            cltv_timeout=height + self.ladder.params().lifetime,
             arity=cfg.arity,
             states_per_layer=cfg.states_per_layer,
             step_blocks=cfg.step_blocks,
@@ -485,6 +497,7 @@ class LspDaemon:
                     for pos, p in enumerate(peers)
                 ],
             )
+            record_opening_balances(c, fid, peers)
         try:
             for pos, p in enumerate(peers):
                 await self._send(p, self._propose_for(built, pos))
@@ -530,6 +543,9 @@ class LspDaemon:
                 "UPDATE factories SET state='signed', funding_tx=?, updated=? WHERE factory_id=?",
                 (signed_funding.hex(), now(), fid.hex()),
             )
+        if self.factory_id is not None and self.factory_id != fid:
+            self.ladder.retire(self.factory_id, self.channels)  # rotation: the old one dies
+            self.channels = {}
         self.factory_id = fid
         self.queue = [p for p in self.queue if p not in peers]
         self.members = {p.key.data: p for p in peers}
@@ -705,7 +721,7 @@ class LspDaemon:
                     (fid.hex(), pos),
                 ).fetchone()["amount_sat"]
             )
-            client_msat, lsp_msat = opening_balances(amount)
+            client_msat, lsp_msat = opening_balances_of(self.db, fid, pos, amount)
             if cmsg.balance_msat != client_msat or cmsg.is_initiator:
                 raise ValueError("channel_open with the wrong balance or role")
             secrets = channel_secrets(self.key, fid, pos)
@@ -763,15 +779,20 @@ class LspDaemon:
             return None if row is None else int(row["position"])
 
         def connected(pos: int) -> bool:
-            shell = self.channels.get(pos)
-            peer = (
-                None
-                if shell is None or shell.state is None
-                else self.members.get(shell.state.remote.funding.data)
-            )
+            # by node key: a client's channel key is its per-factory key (see `ladder`)
+            row = self.db.execute(
+                "SELECT pubkey FROM factory_clients WHERE factory_id=? AND position=?",
+                (fid.hex(), pos),
+            ).fetchone()
+            peer = None if row is None else self.members.get(bytes.fromhex(row["pubkey"]))
             return peer is not None and not peer.conn.closed
 
-        return Forwarder(self.db, fid, self.channels, self._sender, payee_position, connected)
+        def refusal(up: int, down: int) -> str | None:
+            return self.ladder.htlc_refusal(fid, (up, down))
+
+        return Forwarder(
+            self.db, fid, self.channels, self._sender, payee_position, connected, refusal
+        )
 
     async def _reestablish(self, peer: Peer) -> None:
         """A funded client is back: send our channel_reestablish before anything else."""
@@ -944,6 +965,7 @@ class LspDaemon:
                     "listen": f"{self.config.host}:{self.server.port if self.server else 0}",
                     "queued_clients": len(self.queue),
                     "connected_members": len(self.members),
+                    "ladder": self.ladder.snapshot(),
                     "ceremony_ms": (
                         None
                         if self.ceremony_seconds is None

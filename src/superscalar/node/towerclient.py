@@ -29,6 +29,7 @@ from superscalar.wire.messages import Hex16, TowerAck, TowerHint
 
 from .chancodec import decode_state, decode_value
 from .channels import channel_secrets
+from .common import factory_signing_key
 
 __all__ = ["TowerAddress", "TowerPusher"]
 
@@ -94,7 +95,9 @@ class TowerPusher:
             state = states[(fid, pos)]
             revoked = decode_value(json.loads(r["revoked"]))
             assert isinstance(revoked, RevokedCommitment)
-            secrets = channel_secrets(self.key, bytes.fromhex(fid), pos)
+            secrets = channel_secrets(
+                factory_signing_key(self.db, self.key, bytes.fromhex(fid)), bytes.fromhex(fid), pos
+            )
             try:
                 entry = penalty_entry(secrets, state, revoked, state.local_close_script)
             except (ChannelError, WatchError) as exc:

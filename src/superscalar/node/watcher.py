@@ -60,7 +60,7 @@ from superscalar.watch.responses import penalty_after_spends, penalty_entry
 
 from .chancodec import decode_state, decode_value
 from .channels import channel_secrets
-from .common import now
+from .common import factory_signing_key, now
 from .towerclient import TowerAddress, TowerPusher
 
 __all__ = [
@@ -466,7 +466,9 @@ class ChannelDetector:
         revoked = decode_value(json.loads(rec["revoked"]))
         if not isinstance(revoked, RevokedCommitment) or revoked.txid != tx.txid:
             return None  # e.g. our own commitment whose number the peer also revoked
-        secrets = channel_secrets(self.key, bytes.fromhex(fid), position)
+        secrets = channel_secrets(
+            factory_signing_key(self.db, self.key, bytes.fromhex(fid)), bytes.fromhex(fid), position
+        )
         try:
             return penalty_entry(secrets, state, revoked, state.local_close_script)
         except (ChannelError, WatchError) as exc:
@@ -484,7 +486,11 @@ class ChannelDetector:
                 "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, position)
             ).fetchone()
             state = decode_state(row["state"])
-            secrets = channel_secrets(self.key, bytes.fromhex(fid), position)
+            secrets = channel_secrets(
+                factory_signing_key(self.db, self.key, bytes.fromhex(fid)),
+                bytes.fromhex(fid),
+                position,
+            )
             try:
                 return penalty_after_spends(
                     secrets, state, revoked, state.local_close_script, entry, spenders

@@ -177,4 +177,30 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        7,
+        "ladder_turnovers",
+        """
+        CREATE TABLE turnovers (
+            old_factory TEXT NOT NULL,
+            client_key TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('lsp', 'client')),
+            new_factory TEXT NOT NULL,
+            lsp_key TEXT NOT NULL,
+            stage TEXT NOT NULL,
+            presig TEXT,
+            secret TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (old_factory, client_key, role)
+        ) STRICT;
+        CREATE TABLE factory_balances (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            client_msat INTEGER NOT NULL CHECK (client_msat >= 0),
+            rung INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (factory_id, position)
+        ) STRICT;
+        """,
+    ),
 )

@@ -16,6 +16,15 @@ be confused with the one it replaces):
     LSP → client   factory_abort       (this attempt is dead; a fresh one follows)
     both ways      channel_msg         (a leaf channel message, after factory_funded)
     client → tower tower_hint          (an encrypted breach hint) → tower_ack
+
+Ladder (a dying factory's client hands over its key, see `ladder.turnover`):
+
+    LSP → client   rotation_invite     (the factory is dying: join the next one)
+    client → LSP   join_request        (rotating_from, a fresh factory key, its exact balance)
+    ...the usual ceremony and channel open in the new factory, then:
+    LSP → client   turnover_presig     (adaptor pre-signature locked to its factory key)
+    client → LSP   turnover_sig        (the completed signature: reveals that key)
+                   or turnover_refuse  (with a reason; the client stays on the old factory)
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from superscalar.wire.codec import (
     Hex,
     Hex32,
     Message,
+    PublicKeyHex,
     Record,
     Text,
     UInt,
@@ -50,8 +60,12 @@ __all__ = [
     "FactoryReady",
     "JoinRequest",
     "Payout",
+    "RotationInvite",
     "TowerAck",
     "TowerHint",
+    "TurnoverPresig",
+    "TurnoverRefuse",
+    "TurnoverSig",
 ]
 
 
@@ -62,6 +76,13 @@ class JoinRequest(Message, tag="join_request"):
     payout_script: Hex
     factory_id: Hex32 | None = None
     """Set when reconnecting to a factory the client already signed."""
+    factory_key: PublicKeyHex | None = None
+    """The client's key for the new factory (one per ladder rung, handed over at turnover);
+    absent: its node key."""
+    balance_msat: UInt | None = None
+    """Its opening balance in the new channel (absent: `amount_sat` × 1000)."""
+    rotating_from: Hex32 | None = None
+    """Answering a `rotation_invite`: the dying factory it moves out of."""
 
 
 ChannelPayload = Annotated[str, msgspec.Meta(max_length=200_000)]
@@ -161,6 +182,9 @@ class ClosePropose(Message, tag="close_propose"):
     payouts: tuple[Payout, ...]
     lsp_script: Hex
     feerate_sat_per_kvb: UInt
+    moved: tuple[U32, ...] = ()
+    """Positions that moved to the next factory and handed over their key: no payout here
+    (the LSP signs for them); `payouts` lists the others, in position order."""
 
 
 class CloseNonce(Message, tag="close_nonce"):
@@ -209,3 +233,38 @@ class TowerAck(Message, tag="tower_ack"):
     """Watchtower → client: the hint `hint_id` is on disk."""
 
     hint_id: Hex16
+
+
+class TurnoverPresig(Message, tag="turnover_presig"):
+    """LSP → client: pre-signature (65 bytes: nonce point + s) whose adaptor point is the
+    client's key `client_key` in `old_factory`; the client completes it only once its
+    balance sits in `new_factory`."""
+
+    old_factory: Hex32
+    new_factory: Hex32
+    client_key: PublicKeyHex
+    presig: Hex
+
+
+class TurnoverSig(Message, tag="turnover_sig"):
+    """Client → LSP: the completed 64-byte BIP340 signature (it reveals the client's key)."""
+
+    old_factory: Hex32
+    new_factory: Hex32
+    signature: Hex
+
+
+class TurnoverRefuse(Message, tag="turnover_refuse"):
+    """Client → LSP: no handover (yet), and why."""
+
+    old_factory: Hex32
+    new_factory: Hex32
+    reason: Text = ""
+
+
+class RotationInvite(Message, tag="rotation_invite"):
+    """LSP → client: `old_factory` is dying; join the next factory with your exact balance."""
+
+    old_factory: Hex32
+    dying_at: U32
+    expires_at: U32

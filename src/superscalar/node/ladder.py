@@ -1,0 +1,1012 @@
+"""PTLC key turnover over BOLT-8 and SQLite: the I/O shell around `ladder.turnover`.
+
+Both sides persist every state change in the `turnovers` table *before* the
+message that depends on it goes out:
+
+- LSP: the pre-signature is stored (stage `presigned`) before `turnover_presig`
+  is sent; after a crash the stored one is sent again (same nonce, so a
+  signature completing either copy reveals the same key). The extracted
+  client key is stored (stage `done`) as soon as it is checked.
+- Client: the handover (stage `handed_over`) and the new current factory are
+  stored in one transaction before `turnover_sig` is sent: from then on the
+  client treats the old factory as the LSP's.
+
+A refusal is an ordinary answer (`turnover_refuse` with a reason), never a
+disconnect; anything malformed or unexpected gets the peer a wire `Error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.tx import Transaction, TxOut
+from superscalar.chain.rpc import RpcError
+from superscalar.crypto.adaptor import AdaptorSignature
+from superscalar.crypto.errors import CryptoError
+from superscalar.crypto.keys import PublicKey, SecretKey
+from superscalar.factory import (
+    Coordinator,
+    FactoryScripts,
+    NonceBundle,
+    PartialSigBundle,
+    SigningPlan,
+    build_shape,
+    funding_output_ref,
+)
+from superscalar.factory.errors import FactoryError
+from superscalar.factory.exits import timeout_recovery_tx
+from superscalar.ladder import (
+    LadderParams,
+    Lifecycle,
+    Phase,
+    close_with_stayers,
+    factory_key,
+    ladder_params_for,
+    lsp_alone_close,
+    missing_keys,
+)
+from superscalar.ladder.errors import LadderError
+from superscalar.ladder.turnover import (
+    ClientStage,
+    ClientTurnover,
+    LspEvent,
+    LspStage,
+    LspTransition,
+    LspTurnover,
+    PresigReceived,
+    ReadinessChanged,
+    RefusalReceived,
+    Refuse,
+    Rejected,
+    SendPresig,
+    SendSignature,
+    SignatureReceived,
+    TurnoverContext,
+    client_step,
+    lsp_step,
+)
+from superscalar.store.db import Database
+from superscalar.wire.codec import Hex, Hex32, Message, PublicKeyHex, decode_record
+from superscalar.wire.connection import PeerConnection
+from superscalar.wire.errors import ProtocolViolationError, WireError
+from superscalar.wire.messages import (
+    CloseAggNonce,
+    CloseDone,
+    CloseNonce,
+    ClosePropose,
+    ClosePsig,
+    JoinRequest,
+    Payout,
+    RotationInvite,
+    TurnoverPresig,
+    TurnoverRefuse,
+    TurnoverSig,
+)
+
+from .channels import ChannelShell, channel_capacity, load_channel, opening_balances
+from .common import FactoryTerms, factory_signing_key, now, spec_of, tree_of
+
+if TYPE_CHECKING:
+    from .client import ClientDaemon
+    from .lsp import LspDaemon, Peer
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CURRENT_FACTORY_KEY",
+    "ClientLadder",
+    "ClientTurnovers",
+    "LspLadder",
+    "LspTurnovers",
+    "Receive",
+    "TurnoverFault",
+    "client_factory_key",
+    "opening_balances_of",
+    "record_opening_balances",
+]
+
+Receive = Callable[[float], Awaitable[Message]]
+"""Waits up to the given seconds for the peer's next (non-channel) message."""
+
+CURRENT_FACTORY_KEY = "current_factory"
+"""node_kv key: the factory id a client currently relies on (the newest it moved into)."""
+
+
+class TurnoverFault(Exception):
+    """The peer answered a turnover with something wrong; it got a wire Error."""
+
+
+def _ctx(row: Any) -> TurnoverContext:
+    return TurnoverContext(
+        bytes.fromhex(row["old_factory"]),
+        bytes.fromhex(row["new_factory"]),
+        PublicKey.from_hex(row["client_key"]),
+        PublicKey.from_hex(row["lsp_key"]),
+    )
+
+
+class LspTurnovers:
+    """The LSP's side: one persisted `LspTurnover` per (old factory, client key)."""
+
+    def __init__(self, db: Database, lsp_key: SecretKey) -> None:
+        self.db = db
+        self.key = lsp_key
+
+    def get(self, old_factory: bytes, client_key: PublicKey) -> LspTurnover | None:
+        row = self.db.execute(
+            "SELECT * FROM turnovers WHERE old_factory=? AND client_key=? AND role='lsp'",
+            (old_factory.hex(), client_key.hex()),
+        ).fetchone()
+        if row is None:
+            return None
+        presig = (
+            AdaptorSignature.from_bytes(bytes.fromhex(row["presig"])) if row["presig"] else None
+        )
+        secret = SecretKey(bytes.fromhex(row["secret"])) if row["secret"] else None
+        return LspTurnover(_ctx(row), LspStage(row["stage"]), presig, secret, row["reason"])
+
+    def _save(self, state: LspTurnover) -> None:
+        ctx = state.ctx
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO turnovers VALUES (?, ?, 'lsp', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ctx.old_factory.hex(),
+                    ctx.client_key.hex(),
+                    ctx.new_factory.hex(),
+                    ctx.lsp_key.hex(),
+                    state.stage.value,
+                    state.presig.to_bytes().hex() if state.presig else None,
+                    state.secret.to_bytes().hex() if state.secret else None,
+                    state.reason,
+                    now(),
+                ),
+            )
+
+    def step(self, state: LspTurnover, event: LspEvent) -> LspTransition:
+        """Step the core and persist the new state before anything is sent."""
+        t = lsp_step(self.key, state, event)
+        if t.state != state or self.get(state.ctx.old_factory, state.ctx.client_key) is None:
+            self._save(t.state)
+        return t
+
+    async def turn_over(
+        self,
+        conn: PeerConnection,
+        ctx: TurnoverContext,
+        *,
+        moved: bool,
+        pending_htlcs: int,
+        timeout: float = 30.0,
+        receive: Receive | None = None,
+    ) -> LspTurnover:
+        """Ask the client on `conn` for its key in `ctx.old_factory`; returns the new state.
+
+        DONE: the key is stored; REFUSED: the reason is stored; WAITING: nothing
+        was sent (a blocker); PRESIGNED after a timeout means ask again later.
+        `receive` replaces reading `conn` directly (a daemon whose reader task owns it).
+        """
+        recv: Receive = receive or conn.receive_message
+        state = self.get(ctx.old_factory, ctx.client_key) or LspTurnover(ctx)
+        if state.ctx != ctx:
+            raise LadderError("a turnover for this client and factory names another target")
+        t = self.step(state, ReadinessChanged(moved, pending_htlcs))
+        send = next((e for e in t.effects if isinstance(e, SendPresig)), None)
+        if send is None:
+            return t.state
+        await conn.send_message(
+            TurnoverPresig(
+                old_factory=Hex32(ctx.old_factory),
+                new_factory=Hex32(ctx.new_factory),
+                client_key=PublicKeyHex.of(ctx.client_key),
+                presig=Hex(send.presig.to_bytes()),
+            )
+        )
+        try:
+            reply = await recv(timeout)
+        except TimeoutError:
+            return t.state
+        ids = (bytes(getattr(reply, "old_factory", b"")), bytes(getattr(reply, "new_factory", b"")))
+        if ids != (ctx.old_factory, ctx.new_factory):
+            await self._fault(conn, f"expected a turnover answer, got {reply.type_tag}")
+        if isinstance(reply, TurnoverRefuse):
+            return self.step(t.state, RefusalReceived(reply.reason)).state
+        assert isinstance(reply, TurnoverSig)
+        done = self.step(t.state, SignatureReceived(bytes(reply.signature)))
+        rejected = next((e for e in done.effects if isinstance(e, Rejected)), None)
+        if rejected is not None:
+            await self._fault(conn, rejected.reason)
+        return done.state
+
+    @staticmethod
+    async def _fault(conn: PeerConnection, reason: str) -> None:
+        await conn.fail(ProtocolViolationError(reason))
+        raise TurnoverFault(reason)
+
+    def recovered_keys(self, old_factory: bytes) -> dict[bytes, SecretKey]:
+        """Client factory keys handed over for `old_factory`, by compressed public key."""
+        rows = self.db.execute(
+            "SELECT client_key, secret FROM turnovers WHERE old_factory=? AND role='lsp'"
+            " AND stage='done'",
+            (old_factory.hex(),),
+        ).fetchall()
+        return {bytes.fromhex(r["client_key"]): SecretKey(bytes.fromhex(r["secret"])) for r in rows}
+
+
+class ClientTurnovers:
+    """The client's side. `factory_key(old_factory)` is its key there (None if not a member)."""
+
+    def __init__(
+        self,
+        db: Database,
+        lsp_key: PublicKey,
+        factory_key: Callable[[bytes], SecretKey | None],
+    ) -> None:
+        self.db = db
+        self.lsp_key = lsp_key
+        self.factory_key = factory_key
+
+    def get(self, old_factory: bytes) -> ClientTurnover:
+        row = self.db.execute(
+            "SELECT stage, new_factory FROM turnovers WHERE old_factory=? AND role='client'",
+            (old_factory.hex(),),
+        ).fetchone()
+        if row is None:
+            return ClientTurnover(old_factory)
+        return ClientTurnover(
+            old_factory, ClientStage(row["stage"]), bytes.fromhex(row["new_factory"])
+        )
+
+    def current_factory(self) -> bytes | None:
+        row = self.db.execute(
+            "SELECT value FROM node_kv WHERE key=?", (CURRENT_FACTORY_KEY,)
+        ).fetchone()
+        return None if row is None else bytes.fromhex(row["value"])
+
+    async def answer(
+        self,
+        conn: PeerConnection,
+        msg: TurnoverPresig,
+        *,
+        moved: bool,
+        pending_htlcs: int,
+        willing: bool = True,
+    ) -> ClientTurnover:
+        """Hand over our key in `msg.old_factory` if it is safe to, else refuse with a reason."""
+        old, new = bytes(msg.old_factory), bytes(msg.new_factory)
+        state = self.get(old)
+        key = self.factory_key(old)
+        try:
+            if key is None:
+                raise LadderError("we are not a member of that factory")
+            ctx = TurnoverContext(old, new, msg.client_key.to_key(), self.lsp_key)
+            presig = AdaptorSignature.from_bytes(bytes(msg.presig))
+        except (LadderError, CryptoError) as exc:
+            await self._refuse(conn, old, new, str(exc))
+            return state
+        t = client_step(key, state, PresigReceived(ctx, presig, moved, pending_htlcs, willing))
+        for effect in t.effects:
+            if isinstance(effect, Refuse):
+                await self._refuse(conn, old, new, effect.reason)
+            elif isinstance(effect, SendSignature):
+                if t.state != state:
+                    self._save_handover(ctx)
+                await conn.send_message(
+                    TurnoverSig(
+                        old_factory=Hex32(old),
+                        new_factory=Hex32(new),
+                        signature=Hex(effect.signature),
+                    )
+                )
+        return t.state
+
+    def _save_handover(self, ctx: TurnoverContext) -> None:
+        with self.db.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO turnovers"
+                " VALUES (?, ?, 'client', ?, ?, ?, NULL, NULL, '', ?)",
+                (
+                    ctx.old_factory.hex(),
+                    ctx.client_key.hex(),
+                    ctx.new_factory.hex(),
+                    ctx.lsp_key.hex(),
+                    ClientStage.HANDED_OVER.value,
+                    now(),
+                ),
+            )
+            c.execute(
+                "INSERT OR REPLACE INTO node_kv VALUES (?, ?)",
+                (CURRENT_FACTORY_KEY, ctx.new_factory.hex()),
+            )
+
+    @staticmethod
+    async def _refuse(conn: PeerConnection, old: bytes, new: bytes, reason: str) -> None:
+        await conn.send_message(
+            TurnoverRefuse(old_factory=Hex32(old), new_factory=Hex32(new), reason=reason[:1000])
+        )
+
+
+# -- the LSP's ladder: lifecycle, rotation, turnover, lone close -------------------------
+
+POLL_SECONDS = 1.0
+STEP_SECONDS = 30.0
+RETRY_SECONDS = 5.0
+
+
+def client_factory_key(node_key: PublicKey, join: JoinRequest) -> PublicKey:
+    """The key a joining client signs the factory with (its node key if it sent none)."""
+    return join.factory_key.to_key() if join.factory_key is not None else node_key
+
+
+def record_opening_balances(c: sqlite3.Connection, fid: bytes, peers: Sequence[Peer]) -> None:
+    """Moving clients open their new channel at their old balance: store it with the factory."""
+    for pos, p in enumerate(peers):
+        if p.join.balance_msat is not None:
+            c.execute(
+                "INSERT OR REPLACE INTO factory_balances VALUES (?, ?, ?, 0)",
+                (fid.hex(), pos, int(p.join.balance_msat)),
+            )
+
+
+def opening_balances_of(db: Database, fid: bytes, pos: int, amount_sat: int) -> tuple[int, int]:
+    """(client, LSP) msat at open: a moved balance if one was stored, else the join amount."""
+    row = db.execute(
+        "SELECT client_msat FROM factory_balances WHERE factory_id=? AND position=?",
+        (fid.hex(), pos),
+    ).fetchone()
+    if row is None:
+        return opening_balances(amount_sat)
+    client = int(row["client_msat"])
+    return client, channel_capacity(amount_sat) * 1000 - client
+
+
+async def _inbox_receive(peer: Peer, timeout: float) -> Message:
+    if peer.inbox is None:
+        return await peer.conn.receive_message(timeout)
+    item = await asyncio.wait_for(peer.inbox.get(), timeout)
+    if isinstance(item, WireError):
+        raise item
+    return item
+
+
+class LspLadder:
+    """The LSP's factories by block height.
+
+    Each poll: when the current factory is DYING, invite its connected, idle
+    clients into a new factory (built by the daemon's usual ceremony, each
+    channel opening at exactly its old balance); then, per moved client, run
+    the key turnover; with every key of an old factory, close it alone; an old
+    factory still open at its CLTV timeout is swept through the timeout path.
+    Everything it decides is derived from the database, so a restart resumes.
+    """
+
+    def __init__(self, daemon: LspDaemon) -> None:
+        self.d = daemon
+        self._params: LadderParams | None = None
+        self.height: int | None = None
+        self.retired: dict[bytes, dict[int, ChannelShell]] = {}
+        self.turnovers = LspTurnovers(daemon.db, daemon.key)
+        self._next_try: dict[tuple[bytes, int], float] = {}
+        self._snapshot: dict[str, Any] = {}
+        self._locked: set[bytes] = set()
+        self.events: list[str] = []
+        self.rotation: dict[str, float] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def params(self) -> LadderParams:
+        if self._params is None:
+            cfg = self.d.config
+            chain = str(self.d.chain.get_blockchain_info().get("chain", "regtest"))
+            self._params = ladder_params_for(
+                "regtest" if chain == "regtest" else chain, cfg.active_blocks, cfg.dying_blocks
+            )
+        return self._params
+
+    def lifecycle(self, fid: bytes) -> Lifecycle:
+        propose = self._propose(fid)
+        return Lifecycle(max(propose.cltv_timeout - self.params().lifetime, 0), self.params())
+
+    def _propose(self, fid: bytes) -> FactoryTerms:
+        """The terms of factory `fid` (the LSP keeps the whole tree's, see `common`)."""
+        return decode_record(self.d._row(fid)["propose"], FactoryTerms)
+
+    def htlc_refusal(self, fid: bytes, positions: Sequence[int]) -> str | None:
+        """Why a new HTLC between client `positions` of `fid` is refused (None: welcome).
+
+        Only ACTIVE factories take new HTLCs; and a client that moved its balance
+        here but still holds its key to the old factory may not use the moved
+        balance until it hands that key over (it could otherwise spend both).
+        """
+        if self.height is None:
+            return None
+        phase = self.lifecycle(fid).phase(self.height)
+        if phase is not Phase.ACTIVE:
+            return f"factory is {phase} at height {self.height}: no new HTLCs"
+        for pos in positions:
+            row = self.d.db.execute(
+                "SELECT pubkey FROM factory_clients WHERE factory_id=? AND position=?",
+                (fid.hex(), pos),
+            ).fetchone()
+            if row is not None and bytes.fromhex(row["pubkey"]) in self._locked:
+                return f"client {pos} has not yet handed over its key to the old factory"
+        return None
+
+    def _locked_clients(self) -> set[bytes]:
+        """Node keys of clients with a balance in the current factory whose turnover of an
+        older, still open factory is not done."""
+        locked: set[bytes] = set()
+        current = self.d.factory_id
+        if current is None:
+            return locked
+        for old in self._old_open_factories():
+            propose = self._propose(old)
+            for c in self.d.db.execute(
+                "SELECT o.position, o.pubkey FROM factory_clients o JOIN factory_clients n"
+                " ON n.pubkey = o.pubkey WHERE o.factory_id=? AND n.factory_id=?",
+                (old.hex(), current.hex()),
+            ):
+                key = propose.clients[int(c["position"])].key.to_key()
+                state = self.turnovers.get(old, key)
+                if state is None or state.stage is not LspStage.DONE:
+                    locked.add(bytes.fromhex(c["pubkey"]))
+        return locked
+
+    def retire(self, fid: bytes, channels: dict[int, ChannelShell]) -> None:
+        self.retired[fid] = channels
+        self._event(f"factory {fid.hex()[:16]} retired: its clients moved on")
+
+    def can_reattach(self, fid: bytes) -> bool:
+        """A client that stayed on an old, still open factory may reconnect to it."""
+        row = self.d._row(fid)
+        return row is not None and row["role"] == "lsp" and row["state"] == "funded"
+
+    def snapshot(self) -> dict[str, Any]:
+        """For `status` (called from RPC threads: a copy of what the loop last saw)."""
+        return dict(self._snapshot)
+
+    def _event(self, text: str) -> None:
+        log.info("ladder: %s", text)
+        self.events = [*self.events[-19:], text]
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ladder tick failed")
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def tick(self) -> None:
+        d = self.d
+        self.height = d.chain.get_block_count()
+        params = self.params()
+        fid = d.factory_id
+        loop = asyncio.get_running_loop()
+        if fid is not None and d._row(fid)["state"] == "funded":
+            phase = self.lifecycle(fid).phase(self.height)
+            if phase is Phase.DYING and loop.time() >= self._next_try.get((fid, -1), 0.0):
+                self._next_try[(fid, -1)] = loop.time() + RETRY_SECONDS
+                async with d._lock:
+                    await self.rotate(fid)
+        for old in self._old_open_factories():
+            if self.lifecycle(old).phase(self.height) is Phase.EXPIRED:
+                self._timeout_recovery(old)
+            elif d.factory_id is not None:
+                await self._turn_over_all(old, d.factory_id)
+                self._close_if_complete(old)
+                await self._close_with_stayers(old, d.factory_id)
+        self._locked = self._locked_clients()
+        self._snapshot = {
+            "height": self.height,
+            "active_blocks": params.active_blocks,
+            "dying_blocks": params.dying_blocks,
+            "factories": [self._describe(r["factory_id"]) for r in self._factories()],
+            "rotation": dict(self.rotation),
+            "events": list(self.events),
+        }
+
+    def _factories(self) -> list[Any]:
+        return list(
+            self.d.db.execute(
+                "SELECT factory_id, state FROM factories WHERE role='lsp'"
+                " AND state IN ('funded', 'closed') ORDER BY created"
+            )
+        )
+
+    def _old_open_factories(self) -> list[bytes]:
+        return [
+            bytes.fromhex(r["factory_id"])
+            for r in self._factories()
+            if r["state"] == "funded" and bytes.fromhex(r["factory_id"]) != self.d.factory_id
+        ]
+
+    def _describe(self, fid_hex: str) -> dict[str, Any]:
+        fid = bytes.fromhex(fid_hex)
+        lc = self.lifecycle(fid)
+        propose = self._propose(fid)
+        keys = self.turnovers.recovered_keys(fid)
+        return {
+            "factory_id": fid_hex,
+            "state": self.d._row(fid)["state"],
+            "phase": str(lc.phase(self.height or 0)),
+            "dying_at": lc.dying_at,
+            "expires_at": lc.expires_at,
+            "clients": len(propose.clients),
+            "keys_handed_over": len(keys),
+        }
+
+    # -- rotation ---------------------------------------------------------------------------
+
+    async def rotate(self, old: bytes) -> None:
+        """Move the dying factory's connected, idle clients into a new factory."""
+        d = self.d
+        lc = self.lifecycle(old)
+        clients = list(
+            d.db.execute(
+                "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position", (old.hex(),)
+            )
+        )
+        invited: list[tuple[int, Peer, int, int]] = []
+        for c in clients:
+            pos = int(c["position"])
+            peer = d.members.get(bytes.fromhex(c["pubkey"]))
+            shell = d.channels.get(pos)
+            b = shell.balances() if shell is not None else {"open": False}
+            if peer is None or peer.conn.closed:
+                self._event(f"client {pos} stays on the old factory: offline")
+            elif not b["open"] or not b["quiescent"] or b["htlcs"]:
+                self._event(f"client {pos} stays on the old factory for now: updates pending")
+            else:
+                invited.append((pos, peer, int(b["remote_msat"]), int(c["amount_sat"])))
+        if not invited:
+            return
+        start = asyncio.get_running_loop().time()
+        self._event(f"factory {old.hex()[:16]} is dying: inviting {len(invited)} client(s) to move")
+        invite = RotationInvite(
+            old_factory=Hex32(old), dying_at=lc.dying_at, expires_at=lc.expires_at
+        )
+        for _, peer, _, _ in invited:
+            with contextlib.suppress(WireError):
+                await peer.conn.send_message(invite)
+        joined: list[Peer] = []
+        for pos, peer, balance, amount in invited:
+            try:
+                msg = await _inbox_receive(peer, STEP_SECONDS)
+            except (TimeoutError, WireError) as exc:
+                self._event(f"client {pos} did not answer the rotation invite: {exc!r}")
+                continue
+            if isinstance(msg, TurnoverRefuse):
+                self._event(f"client {pos} declined to move: {msg.reason}")
+                continue
+            if (
+                not isinstance(msg, JoinRequest)
+                or msg.rotating_from is None
+                or bytes(msg.rotating_from) != old
+                or msg.factory_key is None
+                or msg.balance_msat != balance
+                or msg.amount_sat != amount
+            ):
+                self._event(f"client {pos} answered the invite wrongly: {msg!r}"[:300])
+                continue
+            peer.join = msg
+            joined.append(peer)
+        if not joined:
+            return
+        before = dict(d.members)
+        await d._ceremony(joined)
+        for node_key, peer in before.items():  # those who stayed are still our peers
+            if node_key not in d.members and not peer.conn.closed:
+                d.members[node_key] = peer
+        if d.factory_id == old:
+            self._event("the new factory's ceremony failed; retrying")
+            return
+        self.rotation = {
+            "clients": len(joined),
+            "invite_to_funded_s": round(asyncio.get_running_loop().time() - start, 3),
+        }
+        self._rotation_start = start
+        self._locked = self._locked_clients()  # before any moved balance can be used
+        assert d.factory_id is not None
+        self._event(f"factory {d.factory_id.hex()[:16]} funded with {len(joined)} moved clients")
+
+    # -- turnover ---------------------------------------------------------------------------
+
+    def _old_channel(self, old: bytes, pos: int) -> ChannelShell | None:
+        shell = self.retired.get(old, {}).get(pos)
+        return shell if shell is not None else load_channel(self.d.db, self.d.key, old, pos)
+
+    async def _turn_over_all(self, old: bytes, new: bytes) -> None:
+        d = self.d
+        loop = asyncio.get_running_loop()
+        propose = self._propose(old)
+        for c in list(
+            d.db.execute(
+                "SELECT position, pubkey FROM factory_clients WHERE factory_id=?", (old.hex(),)
+            )
+        ):
+            pos = int(c["position"])
+            client_key = propose.clients[pos].key.to_key()
+            state = self.turnovers.get(old, client_key)
+            if state is not None and state.stage is LspStage.DONE:
+                continue
+            if loop.time() < self._next_try.get((old, pos), 0.0):
+                continue
+            node_key = bytes.fromhex(c["pubkey"])
+            peer = d.members.get(node_key)
+            moved_to = d.db.execute(
+                "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
+                (new.hex(), c["pubkey"]),
+            ).fetchone()
+            if peer is None or peer.conn.closed or moved_to is None:
+                continue
+            new_shell = d.channels.get(int(moved_to["position"]))
+            old_shell = self._old_channel(old, pos)
+            if new_shell is None or not new_shell.ready.is_set() or old_shell is None:
+                continue
+            nb, ob = new_shell.balances(), old_shell.balances()
+            ctx = TurnoverContext(old, new, client_key, d.key.public_key)
+            self._next_try[(old, pos)] = loop.time() + RETRY_SECONDS
+            t0 = loop.time()
+            try:
+                result = await self.turnovers.turn_over(
+                    peer.conn,
+                    ctx,
+                    moved=nb["remote_msat"] == ob["remote_msat"],
+                    pending_htlcs=int(ob["htlcs"]),
+                    timeout=STEP_SECONDS,
+                    receive=functools.partial(_inbox_receive, peer),
+                )
+            except (TurnoverFault, WireError) as exc:
+                self._event(f"turnover with client {pos} failed: {exc}")
+                continue
+            ms = round((loop.time() - t0) * 1000, 1)
+            self._event(f"turnover with client {pos}: {result.stage} {result.reason} ({ms} ms)")
+            if result.stage is LspStage.DONE:
+                self.rotation[f"turnover_ms_{pos}"] = ms
+
+    # -- closing old factories --------------------------------------------------------------
+
+    def _lsp_script(self) -> bytes:
+        from .lsp import script_for_address
+
+        return script_for_address(self.d.chain.get_new_address())
+
+    def _close_if_complete(self, old: bytes) -> None:
+        d = self.d
+        propose = self._propose(old)
+        recovered = self.turnovers.recovered_keys(old)
+        if len(recovered) < len(propose.clients):
+            return  # cheap check first: building the scripts aggregates every node's keys
+        scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
+        positions = {c.key.to_key().data: p for p, c in enumerate(propose.clients)}
+        held = {positions[k]: s for k, s in recovered.items() if k in positions}
+        if missing_keys(scripts, held):
+            return
+        close = lsp_alone_close(
+            scripts, d.key, held, self._lsp_script(), Feerate(d.config.close_feerate)
+        )
+        self._finish(old, close.tx, "closed alone with every client's key")
+        self.rotation["close_vsize"] = close.vsize
+        self.rotation["close_fee_sat"] = close.fee
+        start = getattr(self, "_rotation_start", None)
+        if start is not None:
+            self.rotation["rotation_s"] = round(asyncio.get_running_loop().time() - start, 3)
+
+    def _timeout_recovery(self, old: bytes) -> None:
+        """Clients that never moved nor exited: after the CLTV the LSP sweeps the funding."""
+        d = self.d
+        propose = self._propose(old)
+        tree = tree_of(propose, d.key.public_key)
+        tx = timeout_recovery_tx(
+            [funding_output_ref(tree)],
+            propose.cltv_timeout,
+            d.key,
+            self._lsp_script(),
+            Feerate(d.config.close_feerate),
+        )
+        self._finish(old, tx, "recovered through the CLTV timeout path")
+
+    def _finish(self, old: bytes, tx: Transaction, how: str) -> None:
+        """Persist the closing tx, then broadcast it (a restart finds it stored)."""
+        with self.d.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='closed', close_tx=?, close_txid=?, updated=?"
+                " WHERE factory_id=?",
+                (tx.hex(), tx.txid_hex, now(), old.hex()),
+            )
+        try:
+            self.d.chain.send_raw_transaction(tx)
+        except RpcError as exc:
+            self._event(f"broadcast of {tx.txid_hex[:16]} failed: {exc}")
+            return
+        self._event(f"factory {old.hex()[:16]} {how}: {tx.txid_hex}")
+
+    async def _close_with_stayers(self, old: bytes, current: bytes) -> None:
+        """Once every mover handed over its key, close `old` with the clients that stayed
+        (connected): each is paid its channel balance; the LSP signs for the movers."""
+        from .lsp import PeerFault
+
+        d = self.d
+        loop = asyncio.get_running_loop()
+        if d._row(old)["state"] != "funded" or loop.time() < self._next_try.get((old, -2), 0):
+            return
+        propose = self._propose(old)
+        positions = {c.key.to_key().data: p for p, c in enumerate(propose.clients)}
+        held = {positions[k]: s for k, s in self.turnovers.recovered_keys(old).items()}
+        rows = list(
+            d.db.execute(
+                "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position", (old.hex(),)
+            )
+        )
+        moved = {
+            r["pubkey"]
+            for r in d.db.execute(
+                "SELECT pubkey FROM factory_clients WHERE factory_id=?", (current.hex(),)
+            )
+        }
+        stayers = [r for r in rows if int(r["position"]) not in held]
+        if not held or not stayers or any(r["pubkey"] in moved for r in stayers):
+            return  # nothing moved, everyone moved (lone close), or a turnover is pending
+        peers: list[Peer] = []
+        payouts: dict[int, TxOut] = {}
+        for r in stayers:
+            pos = int(r["position"])
+            peer = d.members.get(bytes.fromhex(r["pubkey"]))
+            shell = self._old_channel(old, pos)
+            b = shell.balances() if shell is not None else {"open": False}
+            if peer is None or peer.conn.closed or not b["open"] or not b["quiescent"]:
+                return  # wait until every stayer is here, its channel idle
+            peers.append(peer)
+            payouts[pos] = TxOut(int(b["remote_msat"]) // 1000, bytes.fromhex(r["payout_script"]))
+        self._next_try[(old, -2)] = loop.time() + RETRY_SECONDS
+        scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
+        feerate = d.config.close_feerate
+        lsp_script = self._lsp_script()
+        close = close_with_stayers(scripts, d.key, held, payouts, lsp_script, Feerate(feerate))
+        spend = close.spend
+        msg = ClosePropose(
+            factory_id=Hex32(old),
+            payouts=tuple(
+                Payout(script=Hex(payouts[p].script_pubkey), amount_sat=payouts[p].value)
+                for p in sorted(payouts)
+            ),
+            lsp_script=Hex(lsp_script),
+            feerate_sat_per_kvb=feerate,
+            moved=tuple(sorted(held)),
+        )
+        coordinator = Coordinator(SigningPlan([spend.session]))
+        with d.db.transaction() as c:
+            n = c.execute(
+                "SELECT COUNT(*) FROM nonce_use WHERE factory_id=? AND purpose LIKE 'close%'",
+                (old.hex(),),
+            ).fetchone()[0]
+            c.execute(
+                "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
+                (old.hex(), n + 1, f"close{n + 1}", now()),
+            )
+            c.execute(
+                "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
+                (spend.tx.hex(), now(), old.hex()),
+            )
+        stayer_ids = [int(r["position"]) + 1 for r in stayers]
+        try:
+            for p in peers:
+                await d._send(p, msg)
+            nonces = await d._gather(peers, CloseNonce, old)
+            for i, nmsg in zip(stayer_ids, nonces, strict=True):
+                coordinator.add_nonces(NonceBundle.from_bytes(bytes(nmsg.bundle)), i)
+            for i, signer in close.local_signers.items():
+                coordinator.add_nonces(signer.nonces(), i)
+            aggs = coordinator.aggregate_nonces()
+            for i, p in zip(stayer_ids, peers, strict=True):
+                await d._send(
+                    p, CloseAggNonce(factory_id=Hex32(old), bundle=Hex(aggs[i].to_bytes()))
+                )
+            psigs = await d._gather(peers, ClosePsig, old)
+            for i, pmsg in zip(stayer_ids, psigs, strict=True):
+                coordinator.add_partial_sigs(PartialSigBundle.from_bytes(bytes(pmsg.bundle)), i)
+            for i, signer in close.local_signers.items():
+                coordinator.add_partial_sigs(signer.sign(aggs[i]), i)
+            sig = coordinator.finalize()[spend.session.id]
+        except (PeerFault, FactoryError, ValueError) as exc:
+            self._event(f"close with the clients that stayed failed: {exc}")
+            return
+        tx = spend.signed(sig)
+        self._finish(old, tx, f"closed with the {len(peers)} client(s) that stayed")
+        for p in peers:
+            with contextlib.suppress(WireError):
+                await p.conn.send_message(CloseDone(factory_id=Hex32(old), txid=Hex32(tx.txid)))
+
+
+# -- the client's side of the ladder ------------------------------------------------------
+
+_PENDING_JOIN = "pending_join"
+
+
+class ClientLadder:
+    """A client's keys per factory, its moves between factories, and its turnovers.
+
+    Each factory the client joins gets its own key (`factory_key(node key, rung)`),
+    recorded with the factory, so handing it over at turnover gives away
+    nothing else. The join in flight (rung, moved balance, factory it leaves)
+    is persisted before the join request is sent.
+    """
+
+    def __init__(self, daemon: ClientDaemon) -> None:
+        self.d = daemon
+
+    # -- keys and opening balances ------------------------------------------------------------
+
+    def _balance_row(self, fid: bytes) -> Any:
+        return self.d.db.execute(
+            "SELECT client_msat, rung FROM factory_balances WHERE factory_id=?", (fid.hex(),)
+        ).fetchone()
+
+    def key_for(self, fid: bytes) -> SecretKey:
+        """Our key in factory `fid` (the node key for factories from before the ladder)."""
+        return factory_signing_key(self.d.db, self.d.key, fid)
+
+    def opening_msat(self, fid: bytes) -> int:
+        row = self._balance_row(fid)
+        if row is None:
+            return opening_balances(self.d.config.amount_sat)[0]
+        return int(row["client_msat"])
+
+    def _next_rung(self) -> int:
+        row = self.d.db.execute(
+            "SELECT MAX(b.rung) AS r FROM factory_balances b JOIN factories f"
+            " ON f.factory_id = b.factory_id WHERE f.role='client' AND f.state IN"
+            " ('ready', 'funded', 'closed')"
+        ).fetchone()
+        return 0 if row is None or row["r"] is None else int(row["r"]) + 1
+
+    def _pending(self) -> dict[str, Any] | None:
+        row = self.d.db.execute(
+            "SELECT value FROM node_kv WHERE key=?", (_PENDING_JOIN,)
+        ).fetchone()
+        return None if row is None else dict(json.loads(row["value"]))
+
+    def _set_pending(
+        self, rung: int, balance_msat: int | None, rotating_from: bytes | None
+    ) -> None:
+        value = {
+            "rung": rung,
+            "balance_msat": balance_msat,
+            "rotating_from": rotating_from.hex() if rotating_from else None,
+        }
+        with self.d.db.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO node_kv VALUES (?, ?)", (_PENDING_JOIN, json.dumps(value))
+            )
+
+    # -- joining ------------------------------------------------------------------------------
+
+    def join_request(self, reconnect: bytes | None, payout: bytes) -> JoinRequest:
+        """What to send after connecting: a reconnect, or a first join with a fresh key."""
+        cfg = self.d.config
+        if reconnect is not None:
+            return JoinRequest(
+                amount_sat=cfg.amount_sat, payout_script=Hex(payout), factory_id=Hex32(reconnect)
+            )
+        rung = self._next_rung()
+        self._set_pending(rung, None, None)
+        return JoinRequest(
+            amount_sat=cfg.amount_sat,
+            payout_script=Hex(payout),
+            factory_key=PublicKeyHex.of(factory_key(self.d.key, rung).public_key),
+        )
+
+    def proposal_allowed(self, current: Any) -> bool:
+        """A proposal while in a factory is fine only when we asked to move out of it."""
+        if current is None:
+            return True
+        pending = self._pending()
+        return (
+            pending is not None
+            and pending["rotating_from"] == current["factory_id"]
+            and current["state"] == "funded"
+        )
+
+    def proposed_key(self) -> SecretKey:
+        pending = self._pending()
+        return self.d.key if pending is None else factory_key(self.d.key, int(pending["rung"]))
+
+    def record_join(self, c: sqlite3.Connection, fid: bytes, pos: int) -> None:
+        """In the proposal's transaction: which key and opening balance this factory uses."""
+        pending = self._pending()
+        if pending is None:
+            return
+        balance = pending["balance_msat"]
+        if balance is None:
+            balance = opening_balances(self.d.config.amount_sat)[0]
+        c.execute(
+            "INSERT OR REPLACE INTO factory_balances VALUES (?, ?, ?, ?)",
+            (fid.hex(), pos, int(balance), int(pending["rung"])),
+        )
+
+    async def on_invite(self, conn: PeerConnection, msg: RotationInvite) -> None:
+        """Our factory is dying: ask to move into the next one with our exact balance."""
+        old = bytes(msg.old_factory)
+        row = self.d._current()
+        shell = self.d.channel
+        reason = None
+        if row is None or row["factory_id"] != old.hex() or row["state"] != "funded":
+            reason = "we are not in that factory"
+        elif self.d.config.refuse_turnover:
+            reason = "client declines to move (refuses key turnover)"
+        elif shell is None or not shell.ready.is_set() or shell.factory_id != old:
+            reason = "our channel there is not open"
+        else:
+            b = shell.balances()
+            if not b["quiescent"] or b["htlcs"]:
+                reason = "updates pending on our channel"
+        if reason is not None:
+            log.info("declining rotation out of %s: %s", old.hex()[:16], reason)
+            await conn.send_message(
+                TurnoverRefuse(old_factory=Hex32(old), new_factory=Hex32(old), reason=reason)
+            )
+            return
+        assert shell is not None
+        balance = int(shell.balances()["local_msat"])
+        rung = self._next_rung()
+        self._set_pending(rung, balance, old)
+        payout = bytes.fromhex(self.d._kv("payout_script") or "")
+        await conn.send_message(
+            JoinRequest(
+                amount_sat=self.d.config.amount_sat,
+                payout_script=Hex(payout),
+                factory_key=PublicKeyHex.of(factory_key(self.d.key, rung).public_key),
+                balance_msat=balance,
+                rotating_from=Hex32(old),
+            )
+        )
+
+    async def on_turnover(self, conn: PeerConnection, msg: TurnoverPresig) -> None:
+        """Hand over our old key once our balance sits in the new factory's open channel."""
+        d = self.d
+        old, new = bytes(msg.old_factory), bytes(msg.new_factory)
+        old_row = d.db.execute(
+            "SELECT position FROM factories WHERE factory_id=? AND role='client'", (old.hex(),)
+        ).fetchone()
+        old_shell = (
+            None
+            if old_row is None
+            else load_channel(d.db, self.key_for(old), old, int(old_row["position"]))
+        )
+        ob = old_shell.balances() if old_shell is not None else {"open": False}
+        shell = d.channel
+        moved = (
+            bool(ob["open"])
+            and shell is not None
+            and shell.factory_id == new
+            and shell.ready.is_set()
+            and self.opening_msat(new) == ob["local_msat"]
+        )
+        members = {
+            bytes.fromhex(r["factory_id"])
+            for r in d.db.execute("SELECT factory_id FROM factories WHERE role='client'")
+        }
+        turnovers = ClientTurnovers(
+            d.db, d.config.lsp_pubkey, lambda fid: self.key_for(fid) if fid in members else None
+        )
+        state = await turnovers.answer(
+            conn,
+            msg,
+            moved=moved,
+            pending_htlcs=int(ob.get("htlcs", 0)),
+            willing=not d.config.refuse_turnover,
+        )
+        log.info("turnover of %s: %s", old.hex()[:16], state.stage)
