@@ -39,7 +39,6 @@ from superscalar.watch.responses import (
 from ..chain.chain_support import MINER, fund
 from ..channel.support import (
     add_committed,
-    anchor_child,
     funding_script,
     make_pair,
     payment_hash,
@@ -47,7 +46,7 @@ from ..channel.support import (
 )
 from ..channel.test_onchain import _revoked_scene
 from ..factory.helpers import LSTOCK_SEED
-from ..factory.test_chain_exit import _advanced_leaf, open_factory, with_cpfp
+from ..factory.test_chain_exit import _advanced_leaf, open_factory
 
 AMOUNT = 1_000_000
 
@@ -168,7 +167,7 @@ def test_old_kickoff_is_answered_with_the_newer_state_which_confirms_first(
     entry = newer_state_entry(kickoff.txid, new_state, 20, 30)
     w = _watcher(tmp_path, rpc, node)
     w.add_entries([entry])
-    assert with_cpfp(node, kickoff).ok  # someone starts an exit...
+    assert node.submit_with_cpfp(kickoff).ok  # someone starts an exit...
     node.mine(1, MINER)
     asyncio.run(w.catch_up())
     assert new_state.txid not in node.mempool
@@ -198,9 +197,9 @@ def test_superseded_lstock_on_chain_is_burnt_before_the_lsp_can_sweep_it(
     entry = lstock_burn_entry(old_state.txid, burn, old.tree.shape.params.lstock_csv_delay)
     w = _watcher(tmp_path, rpc, node)
     w.add_entries([entry])
-    assert with_cpfp(node, old.signed_tx(0)).ok
+    assert node.submit_with_cpfp(old.signed_tx(0)).ok
     node.mine(30, MINER)
-    assert with_cpfp(node, old_state).ok  # the LSP publishes the superseded state anyway
+    assert node.submit_with_cpfp(old_state).ok  # the LSP publishes the superseded state anyway
     node.mine(1, MINER)
     asyncio.run(w.catch_up())
     assert burn.txid in node.mempool
@@ -253,7 +252,7 @@ def test_the_cpfp_child_of_a_newer_state_is_rbfd_at_a_rising_feerate(
     entry = newer_state_entry(kickoff.txid, new_state, 20, 30)
     w = _watcher(tmp_path, rpc, node)
     w.add_entries([entry])
-    assert with_cpfp(node, kickoff).ok
+    assert node.submit_with_cpfp(kickoff).ok
     node.mine(20, MINER)  # the newer state is final for the next block
     fees = []
     for _ in range(4):
@@ -302,7 +301,7 @@ def test_an_htlc_taken_into_its_second_stage_is_still_punished_with_the_rest(
         preimage(2),
     )
     # a miner takes the cheater's HTLC-success package instead of our penalty
-    node.mine_transactions([stolen, anchor_child(node, stolen, 1, fee=5_000)], MINER)
+    node.mine_transactions(node.cpfp_package(stolen), MINER)
     assert entry.responses[0].txid not in node.mempool
     asyncio.run(w.catch_up())
     (rebuilt,) = [e.tx for e in node.mempool if e.tx.outputs[0].script_pubkey == dest]

@@ -241,17 +241,24 @@ class RegtestNode:
             self._persist_mempool(list(result.accepted.values()))
             return result
 
-    def submit_with_cpfp(
+    def cpfp_package(
         self, parent: Transaction, feerate: Feerate = WALLET_FEERATE, parent_fee: int = 0
-    ) -> PackageResult:
-        """Broadcast a zero-fee parent as a package with a wallet-paid child on its P2A anchor."""
+    ) -> list[Transaction]:
+        """[parent, child]: a wallet-paid child on the parent's P2A anchor brings the pair
+        to `feerate`."""
         with self.lock:
             coin = max(self.spendable(min_conf=1), key=lambda c: c.output.value)
             change = self.wallet.new_script()
             self._save_wallet_index()
             child = cpfp_child(parent, coin.outpoint, coin.output, change, feerate, parent_fee)
             anchor = parent.outputs[child.inputs[0].prevout.vout]
-            return self.submit_package([parent, self.wallet.sign(child, [anchor, coin.output])])
+            return [parent, self.wallet.sign(child, [anchor, coin.output])]
+
+    def submit_with_cpfp(
+        self, parent: Transaction, feerate: Feerate = WALLET_FEERATE, parent_fee: int = 0
+    ) -> PackageResult:
+        """Broadcast a zero-fee parent as a package with a wallet-paid child on its P2A anchor."""
+        return self.submit_package(self.cpfp_package(parent, feerate, parent_fee))
 
     def transaction(self, txid: bytes) -> TxStatus | None:
         with self.lock:

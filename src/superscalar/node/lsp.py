@@ -318,7 +318,8 @@ class LspDaemon:
                 return
             await self._resend(peer, bytes(join.factory_id))
             if self._row(bytes(join.factory_id))["state"] == "funded":
-                await self._reestablish(peer)
+                if bytes(join.factory_id) == self.factory_id:  # channels of the live factory
+                    await self._reestablish(peer)
                 self._start_reader(peer)
         elif self.factory_id is not None:
             await conn.fail(ProtocolViolationError("this LSP's factory is full"))
