@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .lsp import chain_client, run_until_signal
+from .lsp import daemon_identity, run_until_signal
 
 err = Console(stderr=True)
 
@@ -60,10 +60,8 @@ def client_command(
     verbose: bool,
 ) -> None:
     """Run a client: connect to the LSP over BOLT-8, join, verify and sign the factory."""
-    from superscalar.chain.bitcoind import BitcoindClient
     from superscalar.crypto.keys import PublicKey
     from superscalar.node.client import ClientConfig, ClientDaemon
-    from superscalar.node.common import load_or_create_key
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     host, sep, port_text = lsp_addr.rpartition(":")
@@ -80,14 +78,7 @@ def client_command(
             TowerAddress.parse(tower)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--watchtower") from None
-    chain = chain_client(chain_rpc, chain_cookie)
-    assert isinstance(chain, BitcoindClient)
-    try:
-        key, created = load_or_create_key(datadir)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"pubkey {key.public_key.hex()}")
-    err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
+    key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
     config = ClientConfig(
         datadir,
         host,

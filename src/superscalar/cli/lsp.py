@@ -8,10 +8,14 @@ import logging
 import signal
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from superscalar.chain.bitcoind import BitcoindClient
+    from superscalar.crypto.keys import SecretKey
 
 err = Console(stderr=True)
 
@@ -28,6 +32,25 @@ def chain_client(url: str, cookie: Path) -> object:
     except (ChainUnavailable, ValueError) as exc:
         raise click.ClickException(f"chain at {url} unreachable: {exc}") from exc
     return chain
+
+
+def daemon_identity(
+    datadir: Path, chain_rpc: str, chain_cookie: Path
+) -> tuple[SecretKey, BitcoindClient]:
+    """(node key, chain client) for a daemon command: the chain must answer, the key is
+    loaded or created in `datadir`; prints the pubkey (stdout, for scripts) and what it did."""
+    from superscalar.chain.bitcoind import BitcoindClient
+    from superscalar.node.common import load_or_create_key
+
+    chain = chain_client(chain_rpc, chain_cookie)
+    assert isinstance(chain, BitcoindClient)
+    try:
+        key, created = load_or_create_key(datadir)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"pubkey {key.public_key.hex()}")
+    err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
+    return key, chain
 
 
 async def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
@@ -114,8 +137,6 @@ def lsp_command(
     verbose: bool,
 ) -> None:
     """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
-    from superscalar.chain.bitcoind import BitcoindClient
-    from superscalar.node.common import load_or_create_key
     from superscalar.node.lsp import LspConfig, LspDaemon
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
@@ -127,14 +148,7 @@ def lsp_command(
             TowerAddress.parse(tower)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--watchtower") from None
-    chain = chain_client(chain_rpc, chain_cookie)
-    assert isinstance(chain, BitcoindClient)
-    try:
-        key, created = load_or_create_key(datadir)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"pubkey {key.public_key.hex()}", err=False)
-    err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
+    key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
     config = LspConfig(
         datadir,
         host,

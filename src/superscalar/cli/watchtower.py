@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .lsp import chain_client, run_until_signal
+from .lsp import daemon_identity, run_until_signal
 
 err = Console(stderr=True)
 
@@ -40,19 +40,10 @@ def watchtower_command(
 
     Clients point at it with `superscalar client --watchtower <pubkey>@HOST:PORT`.
     """
-    from superscalar.chain.bitcoind import BitcoindClient
-    from superscalar.node.common import load_or_create_key
     from superscalar.node.watchtower import TowerConfig, WatchtowerDaemon
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
-    chain = chain_client(chain_rpc, chain_cookie)
-    assert isinstance(chain, BitcoindClient)
-    try:
-        key, created = load_or_create_key(datadir)
-    except (OSError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"pubkey {key.public_key.hex()}")
-    err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
+    key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
     try:
         daemon = WatchtowerDaemon(
             TowerConfig(datadir, host, port, from_datadir=from_datadir), key, chain

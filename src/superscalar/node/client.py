@@ -97,6 +97,7 @@ from .common import (
     now,
     open_db,
     params_of,
+    record_close_nonce_use,
     view_of,
 )
 from .control import write_control_port
@@ -639,18 +640,7 @@ class ClientDaemon:
         spend = self._close_spend(row, msg)
         pos = int(row["position"])
         with self.db.transaction() as c:
-            n = c.execute(
-                "SELECT COUNT(*) FROM nonce_use WHERE factory_id=? AND purpose LIKE 'close%'",
-                (fid.hex(),),
-            ).fetchone()[0]
-            c.execute(
-                "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
-                (fid.hex(), n + 1, f"close{n + 1}", now()),
-            )
-            c.execute(
-                "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
-                (spend.tx.hex(), now(), fid.hex()),
-            )
+            record_close_nonce_use(c, fid, spend.tx)
         self._close_signer = Signer(pos + 1, self.ladder.key_for(fid), [spend.session])
         return CloseNonce(
             factory_id=msg.factory_id, bundle=Hex(self._close_signer.nonces().to_bytes())

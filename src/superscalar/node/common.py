@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from superscalar.bitcoin.tx import OutPoint
+from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     ClientSpec,
@@ -55,6 +55,7 @@ __all__ = [
     "now",
     "open_db",
     "params_of",
+    "record_close_nonce_use",
     "spec_of",
     "tree_of",
     "view_of",
@@ -170,3 +171,24 @@ def factory_signing_key(db: Any, node_key: SecretKey, factory_id: bytes) -> Secr
         (factory_id.hex(),),
     ).fetchone()
     return node_key if row is None else factory_key(node_key, int(row["rung"]))
+
+
+def record_close_nonce_use(c: Any, factory_id: bytes, close_tx: Transaction | None = None) -> None:
+    """Inside the caller's transaction: one more close signing attempt of `factory_id` uses
+    fresh secret nonces (so a crash can never make us sign a second close with them), and
+    the close tx being signed is stored with it."""
+    n = int(
+        c.execute(
+            "SELECT COUNT(*) FROM nonce_use WHERE factory_id=? AND purpose LIKE 'close%'",
+            (factory_id.hex(),),
+        ).fetchone()[0]
+    )
+    c.execute(
+        "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
+        (factory_id.hex(), n + 1, f"close{n + 1}", now()),
+    )
+    if close_tx is not None:
+        c.execute(
+            "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
+            (close_tx.hex(), now(), factory_id.hex()),
+        )

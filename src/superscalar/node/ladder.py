@@ -92,7 +92,7 @@ from superscalar.wire.messages import (
 )
 
 from .channels import ChannelShell, channel_capacity, load_channel, opening_balances
-from .common import FactoryTerms, factory_signing_key, now, spec_of, tree_of
+from .common import FactoryTerms, factory_signing_key, now, record_close_nonce_use, spec_of, tree_of
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
@@ -789,18 +789,7 @@ class LspLadder:
         )
         coordinator = Coordinator(SigningPlan([spend.session]))
         with d.db.transaction() as c:
-            n = c.execute(
-                "SELECT COUNT(*) FROM nonce_use WHERE factory_id=? AND purpose LIKE 'close%'",
-                (old.hex(),),
-            ).fetchone()[0]
-            c.execute(
-                "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
-                (old.hex(), n + 1, f"close{n + 1}", now()),
-            )
-            c.execute(
-                "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
-                (spend.tx.hex(), now(), old.hex()),
-            )
+            record_close_nonce_use(c, old, spend.tx)
         stayer_ids = [int(r["position"]) + 1 for r in stayers]
         try:
             for p in peers:

@@ -123,6 +123,7 @@ from .common import (
     default_step_timeout,
     now,
     open_db,
+    record_close_nonce_use,
     spec_of,
     tree_of,
     view_of,
@@ -880,18 +881,8 @@ class LspDaemon:
                         coordinator.add_nonces(NonceBundle.from_bytes(bytes(n.bundle)), pos + 1)
                     except (FactoryError, ValueError) as exc:
                         raise PeerFault(p, f"bad close nonce: {exc}") from exc
-                attempt = int(
-                    self.db.execute(
-                        "SELECT COUNT(*) FROM nonce_use"
-                        " WHERE factory_id=? AND purpose LIKE 'close%'",
-                        (fid.hex(),),
-                    ).fetchone()[0]
-                )
                 with self.db.transaction() as c:
-                    c.execute(
-                        "INSERT INTO nonce_use VALUES (?, ?, ?, ?)",
-                        (fid.hex(), attempt + 1, f"close{attempt + 1}", now()),
-                    )
+                    record_close_nonce_use(c, fid)
                 signer = Signer(0, self.key, plan.sessions)
                 coordinator.add_nonces(signer.nonces(), 0)
                 aggs = coordinator.aggregate_nonces()
