@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .lsp import daemon_identity, run_until_signal
+from .lsp import daemon_identity, run_until_signal, watch_options
 
 err = Console(stderr=True)
 
@@ -29,16 +29,7 @@ err = Console(stderr=True)
     help="Seconds to wait for the LSP's next ceremony step "
     "[default: twice the LSP's default for the factory's size, + 30].",
 )
-@click.option(
-    "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
-)
-@click.option(
-    "--watchtower",
-    "watchtowers",
-    multiple=True,
-    help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
-)
-@click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
+@watch_options
 @click.option(
     "--refuse-turnover",
     is_flag=True,

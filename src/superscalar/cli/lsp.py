@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from superscalar.chain.bitcoind import BitcoindClient
     from superscalar.crypto.keys import SecretKey
 
+F = TypeVar("F", bound=Callable[..., Any])
 err = Console(stderr=True)
 
 
@@ -51,6 +52,23 @@ def daemon_identity(
     click.echo(f"pubkey {key.public_key.hex()}")
     err.print(f"{'created' if created else 'loaded'} node key in {datadir}")
     return key, chain
+
+
+def watch_options(command: F) -> F:
+    """`--watch/--no-watch`, `--watchtower` and the hidden `--dev-tools`: the same for every
+    daemon that owns channels (the LSP and clients)."""
+    command = click.option(
+        "--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests)."
+    )(command)
+    command = click.option(
+        "--watchtower",
+        "watchtowers",
+        multiple=True,
+        help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
+    )(command)
+    return click.option(
+        "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
+    )(command)
 
 
 async def run_until_signal(main: Coroutine[Any, Any, None]) -> None:
@@ -106,16 +124,7 @@ def parse_arity(text: str) -> tuple[int, ...]:
     default=None,
     help="Seconds every client gets per ceremony step [default: 60 + 0.5 per client].",
 )
-@click.option(
-    "--watch/--no-watch", default=True, show_default=True, help="Watch the chain for breaches."
-)
-@click.option(
-    "--watchtower",
-    "watchtowers",
-    multiple=True,
-    help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
-)
-@click.option("--dev-tools", is_flag=True, hidden=True, help="Regtest cheating helpers (tests).")
+@watch_options
 @click.option("-v", "--verbose", is_flag=True)
 def lsp_command(
     datadir: Path,
