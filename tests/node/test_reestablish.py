@@ -5,7 +5,8 @@ interrupts a payment at a precise step — a dev crash point
 (`SUPERSCALAR_DEV_CRASH`, the daemon dies like kill -9) or a dropped
 connection — restarts what died and checks that the payment completed and
 every channel holds exactly the expected msat on both sides. The last test
-closes the factory cooperatively and checks the on-chain outputs.
+closes the factory cooperatively and checks the on-chain outputs. The first
+one has a cluster of its own: its LSP dies during the channel open.
 """
 
 from __future__ import annotations
