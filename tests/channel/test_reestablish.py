@@ -15,12 +15,16 @@ import pytest
 from superscalar.channel import (
     AddHtlc,
     ChannelError,
+    ChannelOpen,
     ChannelReestablish,
+    ChannelSecrets,
+    ChannelState,
     CommitmentSigned,
     DataLossDetected,
     DataLossError,
     ForceClose,
     FulfillHtlc,
+    FundingSigned,
     IncomingHtlcCommitted,
     InvalidRevocationError,
     LoopbackChannel,
@@ -28,15 +32,31 @@ from superscalar.channel import (
     PeerBehindError,
     Reestablish,
     RevokeAndAck,
+    SendMessage,
     SignCommitment,
     Status,
     UnexpectedMessageError,
     UpdateAddHtlc,
+    accept_open,
     local_commitment,
+    open_message,
     remote_commitment,
+    resend_funding_signed,
+    step,
 )
 
-from .support import HEIGHT, add_committed, make_pair, pay, payment_hash, preimage
+from .support import (
+    CLOSE_SCRIPTS,
+    CONFIG,
+    FUNDING,
+    HEIGHT,
+    SEEDS,
+    add_committed,
+    make_pair,
+    pay,
+    payment_hash,
+    preimage,
+)
 
 CLTV = HEIGHT + 50
 
@@ -219,3 +239,50 @@ def test_reestablish_without_ours_first_is_refused() -> None:
     pair.apply(pair.a, Reestablish())
     with pytest.raises(ChannelError):
         pair.deliver(pair.b)
+
+
+def _half_opened() -> tuple[list[ChannelSecrets], list[ChannelOpen], list[ChannelState]]:
+    """Both opens accepted; b took a's funding_signed, a lost b's (a crashed before storing it)."""
+    secrets = [ChannelSecrets.from_seed(seed) for seed in SEEDS]
+    balances = (600_000_000, 400_000_000)
+    opens = [
+        open_message(
+            s,
+            FUNDING,
+            CONFIG,
+            is_initiator=i == 0,
+            balance_msat=balances[i],
+            close_script=CLOSE_SCRIPTS[i],
+        )
+        for i, s in enumerate(secrets)
+    ]
+    accepted = [accept_open(secrets[i], FUNDING, opens[i], opens[1 - i]) for i in (0, 1)]
+    (a_signed,) = [e.message for e in accepted[0].effects if isinstance(e, SendMessage)]
+    b_open = step(secrets[1], accepted[1].state, a_signed).state
+    assert b_open.status is Status.OPEN and accepted[0].state.local_commit is None
+    return secrets, opens, [accepted[0].state, b_open]
+
+
+def test_lost_funding_signed_is_resent_for_the_same_commitment_zero() -> None:
+    secrets, opens, (a, b) = _half_opened()
+    signed = resend_funding_signed(secrets[1], b, opens[1], opens[0])
+    assert isinstance(signed, FundingSigned)
+    a = step(secrets[0], a, signed).state
+    assert a.status is Status.OPEN
+    assert local_commitment(a).txid == remote_commitment(b).txid
+    assert local_commitment(b).txid == remote_commitment(a).txid
+
+
+def test_funding_signed_is_not_resent_for_a_different_commitment_zero() -> None:
+    secrets, opens, (_, b) = _half_opened()
+    theirs = replace(opens[0], first_points=(opens[1].first_points[0], opens[0].first_points[1]))
+    with pytest.raises(ChannelError, match="differs"):
+        resend_funding_signed(secrets[1], b, opens[1], theirs)
+
+
+def test_funding_signed_is_not_resent_once_the_channel_moved_on() -> None:
+    pair = make_pair()
+    pay(pair, pair.a, 5_000_000, 1, CLTV)
+    secrets, opens, _ = _half_opened()
+    with pytest.raises(UnexpectedMessageError, match="moved past"):
+        resend_funding_signed(secrets[1], pair.b.state, opens[1], opens[0])

@@ -5,7 +5,8 @@ interrupts a payment at a precise step — a dev crash point
 (`SUPERSCALAR_DEV_CRASH`, the daemon dies like kill -9) or a dropped
 connection — restarts what died and checks that the payment completed and
 every channel holds exactly the expected msat on both sides. The last test
-closes the factory cooperatively and checks the on-chain outputs.
+closes the factory cooperatively and checks the on-chain outputs. The first
+one has a cluster of its own: its LSP dies during the channel open.
 """
 
 from __future__ import annotations
@@ -105,6 +106,28 @@ class Payments:
         self.client_msat[PAYEE] += amount_msat
 
 
+def _opened(cluster: Cluster) -> Payments:
+    """Wait until every channel is open on both sides with the opening balances."""
+    p = Payments(cluster)
+
+    def opened() -> bool:
+        chans = p.channels(cluster.lsp_dir)
+        return len(chans) == 2 and all(c.get("status") == "open" for c in chans)
+
+    wait_for("lsp channels open", opened, timeout=120)
+    f = cluster.factory(cluster.lsp_dir)
+    assert f is not None
+    pos_of = {c["pubkey"]: int(c["position"]) for c in f["clients"]}
+    for i in AMOUNTS:
+        snap = cluster.status(cluster.client_dir(i))
+        assert snap is not None
+        p.pubkey[i] = str(snap["pubkey"])
+        p.position[i] = pos_of[p.pubkey[i]]
+        wait_for(f"client {i} channel", lambda i=i: p.channels(cluster.client_dir(i)))
+    wait_for("opening balances", p.balances_exact)
+    return p
+
+
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
     cluster = Cluster(tmp_path_factory.mktemp("reestablish"), 2)
@@ -112,24 +135,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
         cluster.start_lsp()
         for i, amount in AMOUNTS.items():
             cluster.start_client(i, amount)
-        p = Payments(cluster)
-
-        def opened() -> bool:
-            chans = p.channels(cluster.lsp_dir)
-            return len(chans) == 2 and all(c.get("status") == "open" for c in chans)
-
-        wait_for("lsp channels open", opened, timeout=120)
-        f = cluster.factory(cluster.lsp_dir)
-        assert f is not None
-        pos_of = {c["pubkey"]: int(c["position"]) for c in f["clients"]}
-        for i in AMOUNTS:
-            snap = cluster.status(cluster.client_dir(i))
-            assert snap is not None
-            p.pubkey[i] = str(snap["pubkey"])
-            p.position[i] = pos_of[p.pubkey[i]]
-            wait_for(f"client {i} channel", lambda i=i: p.channels(cluster.client_dir(i)))
-        wait_for("opening balances", p.balances_exact)
-        yield p
+        yield _opened(cluster)
     finally:
         cluster.stop()
 
@@ -153,8 +159,39 @@ def _start(p: Payments, monkeypatch: pytest.MonkeyPatch, crash: str | None, star
         monkeypatch.delenv(CRASH_ENV, raising=False)
 
 
+def _client_open(cluster: Cluster, i: int) -> bool:
+    snap = cluster.status(cluster.client_dir(i)) or {}
+    return any(c.get("status") == "open" for c in snap.get("channels", []))
+
+
 def _exited(proc: Any) -> bool:
     return proc is not None and proc.proc.poll() == 137
+
+
+@pytest.mark.slow
+def test_lsp_killed_before_storing_funding_signed_opens_the_channel_after_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # its own cluster (run before the shared one exists): the crash is during the open
+    cluster = Cluster(tmp_path, 2)
+    try:
+        monkeypatch.setenv(CRASH_ENV, "lsp-before-funding-signed")
+        cluster.start_lsp()
+        monkeypatch.delenv(CRASH_ENV)
+        for i, amount in AMOUNTS.items():
+            cluster.start_client(i, amount)
+        wait_for("lsp dies as a funding_signed arrives", lambda: _exited(cluster.lsp), 120)
+        # that client is open; the LSP never stored its signature on the LSP's commitment 0
+        wait_for("a client's channel open", lambda: any(_client_open(cluster, i) for i in AMOUNTS))
+        cluster.start_lsp()
+        p = _opened(cluster)
+        r = p.start_pay(p.invoice(7_000_007), 7_000_007)
+        _, err = r.communicate(timeout=120)
+        assert r.returncode == 0, err
+        p.paid(7_000_007)
+        wait_for("balances", p.balances_exact)
+    finally:
+        cluster.stop()
 
 
 @pytest.mark.slow

@@ -114,6 +114,7 @@ __all__ = [
     "open_message",
     "reestablish_message",
     "remote_commitment",
+    "resend_funding_signed",
     "signed_local_commitment",
     "start_reestablish",
     "step",
@@ -428,6 +429,27 @@ def accept_open(
     psig, nonce, _ = _sign_remote(secrets, state, commitment, theirs.first_nonces[0])
     state = replace(state, remote_commit=replace(state.remote_commit, txid=commitment.txid))
     return Transition(state, (PersistState(state), SendMessage(FundingSigned(psig, nonce))))
+
+
+def resend_funding_signed(
+    secrets: ChannelSecrets, state: ChannelState, ours: ChannelOpen, theirs: ChannelOpen
+) -> FundingSigned:
+    """Our funding_signed again, for a peer that lost it (it died before storing it).
+
+    Only while the peer's commitment 0 is the only one we ever signed, and only for
+    that very commitment: the open is redone from both (deterministic) open
+    messages and must rebuild the commitment 0 we already signed, or we refuse.
+    The partial signature uses a fresh nonce, like any re-sent commitment.
+    """
+    _require_operating(state)
+    if state.remote_commit.number != 0 or state.remote_next_commit is not None:
+        raise UnexpectedMessageError("the channel moved past its opening commitment")
+    redo = accept_open(secrets, state.funding, ours, theirs, chain_height=state.chain_height)
+    if redo.state.remote_commit != state.remote_commit or redo.state.remote != state.remote:
+        raise ChannelError("the redone open differs from the commitment 0 we signed")
+    (signed,) = [e.message for e in redo.effects if isinstance(e, SendMessage)]
+    assert isinstance(signed, FundingSigned)
+    return signed
 
 
 def _on_funding_signed(

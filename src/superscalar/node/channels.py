@@ -135,6 +135,8 @@ class ChannelShell:
         self.lock = asyncio.Lock()
         self._reestablish_started = time.monotonic()
         self.ready = asyncio.Event()
+        self.held_reestablish: chmsg.ChannelReestablish | None = None
+        """The peer's channel_reestablish, held while an open a crash interrupted finishes."""
         if state is not None and state.local_commit is not None:
             self.ready.set()
 

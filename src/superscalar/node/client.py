@@ -37,15 +37,18 @@ from superscalar.channel import (
     ChannelError,
     ChannelOpen,
     ChannelReestablish,
+    ChannelSecrets,
     DataLossDetected,
     Effect,
     FailHtlc,
     FulfillHtlc,
+    Funding,
     IncomingHtlcCommitted,
     OutgoingHtlcFailed,
     OutgoingHtlcFulfilled,
     accept_open,
     open_message,
+    resend_funding_signed,
 )
 from superscalar.crypto import schnorr
 from superscalar.crypto.keys import PublicKey, SecretKey
@@ -300,20 +303,26 @@ class ClientDaemon:
             await self._reestablish(self.channel)
             return
         # first open, or redo one a crash interrupted (deterministic: same signatures)
-        fkey = self.ladder.key_for(fid)
-        secrets = channel_secrets(fkey, fid, pos)
+        secrets = channel_secrets(self.ladder.key_for(fid), fid, pos)
         funding = view_funding(self._verified_of(row))
-        ours = open_message(
+        close_script = bytes.fromhex(self._kv("payout_script") or "")
+        ours = self._open_message(secrets, fid, funding, close_script)
+        self.channel = ChannelShell(self.db, secrets, fid, pos, journal=_record_payments)
+        self._our_open = (ours, funding)
+        await self._send_channel(self.channel.wrap(ours))
+
+    def _open_message(
+        self, secrets: ChannelSecrets, fid: bytes, funding: Funding, close_script: bytes
+    ) -> ChannelOpen:
+        """Our half of the open: deterministic, so a redone open is the same open."""
+        return open_message(
             secrets,
             funding,
             CHANNEL_CONFIG,
             is_initiator=False,
             balance_msat=self.ladder.opening_msat(fid),
-            close_script=bytes.fromhex(self._kv("payout_script") or ""),
+            close_script=close_script,
         )
-        self.channel = ChannelShell(self.db, secrets, fid, pos, journal=_record_payments)
-        self._our_open = (ours, funding)
-        await self._send_channel(self.channel.wrap(ours))
 
     async def _reestablish(self, shell: ChannelShell) -> None:
         """Every new connection starts the channel with channel_reestablish (both sides)."""
@@ -333,7 +342,8 @@ class ClientDaemon:
         try:
             cmsg = decode_message(msg.payload)
             if isinstance(cmsg, ChannelOpen) and shell.ready.is_set():
-                return  # the LSP answering an open we redid: nothing changed
+                await self._resend_funding_signed(shell, cmsg)
+                return
             if isinstance(cmsg, ChannelReestablish) and not shell.ready.is_set():
                 self._lsp_reestablish = msg  # we crashed mid-open: answer once we are open
                 return
@@ -360,6 +370,20 @@ class ClientDaemon:
             raise Refused(f"channel error: {exc!r}") from exc
         for n in notices:
             await self._on_notice(shell, n)
+
+    async def _resend_funding_signed(self, shell: ChannelShell, theirs: ChannelOpen) -> None:
+        """The LSP's open again while we are open: it died before storing our funding_signed
+        and holds our channel_reestablish until it has it. We sign the *same* commitment 0
+        again (checked by redoing the open), and only while it is its only commitment."""
+        state = shell.state
+        assert state is not None
+        if state.remote_commit.number != 0 or state.remote_next_commit is not None:
+            return  # it has signed later commitments, so it stored our funding_signed
+        ours = self._open_message(
+            shell.secrets, shell.factory_id, state.funding, state.local_close_script
+        )
+        signed = resend_funding_signed(shell.secrets, state, ours, theirs)
+        await self._send_channel(shell.wrap(signed))
 
     async def _on_notice(self, shell: ChannelShell, notice: Effect) -> None:
         if isinstance(notice, DataLossDetected):

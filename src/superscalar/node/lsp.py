@@ -120,6 +120,7 @@ from .channels import (
 from .common import (
     FactoryTerms,
     ProposedClient,
+    crash_point,
     default_step_timeout,
     now,
     open_db,
@@ -709,37 +710,34 @@ class LspDaemon:
         send = self._sender(pos)
         shell = self.channels.get(pos)
         ready = shell is not None and shell.ready.is_set()
-        if isinstance(cmsg, FundingSigned) and ready:
-            return  # a client redoing its open after a crash: we already hold its signature
+        if isinstance(cmsg, FundingSigned):
+            if ready:
+                return  # a client redoing its open after a crash: we already hold its signature
+            crash_point("lsp-before-funding-signed")
+        if isinstance(cmsg, ChannelReestablish) and shell is not None and not ready:
+            # We died after accepting the open, before storing the client's funding_signed,
+            # and the client is open: our (deterministic) open again asks it to re-sign our
+            # commitment 0; its reestablish waits until that funding_signed makes us open.
+            assert shell.state is not None
+            shell.held_reestablish = cmsg
+            _, ours = self._open_half(fid, pos, shell.state.local_close_script)
+            await send(shell.wrap(ours))
+            return
         if isinstance(cmsg, ChannelOpen):
             # a first open, or a client redoing one (a crash on either side mid-open):
             # the open is deterministic, so the same commitment 0 gets the same signature
             row = self._row(fid)
             if row["state"] != "funded":
                 raise ValueError(f"factory is {row['state']}: no channel to open")
-            amount = int(
-                self.db.execute(
-                    "SELECT amount_sat FROM factory_clients WHERE factory_id=? AND position=?",
-                    (fid.hex(), pos),
-                ).fetchone()["amount_sat"]
-            )
-            client_msat, lsp_msat = opening_balances_of(self.db, fid, pos, amount)
-            if cmsg.balance_msat != client_msat or cmsg.is_initiator:
-                raise ValueError("channel_open with the wrong balance or role")
-            secrets = channel_secrets(self.key, fid, pos)
-            funding = channel_funding(self._built_for(fid).tree, pos)
             if shell is not None and shell.state is not None:
                 close_script = shell.state.local_close_script
             else:
                 close_script = script_for_address(self.chain.get_new_address())
-            ours = open_message(
-                secrets,
-                funding,
-                CHANNEL_CONFIG,
-                is_initiator=True,
-                balance_msat=lsp_msat,
-                close_script=close_script,
-            )
+            client_msat, ours = self._open_half(fid, pos, close_script)
+            if cmsg.balance_msat != client_msat or cmsg.is_initiator:
+                raise ValueError("channel_open with the wrong balance or role")
+            secrets = channel_secrets(self.key, fid, pos)
+            funding = channel_funding(self._built_for(fid).tree, pos)
             t = accept_open(secrets, funding, ours, cmsg, chain_height=self.chain.get_block_count())
             if shell is not None and ready:
                 # keep our (newer) state; just say again what the client needs to finish
@@ -758,10 +756,35 @@ class LspDaemon:
         else:
             notices = await shell.apply(cmsg, send)
         resumed = isinstance(cmsg, ChannelReestablish)
+        if shell.ready.is_set() and shell.held_reestablish is not None:
+            held, shell.held_reestablish = shell.held_reestablish, None
+            notices += await shell.reestablish(send)
+            notices += await shell.apply(held, send)
+            resumed = True
         for n in notices:
             await self._on_notice(pos, n, resumed=resumed)
         if resumed:
             await self._forwarder().resume_payee(pos)
+
+    def _open_half(self, fid: bytes, pos: int, close_script: bytes) -> tuple[int, ChannelOpen]:
+        """(the client's opening msat, our channel_open): deterministic, so a redone open
+        is the same open and signs the same commitment 0."""
+        amount = int(
+            self.db.execute(
+                "SELECT amount_sat FROM factory_clients WHERE factory_id=? AND position=?",
+                (fid.hex(), pos),
+            ).fetchone()["amount_sat"]
+        )
+        client_msat, lsp_msat = opening_balances_of(self.db, fid, pos, amount)
+        ours = open_message(
+            channel_secrets(self.key, fid, pos),
+            channel_funding(self._built_for(fid).tree, pos),
+            CHANNEL_CONFIG,
+            is_initiator=True,
+            balance_msat=lsp_msat,
+            close_script=close_script,
+        )
+        return client_msat, ours
 
     async def _on_notice(self, pos: int, notice: Effect, *, resumed: bool = False) -> None:
         if isinstance(notice, DataLossDetected):
