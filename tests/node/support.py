@@ -106,6 +106,9 @@ class Cluster:
                 "--clients",
                 str(self.n),
                 *self.chain_args(),
+                # a long life: tests that mine (breaches, exits) must not trip a rotation;
+                # the ladder's own tests pass shorter lives, which win (last flag counts)
+                *("--active-blocks", "5000", "--dying-blocks", "500"),
                 *extra,
                 "-v",
             ],

@@ -153,7 +153,15 @@ class Forwarder:
         shell = self.channels.get(pos)
         if shell is None or shell.state is None:
             return
-        payee = shell.state.remote.funding.data
+        # forwards name payees by node key; a channel's funding key is the client's
+        # per-factory key (see `ladder`), so look the node key up by position
+        client = self.db.execute(
+            "SELECT pubkey FROM factory_clients WHERE factory_id=? AND position=?",
+            (self.factory_id.hex(), pos),
+        ).fetchone()
+        if client is None:
+            return
+        payee = bytes.fromhex(client["pubkey"])
         rows = self.db.execute(
             "SELECT up_position, up_htlc_id FROM forwards WHERE factory_id=? AND state='received'"
             " AND payee=?",
