@@ -5,37 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from superscalar.chain.bitcoind import BitcoindClient
+from superscalar.cli.netdemo import free_port, wait_for
+from superscalar.cli.netdemo import pubkey_from_log as _pubkey
 
 NODE = [sys.executable, "-m", "superscalar"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except Exception:
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Proc:
@@ -162,15 +141,6 @@ class Cluster:
             p.kill(signal.SIGTERM)
         self.chain_proc.kill(signal.SIGTERM)
         self.chain.close()
-
-
-def _pubkey(log: Path) -> str | None:
-    if not log.exists():
-        return None
-    for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("pubkey "):
-            return line.split()[1]
-    return None
 
 
 def run_node(*args: str) -> subprocess.CompletedProcess[str]:

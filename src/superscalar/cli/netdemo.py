@@ -27,19 +27,21 @@ from rich.table import Table
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.node.control import call_control
 
-__all__ = ["run_network_demo"]
+__all__ = ["free_port", "pubkey_from_log", "run_network_demo", "wait_for"]
 
 T = TypeVar("T")
 CLIENT_AMOUNTS = {"alice": 400_000, "bob": 300_000, "carol": 200_000, "dave": 100_000}
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now (the demo and the process tests bind daemons to it)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
+def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
+    """Poll `check` until it returns something truthy; a process not up yet may raise."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -81,7 +83,8 @@ class _Processes:
                 proc.kill()
 
 
-def _pubkey(log: Path) -> str | None:
+def pubkey_from_log(log: Path) -> str | None:
+    """The node key a daemon printed (`pubkey <hex>`) at the top of its log."""
     for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
         if line.startswith("pubkey "):
             return line.split()[1]
@@ -123,10 +126,10 @@ def _pay(
 ) -> int:
     """payee invoices, payer pays it through the LSP: HTLCs over the wire, real preimage."""
     count = channels * len(CLIENT_AMOUNTS)
-    _wait("the leaf channels to open", lambda: _channels_open(lsp_dir, count))
+    wait_for("the leaf channels to open", lambda: _channels_open(lsp_dir, count))
     for name in CLIENT_AMOUNTS:
         client_dir = workdir / name
-        _wait(f"{name}'s channel", partial(_channels_open, client_dir, channels))
+        wait_for(f"{name}'s channel", partial(_channels_open, client_dir, channels))
     invoice = json.loads(
         _cli("invoice", "--datadir", str(workdir / payee), "--amount-msat", str(amount_msat))
     )
@@ -191,7 +194,7 @@ def _breach(console: Console, chain: BitcoindClient, miner: str, workdir: Path) 
                 return str(b["spender"])
         return None
 
-    spender = _wait("bob's watcher to sweep the revoked commitment", penalty, timeout=120)
+    spender = wait_for("bob's watcher to sweep the revoked commitment", penalty, timeout=120)
     info = chain.get_raw_transaction_verbose(spender)
     taken = sum(
         cheat.outputs[i.prevout.vout].value
@@ -227,7 +230,7 @@ def _rotate(console: Console, workdir: Path, lsp_dir: Path, chain: BitcoindClien
         f"(active {ladder['active_blocks']} + dying {ladder['dying_blocks']} blocks)"
     )
     started = time.monotonic()
-    done = _wait(
+    done = wait_for(
         "factory 0 to be closed by the LSP alone",
         lambda: next(
             (
@@ -263,7 +266,7 @@ def run_network_demo(
     (see `_rotate`); bob then pays carol there, and factory 1 is the one closed."""
     procs = _Processes()
     chain_dir, lsp_dir = workdir / "chain", workdir / "lsp"
-    chain_port, lsp_port = _free_port(), _free_port()
+    chain_port, lsp_port = free_port(), free_port()
     try:
         console.print(f"[bold]Networked[/bold]: processes and logs in [cyan]{workdir}[/cyan]")
         procs.start(
@@ -275,10 +278,10 @@ def run_network_demo(
             str(chain_port),
         )
         cookie = chain_dir / ".cookie"
-        _wait("the chain's RPC cookie", cookie.exists)
+        wait_for("the chain's RPC cookie", cookie.exists)
         url = f"http://127.0.0.1:{chain_port}/"
         chain = BitcoindClient(url, cookie_file=cookie)
-        _wait("the chain", lambda: chain.get_block_count() >= 0 or None)
+        wait_for("the chain", lambda: chain.get_block_count() >= 0 or None)
         miner = chain.get_new_address()
         chain.generate_to_address(110, miner)
         chain_args = ("--chain-rpc", url, "--chain-cookie", str(cookie))
@@ -287,7 +290,7 @@ def run_network_demo(
             "--clients", str(len(CLIENT_AMOUNTS)), *chain_args,
             *(("--dev-tools",) if breach else ()),
         )  # fmt: skip
-        lsp_key = _wait("the LSP's node key", lambda: _pubkey(lsp_dir / "log.txt"))
+        lsp_key = wait_for("the LSP's node key", lambda: pubkey_from_log(lsp_dir / "log.txt"))
         for name, amount in CLIENT_AMOUNTS.items():
             procs.start(
                 workdir / name / "log.txt", "client", "--datadir", str(workdir / name),
@@ -295,7 +298,7 @@ def run_network_demo(
                 "--amount", str(amount), *chain_args,
             )  # fmt: skip
         started = time.monotonic()
-        factory = _wait(
+        factory = wait_for(
             "the factory to be signed and funded",
             lambda: (f := _factory(lsp_dir)) and f["state"] == "funded" and f,
             timeout=120,
@@ -319,7 +322,9 @@ def run_network_demo(
             f"{factory['signatures']} tree signatures stored; {len(factory['nodes'])} tree txs"
         )
         if breach:
-            _wait("the leaf channels to open", lambda: _channels_open(lsp_dir, len(CLIENT_AMOUNTS)))
+            wait_for(
+                "the leaf channels to open", lambda: _channels_open(lsp_dir, len(CLIENT_AMOUNTS))
+            )
             call_control(lsp_dir, "dev_snapshot")  # the cheater keeps its signed commitments
         paid_msat = _pay(console, workdir, lsp_dir)
         if breach:
@@ -335,7 +340,7 @@ def run_network_demo(
             more = _pay(console, workdir, lsp_dir, "bob", "carol", 40_000_000, channels=2)
             balances["bob"] -= more // 1000
             balances["carol"] += more // 1000
-        close_txid = _wait(  # the last revoke_and_ack may still be on its way: retry
+        close_txid = wait_for(  # the last revoke_and_ack may still be on its way: retry
             "the cooperative close", lambda: str(call_control(lsp_dir, "close")["txid"])
         )
         chain.generate_to_address(1, miner)
