@@ -62,13 +62,6 @@ def client_command(
         lsp_key = PublicKey.from_hex(lsp_pubkey)
     except ValueError as exc:
         raise click.BadParameter(f"not a public key: {exc}", param_hint="--lsp-pubkey") from None
-    from superscalar.node.towerclient import TowerAddress
-
-    for tower in watchtowers:
-        try:
-            TowerAddress.parse(tower)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
     key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
     config = ClientConfig(
         datadir,

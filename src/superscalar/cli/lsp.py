@@ -54,6 +54,20 @@ def daemon_identity(
     return key, chain
 
 
+def _check_towers(
+    _ctx: click.Context, _param: click.Parameter, towers: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Refuse a malformed `--watchtower` while parsing, before the daemon touches anything."""
+    from superscalar.node.towerclient import TowerAddress
+
+    for tower in towers:
+        try:
+            TowerAddress.parse(tower)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return towers
+
+
 def watch_options(command: F) -> F:
     """`--watch/--no-watch`, `--watchtower` and the hidden `--dev-tools`: the same for every
     daemon that owns channels (the LSP and clients)."""
@@ -64,6 +78,7 @@ def watch_options(command: F) -> F:
         "--watchtower",
         "watchtowers",
         multiple=True,
+        callback=_check_towers,
         help="<pubkey>@host:port of a watchtower to send encrypted breach hints to (repeatable).",
     )(command)
     return click.option(
@@ -150,13 +165,6 @@ def lsp_command(
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     arities = parse_arity(arity)
-    from superscalar.node.towerclient import TowerAddress
-
-    for tower in watchtowers:
-        try:
-            TowerAddress.parse(tower)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--watchtower") from None
     key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
     config = LspConfig(
         datadir,
