@@ -22,6 +22,14 @@ revocable CSV-delayed output plus a 0-sat P2A anchor for CPFP. Their input
 has nSequence 1; the HTLC-timeout's nLockTime is the HTLC's CLTV expiry. The
 counterparty's signature on them is a BIP340 signature over SIGHASH_DEFAULT,
 exchanged in commitment_signed.
+
+PTLCs (see `scripts`): on the receiver's commitment the PTLC-success tx is
+built exactly like an HTLC-success tx, but the offerer's signature on it is
+an adaptor signature locked to the PTLC's point. On the offerer's
+commitment the receiver claims with `ptlc_claim_tx`: version 3, zero fee,
+nSequence 1, the PTLC's full value to the receiver's static to_remote
+script plus a 0-sat P2A anchor — fixed, so the offerer can adaptor-sign it
+in advance (in its revoke_and_ack).
 """
 
 from __future__ import annotations
@@ -39,10 +47,13 @@ from .config import ChannelConfig, Funding
 from .htlc import CommitmentSpec, Direction, Htlc
 from .keys import CommitmentKeys
 from .scripts import (
+    OFFERED_SUCCESS_LEAF,
     OFFERED_TIMEOUT_LEAF,
     RECEIVED_SUCCESS_LEAF,
     offered_htlc_output,
+    offered_ptlc_output,
     received_htlc_output,
+    received_ptlc_output,
     second_stage_output,
     to_local_output,
     to_remote_output,
@@ -186,6 +197,40 @@ class Commitment:
     def second_stage_sighashes(self) -> list[bytes]:
         return [self.second_stage_sighash(v) for v in self.htlc_vouts]
 
+    @property
+    def ptlc_claim_vouts(self) -> tuple[int, ...]:
+        """Untrimmed offered PTLC outputs in vout order: the order of the claim signatures."""
+        return tuple(
+            i
+            for i, o in enumerate(self.outputs)
+            if o.kind is OutputKind.OFFERED_HTLC and o.htlc is not None and o.htlc.is_ptlc
+        )
+
+    def ptlc_claim_tx(self, vout: int) -> Transaction:
+        """The receiver's fixed claim of offered PTLC `vout`, to its static to_remote script."""
+        out = self.outputs[vout]
+        if out.kind is not OutputKind.OFFERED_HTLC or out.htlc is None or not out.htlc.is_ptlc:
+            raise ValueError(f"output {vout} is not an offered PTLC")
+        return Transaction(
+            COMMITMENT_VERSION,
+            (TxIn(OutPoint(self.txid, vout), b"", SECOND_STAGE_SEQUENCE),),
+            (
+                TxOut(out.txout.value, to_remote_output(self.keys.remote_payment).script_pubkey),
+                TxOut(0, P2A_SCRIPT),
+            ),
+            0,
+        )
+
+    def ptlc_claim_sighash(self, vout: int) -> bytes:
+        """What both HTLC keys sign for `ptlc_claim_tx(vout)` (the offerer as adaptor sig)."""
+        out = self.outputs[vout]
+        assert out.spend is not None
+        leaf = out.spend.leaves[OFFERED_SUCCESS_LEAF]
+        return SighashContext(self.ptlc_claim_tx(vout), (out.txout,)).script_path(0, leaf.leaf_hash)
+
+    def ptlc_claim_sighashes(self) -> list[bytes]:
+        return [self.ptlc_claim_sighash(v) for v in self.ptlc_claim_vouts]
+
 
 def build_commitment(
     funding: Funding,
@@ -222,7 +267,20 @@ def build_commitment(
         htlc = item.htlc
         if htlc.amount_sat < dust:
             continue  # trimmed: its value goes to the anchor
-        if item.direction is Direction.OFFERED:
+        if htlc.is_ptlc:
+            kind = (
+                OutputKind.OFFERED_HTLC
+                if item.direction is Direction.OFFERED
+                else OutputKind.RECEIVED_HTLC
+            )
+            info = (
+                offered_ptlc_output(keys.revocation, keys.local_htlc, keys.remote_htlc)
+                if item.direction is Direction.OFFERED
+                else received_ptlc_output(
+                    keys.revocation, keys.local_htlc, keys.remote_htlc, htlc.cltv_expiry
+                )
+            )
+        elif item.direction is Direction.OFFERED:
             kind = OutputKind.OFFERED_HTLC
             info = offered_htlc_output(
                 keys.revocation, keys.local_htlc, keys.remote_htlc, htlc.payment_hash

@@ -10,6 +10,11 @@ update can never make a commitment unbuildable.
 Updates are the three `update_*` messages themselves: each side keeps its own
 and its peer's in logs (see `state`) and both sides replay the same logs in the
 same order, which is why both always build identical commitments.
+
+A PTLC is an `Htlc` with a `point` P: it is settled by the scalar p with
+p·G == P (the full compressed point, parity kept) instead of a preimage. Its
+`payment_hash` is fixed to `ptlc_payment_hash(P)`, a lookup id only (no
+script checks it), so every place that keys HTLCs by hash keeps working.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TypeAlias
 
-from ..crypto.hashes import sha256
+from ..crypto.errors import CryptoError
+from ..crypto.hashes import sha256, tagged_hash
+from ..crypto.keys import PublicKey, SecretKey
 from .errors import BadPreimageError, InsufficientBalanceError, UnknownHtlcError
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "UpdateFailHtlc",
     "UpdateFulfillHtlc",
     "check_preimage",
+    "ptlc_payment_hash",
     "reduce",
 ]
 
@@ -47,6 +55,8 @@ class Htlc:
     payment_hash: bytes
     cltv_expiry: int
     onion: bytes = b""
+    point: PublicKey | None = None
+    """Set for a PTLC: the lock is this point, settled by its scalar."""
 
     def __post_init__(self) -> None:
         for name in ("id", "amount_msat", "cltv_expiry"):
@@ -57,6 +67,15 @@ class Htlc:
             raise ValueError("payment hash must be 32 bytes")
         if not isinstance(self.onion, bytes):
             raise ValueError("onion must be bytes")
+        if self.point is not None:
+            if not isinstance(self.point, PublicKey):
+                raise ValueError("PTLC point must be a public key")
+            if self.payment_hash != ptlc_payment_hash(self.point):
+                raise ValueError("a PTLC's payment hash must be ptlc_payment_hash(point)")
+
+    @property
+    def is_ptlc(self) -> bool:
+        return self.point is not None
 
     @property
     def amount_sat(self) -> int:
@@ -64,13 +83,33 @@ class Htlc:
         return self.amount_msat // 1000
 
 
+def ptlc_payment_hash(point: PublicKey) -> bytes:
+    """The lookup id a PTLC carries in `payment_hash`: bound to its point, never a hash lock."""
+    return tagged_hash("SuperScalar/ptlc/id", point.data)
+
+
 def check_preimage(htlc: Htlc, preimage: bytes) -> None:
+    """Refuse a settlement secret that does not open `htlc` (a preimage, or a PTLC's scalar)."""
+    if htlc.point is not None:
+        _check_scalar(htlc, htlc.point, preimage)
+        return
     if (
         not isinstance(preimage, bytes)
         or len(preimage) != 32
         or sha256(preimage) != htlc.payment_hash
     ):
         raise BadPreimageError(f"preimage does not hash to HTLC {htlc.id}'s payment hash")
+
+
+def _check_scalar(htlc: Htlc, point: PublicKey, scalar: bytes) -> None:
+    if not isinstance(scalar, bytes) or len(scalar) != 32:
+        raise BadPreimageError(f"PTLC {htlc.id}'s secret must be a 32-byte scalar")
+    try:
+        ok = SecretKey(scalar).public_key == point
+    except CryptoError:
+        ok = False
+    if not ok:
+        raise BadPreimageError(f"scalar does not match PTLC {htlc.id}'s point")
 
 
 class Direction(Enum):

@@ -98,7 +98,8 @@ class CommitmentSigned:
     `partial_sig` + `nonce`: our MuSig2 half for the funding key path (the
     receiver completes it only to force-close). `htlc_signatures`: one BIP340
     signature per untrimmed HTLC output, in vout order, on the receiver's
-    second-stage transaction.
+    second-stage transaction — for a PTLC the receiver was offered, a 65-byte
+    adaptor signature locked to the PTLC's point instead.
     """
 
     commitment_number: int
@@ -109,12 +110,19 @@ class CommitmentSigned:
 
 @dataclass(frozen=True, slots=True)
 class RevokeAndAck:
-    """Revoke commitment `commitment_number`; announce the point and nonce of number + 2."""
+    """Revoke commitment `commitment_number`; announce the point and nonce of number + 2.
+
+    `ptlc_claim_signatures`: for the sender's new commitment (number + 1), one
+    65-byte adaptor signature per untrimmed PTLC it offered, in vout order, on
+    the receiver's claim tx (`Commitment.ptlc_claim_tx`): what the receiver
+    needs before it may reveal a PTLC's scalar.
+    """
 
     commitment_number: int
     per_commitment_secret: bytes
     next_per_commitment_point: PublicKey
     next_nonce: PublicNonce
+    ptlc_claim_signatures: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,17 +193,19 @@ Message: TypeAlias = (
 
 @dataclass(frozen=True, slots=True)
 class AddHtlc:
-    """Offer an HTLC to the peer (pay, or forward)."""
+    """Offer an HTLC to the peer (pay, or forward); with `point`, a PTLC locked to it
+    (then `payment_hash` must be `ptlc_payment_hash(point)`)."""
 
     amount_msat: int
     payment_hash: bytes
     cltv_expiry: int
     onion: bytes = b""
+    point: PublicKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FulfillHtlc:
-    """Settle an HTLC the peer offered us."""
+    """Settle an HTLC the peer offered us (`preimage`: a PTLC's 32-byte scalar)."""
 
     id: int
     preimage: bytes

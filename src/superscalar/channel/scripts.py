@@ -23,6 +23,20 @@ third-party anchor sweeps):
 - second-stage (HTLC-success/-timeout) output: internal key = revocation key;
   one leaf `<local_delayed> CHECKSIGVERIFY <to_self_delay> CSV`.
 
+PTLCs (an HTLC locked to a point P, see `htlc`) have no hash lock; the
+scalar p moves through adaptor signatures instead, so every success path
+needs *both* HTLC keys and the offerer's signature there is handed over as
+a BIP340 adaptor signature locked to P (completing it publishes p):
+
+- offered PTLC: internal key = revocation key; leaves timeout (as for an
+  HTLC) and claim `<local_htlc> CHECKSIGVERIFY <remote_htlc> CHECKSIGVERIFY
+  1 CSV`: the receiver spends it with a fixed claim tx the offerer
+  adaptor-signs in its revoke_and_ack (see `commitment.ptlc_claim_tx`).
+- received PTLC: internal key = revocation key; leaves success
+  `<local_htlc> CHECKSIGVERIFY <remote_htlc> CHECKSIG` (the PTLC-success tx,
+  the offerer's adaptor signature comes in commitment_signed) and timeout
+  (as for an HTLC).
+
 Every revocable output has the revocation key as its internal key, so a
 penalty is one 64-byte key-path signature per output; the penalty builder
 only needs the (public) tapscript root to tweak the revocation secret.
@@ -50,9 +64,12 @@ __all__ = [
     "delayed_leaf",
     "funding_output",
     "offered_htlc_output",
+    "offered_ptlc_output",
     "offered_success_leaf",
     "offered_timeout_leaf",
+    "ptlc_claim_leaf",
     "received_htlc_output",
+    "received_ptlc_output",
     "received_success_leaf",
     "received_timeout_leaf",
     "second_stage_output",
@@ -130,6 +147,18 @@ def received_success_leaf(
     )
 
 
+def ptlc_claim_leaf(local_htlc: PublicKey, remote_htlc: PublicKey) -> bytes:
+    """The receiver's direct claim of an offered PTLC: both keys (the offerer's adaptor-signed)."""
+    return build_script(
+        _xonly(local_htlc),
+        Op.OP_CHECKSIGVERIFY,
+        _xonly(remote_htlc),
+        Op.OP_CHECKSIGVERIFY,
+        1,
+        Op.OP_CHECKSEQUENCEVERIFY,
+    )
+
+
 def received_timeout_leaf(remote_htlc: PublicKey, cltv_expiry: int) -> bytes:
     if not 0 < cltv_expiry < _LOCKTIME_THRESHOLD:
         raise ValueError(f"cltv_expiry {cltv_expiry} is not a block height")
@@ -177,6 +206,28 @@ def received_htlc_output(
         TapLeaf(received_success_leaf(payment_hash, local_htlc, remote_htlc)),
         TapLeaf(received_timeout_leaf(remote_htlc, cltv_expiry)),
     )
+    return TaprootSpendInfo(revocation.xonly(), tree)
+
+
+def offered_ptlc_output(
+    revocation: PublicKey, local_htlc: PublicKey, remote_htlc: PublicKey
+) -> TaprootSpendInfo:
+    """Same leaf positions as an offered HTLC: timeout first, claim second."""
+    tree = TapBranch(
+        TapLeaf(offered_timeout_leaf(local_htlc, remote_htlc)),
+        TapLeaf(ptlc_claim_leaf(local_htlc, remote_htlc)),
+    )
+    return TaprootSpendInfo(revocation.xonly(), tree)
+
+
+def received_ptlc_output(
+    revocation: PublicKey, local_htlc: PublicKey, remote_htlc: PublicKey, cltv_expiry: int
+) -> TaprootSpendInfo:
+    """Same leaf positions as a received HTLC: success (plain 2-of-2) first, timeout second."""
+    success = build_script(
+        _xonly(local_htlc), Op.OP_CHECKSIGVERIFY, _xonly(remote_htlc), Op.OP_CHECKSIG
+    )
+    tree = TapBranch(TapLeaf(success), TapLeaf(received_timeout_leaf(remote_htlc, cltv_expiry)))
     return TaprootSpendInfo(revocation.xonly(), tree)
 
 

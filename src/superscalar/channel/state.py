@@ -95,6 +95,12 @@ from .messages import (
     SignCommitment,
 )
 from .nonces import verification_nonce
+from .ptlc import (
+    claim_presignatures,
+    second_stage_signatures,
+    verify_claim_presignatures,
+    verify_second_stage_signature,
+)
 from .revocation import RevocationStore, RevokedCommitment
 from .scripts import FundingOutput, funding_output
 
@@ -156,6 +162,10 @@ class RemoteCommit:
     signed_at_local: int = 0
     """Our local commitment number when we signed this one: tells a reestablish whether
     our revoke_and_ack for the previous local commitment went out before or after it."""
+    ptlc_claim_signatures: tuple[bytes, ...] = ()
+    """The peer's verified adaptor signatures on our claim of each PTLC it offered in this
+    commitment (vout order), from its revoke_and_ack: we reveal a PTLC's scalar only
+    once we hold them for every unrevoked commitment of the peer's holding the PTLC."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,8 +307,7 @@ def _sign_remote(
     )
     psig = _session(state, sighash, (pubnonce, remote_nonce)).sign(secnonce, secrets.funding)
     htlc_key = derive_privkey(secrets.htlc, commitment.keys.per_commitment_point)
-    htlc_sigs = tuple(schnorr.sign(htlc_key, h) for h in commitment.second_stage_sighashes())
-    return psig, pubnonce, htlc_sigs
+    return psig, pubnonce, second_stage_signatures(htlc_key, commitment)
 
 
 def _verify_local(
@@ -328,8 +337,9 @@ def _verify_local(
             f"{len(htlc_sigs)} HTLC signatures for {len(sighashes)} HTLC outputs"
         )
     key = commitment.keys.remote_htlc.xonly()
+    vouts = commitment.htlc_vouts
     for i, (sig, sighash) in enumerate(zip(htlc_sigs, sighashes, strict=True)):
-        if not schnorr.verify(key, sighash, sig):
+        if not verify_second_stage_signature(key, commitment, vouts[i], sighash, sig):
             raise InvalidHtlcSignatureError(f"HTLC signature {i} does not verify")
 
 
@@ -569,9 +579,17 @@ def _cmd_add(state: ChannelState, cmd: AddHtlc) -> Transition:
     _require_local(state)
     if state.status is not Status.OPEN or state.close is not None:
         raise UnexpectedMessageError("no new HTLCs once the channel is shutting down")
-    htlc = Htlc(
-        state.local_next_htlc_id, cmd.amount_msat, cmd.payment_hash, cmd.cltv_expiry, cmd.onion
-    )
+    try:
+        htlc = Htlc(
+            state.local_next_htlc_id,
+            cmd.amount_msat,
+            cmd.payment_hash,
+            cmd.cltv_expiry,
+            cmd.onion,
+            cmd.point,
+        )
+    except ValueError as exc:
+        raise ChannelError(f"bad HTLC: {exc}") from exc
     _check_new_htlc(state.config, state.chain_height, htlc)
     update = UpdateAddHtlc(htlc)
     latest = state.remote_next_commit or state.remote_commit
@@ -613,6 +631,8 @@ def _cmd_settle(state: ChannelState, update: UpdateFulfillHtlc | UpdateFailHtlc)
         raise UnknownHtlcError(f"HTLC {update.id} is already being settled")
     if isinstance(update, UpdateFulfillHtlc):
         check_preimage(htlc, update.preimage)
+        if htlc.is_ptlc:
+            _require_claim_signatures(state, htlc)
     new = replace(
         state,
         local_changes=replace(
@@ -685,6 +705,7 @@ def _on_commitment_signed(
         secrets.per_commitment_secret(lc.number),
         secrets.per_commitment_point(number + 1),
         next_nonce,
+        _claim_presignatures(secrets, commitment),
     )
     new = replace(
         state,
@@ -696,6 +717,52 @@ def _on_commitment_signed(
         remote_changes=RemoteChanges((), (*remote.acked, *remote.proposed), remote.signed),
     )
     return _persist_send(new, revoke)
+
+
+def _claim_presignatures(secrets: ChannelSecrets, commitment: Commitment) -> tuple[bytes, ...]:
+    """Our adaptor signatures on the peer's claims of the PTLCs we offered in `commitment`."""
+    if not commitment.ptlc_claim_vouts:
+        return ()
+    key = derive_privkey(secrets.htlc, commitment.keys.per_commitment_point)
+    return claim_presignatures(key, commitment)
+
+
+def _offers_ptlc(spec: CommitmentSpec) -> bool:
+    return any(h.point is not None for h in spec.offered())
+
+
+def _with_claim_signatures(
+    state: ChannelState, pending: RemoteCommit, sigs: tuple[bytes, ...]
+) -> RemoteCommit:
+    """The peer's commitment now current, with its verified PTLC claim signatures."""
+    if not isinstance(sigs, tuple):
+        raise InvalidHtlcSignatureError("PTLC claim signatures must be a list")
+    if not _offers_ptlc(pending.spec):
+        if sigs:
+            raise InvalidHtlcSignatureError("PTLC claim signatures for a commitment without PTLCs")
+        return pending
+    commitment = _build(state, False, pending.number, pending.spec, pending.point)
+    verify_claim_presignatures(commitment, sigs)
+    return replace(pending, ptlc_claim_signatures=sigs)
+
+
+def _require_claim_signatures(state: ChannelState, htlc: Htlc) -> None:
+    """Before we reveal a PTLC's scalar: every unrevoked commitment of the peer's holding it
+    must come with its adaptor signature on our claim, or the peer could broadcast it,
+    learn the scalar from our off-chain fulfil and still time the PTLC out."""
+    pending = state.remote_next_commit
+    if pending is not None and pending.spec.find(Direction.OFFERED, htlc.id) is not None:
+        raise UnexpectedMessageError(
+            f"PTLC {htlc.id}: the peer has not yet revoked for its newest commitment"
+            " (no claim signature yet): fulfil after its revoke_and_ack"
+        )
+    current = state.remote_commit
+    commitment = _build(state, False, current.number, current.spec, current.point)
+    vout = commitment.htlc_vout(Direction.OFFERED, htlc.id)
+    if vout is not None and vout in commitment.ptlc_claim_vouts:
+        index = commitment.ptlc_claim_vouts.index(vout)
+        if index >= len(current.ptlc_claim_signatures):
+            raise UnexpectedMessageError(f"PTLC {htlc.id}: no claim signature from the peer")
 
 
 def _on_revoke_and_ack(
@@ -716,6 +783,7 @@ def _on_revoke_and_ack(
         raise InvalidRevocationError("per-commitment secret is not a valid secret key") from exc
     if point != old.point:
         raise InvalidRevocationError(f"secret does not match the point of commitment {old.number}")
+    pending = _with_claim_signatures(state, pending, msg.ptlc_claim_signatures)
     revocations = state.revocations.insert(old.number, msg.per_commitment_secret)
     local, remote = state.local_changes, state.remote_changes
     new = replace(
@@ -881,6 +949,7 @@ def _resend_revocation(secrets: ChannelSecrets, state: ChannelState) -> RevokeAn
         secrets.per_commitment_secret(lc.number - 1),
         secrets.per_commitment_point(lc.number + 1),
         next_nonce,
+        _claim_presignatures(secrets, local_commitment(state)),
     )
 
 
