@@ -11,6 +11,13 @@ Two kinds of transaction come out of here:
   fee at a given feerate, computed on the exact final size (BIP340
   signatures are always 64 bytes), so `inputs = output + fee` to the satoshi.
 
+PTLCs: the receiver completes the offerer's adaptor signature with the
+scalar p — in its PTLC-success tx (`htlc_second_stage`) or in the fixed
+claim tx on the offerer's commitment (`claim_remote_ptlc`) — and the offerer
+recomputes its own deterministic pre-signature and extracts p from the
+completed signature in the confirmed witness (`extract_ptlc_secret`).
+Timeouts and penalties are the same as for HTLCs.
+
 Every builder returns a fully signed transaction; the caller broadcasts it.
 """
 
@@ -23,19 +30,28 @@ from ..bitcoin.fees import Feerate, dust_limit
 from ..bitcoin.sighash import SighashContext
 from ..bitcoin.taproot import TapLeaf, TaprootSpendInfo
 from ..bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
-from ..crypto import schnorr
+from ..crypto import adaptor, schnorr
+from ..crypto.errors import CryptoError
 from ..crypto.keys import SecretKey
 from .commitment import Commitment, OutputKind
-from .errors import ChannelError, UnknownHtlcError
+from .errors import BadPreimageError, ChannelError, UnknownHtlcError
 from .htlc import Direction, check_preimage
 from .keys import ChannelSecrets, derive_privkey
-from .scripts import OFFERED_SUCCESS_LEAF, RECEIVED_TIMEOUT_LEAF, to_remote_output
+from .ptlc import parse_presignature, presign_ptlc
+from .scripts import (
+    OFFERED_SUCCESS_LEAF,
+    RECEIVED_SUCCESS_LEAF,
+    RECEIVED_TIMEOUT_LEAF,
+    to_remote_output,
+)
 
 __all__ = [
     "SpendInput",
     "build_sweep",
     "claim_remote_htlc_success",
     "claim_remote_htlc_timeout",
+    "claim_remote_ptlc",
+    "extract_ptlc_secret",
     "htlc_second_stage",
     "sweep_second_stage",
     "sweep_to_local",
@@ -132,7 +148,10 @@ def htlc_second_stage(
     htlc_id: int,
     preimage: bytes | None = None,
 ) -> Transaction:
-    """Our signed HTLC-success (received HTLC, needs `preimage`) or HTLC-timeout (offered)."""
+    """Our signed HTLC-success (received HTLC, needs `preimage`) or HTLC-timeout (offered).
+
+    For a received PTLC `preimage` is its scalar, which completes the peer's adaptor
+    signature (and so publishes the scalar on chain)."""
     vout, index = _htlc_index(commitment, direction, htlc_id)
     out = commitment.outputs[vout]
     assert out.htlc is not None and out.spend is not None
@@ -144,7 +163,10 @@ def htlc_second_stage(
         if preimage is None:
             raise ChannelError("an HTLC-success transaction needs the preimage")
         check_preimage(out.htlc, preimage)
-        stack = [theirs, ours, preimage]
+        if out.htlc.is_ptlc:
+            stack = [adaptor.adapt(parse_presignature(theirs), SecretKey(preimage)), ours]
+        else:
+            stack = [theirs, ours, preimage]
     else:
         stack = [theirs, ours]
     leaf = commitment.second_stage_leaf(vout)
@@ -211,6 +233,8 @@ def claim_remote_htlc_success(
     vout, _ = _htlc_index(commitment, Direction.OFFERED, htlc_id)
     out = commitment.outputs[vout]
     assert out.htlc is not None and out.spend is not None
+    if out.htlc.is_ptlc:
+        raise ChannelError(f"HTLC {htlc_id} is a PTLC: claim it with claim_remote_ptlc")
     check_preimage(out.htlc, preimage)
     key = derive_privkey(secrets.htlc, commitment.keys.per_commitment_point)
     return SpendInput(
@@ -241,3 +265,76 @@ def claim_remote_htlc_timeout(
         out.spend.leaves[RECEIVED_TIMEOUT_LEAF],
         locktime=out.htlc.cltv_expiry,
     )
+
+
+def claim_remote_ptlc(
+    secrets: ChannelSecrets,
+    commitment: Commitment,
+    htlc_id: int,
+    scalar: bytes,
+    claim_signatures: Sequence[bytes],
+) -> Transaction:
+    """A PTLC the peer offered us, claimed from its commitment with the fixed claim tx.
+
+    `claim_signatures` are the peer's adaptor signatures for this commitment (kept in
+    `RemoteCommit.ptlc_claim_signatures`); completing ours publishes `scalar`. Zero
+    fee with a P2A anchor, like a second-stage tx: confirm it with a CPFP child.
+    """
+    vout, _ = _htlc_index(commitment, Direction.OFFERED, htlc_id)
+    out = commitment.outputs[vout]
+    assert out.htlc is not None and out.spend is not None
+    if not out.htlc.is_ptlc:
+        raise ChannelError(f"HTLC {htlc_id} is not a PTLC")
+    check_preimage(out.htlc, scalar)
+    index = commitment.ptlc_claim_vouts.index(vout)
+    if index >= len(claim_signatures):
+        raise ChannelError(f"no claim signature of the peer for PTLC {htlc_id}")
+    tx = commitment.ptlc_claim_tx(vout)
+    sighash = commitment.ptlc_claim_sighash(vout)
+    theirs = adaptor.adapt(parse_presignature(claim_signatures[index]), SecretKey(scalar))
+    if not schnorr.verify(commitment.keys.local_htlc.xonly(), sighash, theirs):
+        raise ChannelError(f"the peer's claim signature for PTLC {htlc_id} does not complete")
+    ours = schnorr.sign(derive_privkey(secrets.htlc, commitment.keys.per_commitment_point), sighash)
+    leaf = out.spend.leaves[OFFERED_SUCCESS_LEAF]
+    return tx.with_witness(0, out.spend.script_path_witness(leaf, [ours, theirs]))
+
+
+def extract_ptlc_secret(
+    secrets: ChannelSecrets, commitment: Commitment, htlc_id: int, spend: Transaction
+) -> SecretKey:
+    """The scalar of a PTLC we offered, read from the confirmed tx that claimed it.
+
+    `commitment` is the one on chain: ours (the peer used our claim pre-signature) or
+    the peer's (its PTLC-success tx used our second-stage pre-signature). Our
+    pre-signature is recomputed (deterministic), so nothing but our keys is needed.
+    Raises `BadPreimageError` if `spend` does not reveal it (e.g. a timeout spend).
+    """
+    ours_is_holder = commitment.htlc_vout(Direction.OFFERED, htlc_id) is not None
+    direction = Direction.OFFERED if ours_is_holder else Direction.RECEIVED
+    vout, _ = _htlc_index(commitment, direction, htlc_id)
+    out = commitment.outputs[vout]
+    assert out.htlc is not None and out.spend is not None
+    if out.htlc.point is None:
+        raise ChannelError(f"HTLC {htlc_id} is not a PTLC")
+    spent = OutPoint(commitment.txid, vout)
+    inputs = [i for i, txin in enumerate(spend.inputs) if txin.prevout == spent]
+    if not inputs:
+        raise BadPreimageError(f"the transaction does not spend PTLC {htlc_id}'s output")
+    witness = spend.inputs[inputs[0]].witness
+    if ours_is_holder:  # our claim leaf: stack [their sig, our sig]
+        leaf, sighash = out.spend.leaves[OFFERED_SUCCESS_LEAF], commitment.ptlc_claim_sighash(vout)
+        position = 1
+    else:  # their PTLC-success leaf: stack [our sig, their sig]
+        leaf, sighash = (
+            out.spend.leaves[RECEIVED_SUCCESS_LEAF],
+            commitment.second_stage_sighash(vout),
+        )
+        position = 0
+    if len(witness) != 4 or witness[2] != leaf.script:
+        raise BadPreimageError(f"PTLC {htlc_id} was not spent by its success path")
+    key = derive_privkey(secrets.htlc, commitment.keys.per_commitment_point)
+    presig = presign_ptlc(key, sighash, out.htlc.point)
+    try:
+        return adaptor.extract(presig, witness[position], out.htlc.point)
+    except CryptoError as exc:
+        raise BadPreimageError(f"PTLC {htlc_id}'s spend does not reveal its scalar: {exc}") from exc
