@@ -19,6 +19,7 @@ from .lifecycle import (
     Phase,
     ladder_params_for,
 )
+from .move import MOVE_MARGIN_BLOCKS, MovePtlc, check_move_ptlc, plan_move
 from .rotation import Member, RotationPlan, Staying, plan_rotation
 from .turnover import (
     ClientStage,
@@ -36,6 +37,7 @@ from .turnover import (
 
 __all__ = [
     "MAINNET_LADDER",
+    "MOVE_MARGIN_BLOCKS",
     "REGTEST_LADDER",
     "ClientStage",
     "ClientTurnover",
@@ -47,12 +49,14 @@ __all__ = [
     "LspStage",
     "LspTurnover",
     "Member",
+    "MovePtlc",
     "Phase",
     "RotationPlan",
     "StayerClose",
     "Staying",
     "TurnoverContext",
     "TurnoverError",
+    "check_move_ptlc",
     "client_step",
     "close_with_stayers",
     "complete_turnover",
@@ -62,6 +66,7 @@ __all__ = [
     "lsp_alone_close",
     "lsp_step",
     "missing_keys",
+    "plan_move",
     "plan_rotation",
     "presign_turnover",
 ]

@@ -1,0 +1,123 @@
+"""The atomic move: a client's balance crosses into the new factory as one PTLC.
+
+A mover's channel in the new factory opens with the whole capacity on the
+LSP's side; the LSP then offers the client one PTLC of exactly the client's
+old balance, locked to P = the client's key in the *old* factory
+(`factory_key(node key, old rung)`, full compressed point). The client is
+paid only by revealing p — off-chain in update_fulfill_htlc, on chain by
+completing the LSP's adaptor signature (see `channel.ptlc`) — and either way
+the LSP learns p at that moment, which is the turnover: with every client's
+key the LSP closes the old factory alone. No separate key exchange remains.
+
+Timing. The PTLC expires at E, chosen so that the LSP, learning p as late as
+E, still has `margin` blocks to confirm the old factory's close before its
+CLTV timeout; and at least the channel's `min_cltv_delta` from now, so the
+client has time to claim on chain. If the client never reveals p the PTLC
+times out back to the LSP and the client keeps its old balance (it stays).
+
+Residual race (documented, not solved here): a client that starts a
+unilateral exit of the old factory *before* revealing p can still reveal p
+afterwards; the LSP's one-transaction lone close then conflicts with the
+exit's kickoff. The LSP therefore never offers a move PTLC once the old
+factory's funding output is spent, and with p it can still sign the
+client's old channel output alone (key path) — but it races the client's
+pre-signed commitment for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..channel.config import ChannelConfig
+from ..channel.htlc import Htlc
+from ..crypto.keys import PublicKey, SecretKey
+from .errors import LadderError, TurnoverError
+
+__all__ = ["MOVE_MARGIN_BLOCKS", "MovePtlc", "check_move_ptlc", "plan_move"]
+
+MOVE_MARGIN_BLOCKS = 12
+"""Blocks the LSP keeps between a move PTLC's expiry and the old factory's timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class MovePtlc:
+    """The one PTLC the LSP offers a mover in its new channel."""
+
+    amount_msat: int
+    point: PublicKey
+    cltv_expiry: int
+
+
+def plan_move(
+    balance_msat: int,
+    capacity_sat: int,
+    config: ChannelConfig,
+    point: PublicKey,
+    *,
+    height: int,
+    old_timeout: int,
+    margin: int = MOVE_MARGIN_BLOCKS,
+) -> MovePtlc:
+    """The PTLC moving `balance_msat` into a new channel of `capacity_sat` opened all on the
+    LSP's side, or a `LadderError` saying why the channel cannot carry it.
+
+    A balance at or below dust would be trimmed from the commitments (no output:
+    nothing to claim or time out on chain), so it is refused; such a client stays.
+    """
+    if isinstance(balance_msat, bool) or not isinstance(balance_msat, int) or balance_msat < 0:
+        raise LadderError(f"moved balance must be a non-negative int, got {balance_msat!r}")
+    dust_msat = config.dust_limit_sat * 1000
+    if balance_msat <= dust_msat:
+        raise LadderError(
+            f"moved balance {balance_msat} msat is dust (<= {dust_msat} msat): it cannot be"
+            " locked on chain; the client stays in its old factory"
+        )
+    limit = min(
+        capacity_sat * 1000 - config.channel_reserve_sat * 1000,
+        config.max_htlc_value_in_flight_msat,
+    )
+    if balance_msat > limit:
+        raise LadderError(
+            f"moved balance {balance_msat} msat exceeds what the new channel can offer"
+            f" ({limit} msat of {capacity_sat} sat capacity)"
+        )
+    if balance_msat < config.htlc_minimum_msat:
+        raise LadderError(f"moved balance is below the HTLC minimum of {config.htlc_minimum_msat}")
+    earliest = height + config.min_cltv_delta
+    latest = min(old_timeout - margin, height + config.max_cltv_delta)
+    if config.cltv_deadline is not None:
+        latest = min(latest, config.cltv_deadline)
+    if earliest > latest:
+        raise LadderError(
+            f"no expiry fits: the move PTLC needs {earliest} or later but must expire by"
+            f" {latest} (old factory times out at {old_timeout})"
+        )
+    return MovePtlc(balance_msat, point, latest)
+
+
+def check_move_ptlc(
+    htlc: Htlc,
+    *,
+    expected_msat: int,
+    key: SecretKey,
+    height: int,
+    min_cltv_delta: int,
+    old_timeout: int,
+) -> bytes:
+    """The client's check before revealing its old key: the exact balance, locked to that
+    very key, claimable on chain in time, and expiring before the old factory does (so
+    our old balance is still ours if the LSP lets it time out). Returns the scalar."""
+    if htlc.point is None:
+        raise TurnoverError("not a PTLC: a move is locked to our old factory key")
+    if htlc.point != key.public_key:
+        raise TurnoverError("move PTLC is not locked to our old factory key")
+    if htlc.amount_msat != expected_msat:
+        raise TurnoverError(f"move PTLC carries {htlc.amount_msat} msat, expected {expected_msat}")
+    if htlc.cltv_expiry < height + min_cltv_delta:
+        raise TurnoverError(f"move PTLC expires at {htlc.cltv_expiry}: too soon to claim on chain")
+    if htlc.cltv_expiry >= old_timeout:
+        raise TurnoverError(
+            f"move PTLC expires at {htlc.cltv_expiry}, not before the old factory's timeout"
+            f" {old_timeout}"
+        )
+    return key.to_bytes()
