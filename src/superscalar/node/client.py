@@ -389,6 +389,9 @@ class ClientDaemon:
         if isinstance(notice, DataLossDetected):
             self.last_error = f"channel stopped: {notice.reason}"
             log.error("%s", self.last_error)
+        elif isinstance(notice, IncomingHtlcCommitted) and notice.htlc.point is not None:
+            for n in await self.ladder.on_move_ptlc(shell, notice.htlc, self._send_channel):
+                await self._on_notice(shell, n)
         elif isinstance(notice, IncomingHtlcCommitted):
             # also re-announced after a reestablish if our fulfill never got through
             htlc = notice.htlc

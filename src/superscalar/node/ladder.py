@@ -1,4 +1,14 @@
-"""PTLC key turnover over BOLT-8 and SQLite: the I/O shell around `ladder.turnover`.
+"""PTLC key turnover over BOLT-8 and SQLite: the I/O shell around `ladder.turnover`
+and `ladder.move`.
+
+The key travels in the move itself (`ladder.move`): a mover's new channel opens
+all on the LSP's side, the LSP offers one PTLC of the old balance locked to the
+client's old factory key, and the client's fulfil (its scalar) is the key.
+The LSP records the key as a `done` turnover in the *same* SQLite transaction
+as the channel state that carries the fulfil (`move_journal`); the client
+records its handover before the fulfil is sent (`ClientLadder.on_move_ptlc`).
+The older pre-signature exchange below (`turnover_presig`/`turnover_sig`) is
+kept only as a client-side answer for LSPs that still send it; this LSP does not.
 
 Both sides persist every state change in the `turnovers` table *before* the
 message that depends on it goes out:
@@ -19,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import sqlite3
@@ -29,6 +38,10 @@ from typing import TYPE_CHECKING, Any
 from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import Transaction, TxOut
 from superscalar.chain.rpc import RpcError
+from superscalar.channel import messages as chmsg
+from superscalar.channel.errors import ChannelError
+from superscalar.channel.htlc import Htlc, UpdateAddHtlc, ptlc_payment_hash
+from superscalar.channel.state import step as channel_step
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.errors import CryptoError
 from superscalar.crypto.keys import PublicKey, SecretKey
@@ -54,6 +67,7 @@ from superscalar.ladder import (
     missing_keys,
 )
 from superscalar.ladder.errors import LadderError
+from superscalar.ladder.move import check_move_ptlc, plan_move
 from superscalar.ladder.turnover import (
     ClientStage,
     ClientTurnover,
@@ -74,7 +88,7 @@ from superscalar.ladder.turnover import (
     lsp_step,
 )
 from superscalar.store.db import Database
-from superscalar.wire.codec import Hex, Hex32, Message, PublicKeyHex, decode_record
+from superscalar.wire.codec import Hex, Hex32, Message, PublicKeyHex, decode, decode_record
 from superscalar.wire.connection import PeerConnection
 from superscalar.wire.errors import ProtocolViolationError, WireError
 from superscalar.wire.messages import (
@@ -83,6 +97,7 @@ from superscalar.wire.messages import (
     CloseNonce,
     ClosePropose,
     ClosePsig,
+    FactoryPropose,
     JoinRequest,
     Payout,
     RotationInvite,
@@ -91,8 +106,16 @@ from superscalar.wire.messages import (
     TurnoverSig,
 )
 
-from .channels import ChannelShell, channel_capacity, load_channel, opening_balances
+from .channels import (
+    CHANNEL_CONFIG,
+    ChannelShell,
+    Journal,
+    channel_capacity,
+    load_channel,
+    opening_balances,
+)
 from .common import FactoryTerms, factory_signing_key, now, record_close_nonce_use, spec_of, tree_of
+from .forwarding import forward_journal
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
@@ -109,6 +132,8 @@ __all__ = [
     "Receive",
     "TurnoverFault",
     "client_factory_key",
+    "lsp_journal",
+    "move_journal",
     "opening_balances_of",
     "record_opening_balances",
 ]
@@ -310,28 +335,32 @@ class ClientTurnovers:
 
     def _save_handover(self, ctx: TurnoverContext) -> None:
         with self.db.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO turnovers"
-                " VALUES (?, ?, 'client', ?, ?, ?, NULL, NULL, '', ?)",
-                (
-                    ctx.old_factory.hex(),
-                    ctx.client_key.hex(),
-                    ctx.new_factory.hex(),
-                    ctx.lsp_key.hex(),
-                    ClientStage.HANDED_OVER.value,
-                    now(),
-                ),
-            )
-            c.execute(
-                "INSERT OR REPLACE INTO node_kv VALUES (?, ?)",
-                (CURRENT_FACTORY_KEY, ctx.new_factory.hex()),
-            )
+            save_client_handover(c, ctx)
 
     @staticmethod
     async def _refuse(conn: PeerConnection, old: bytes, new: bytes, reason: str) -> None:
         await conn.send_message(
             TurnoverRefuse(old_factory=Hex32(old), new_factory=Hex32(new), reason=reason[:1000])
         )
+
+
+def save_client_handover(c: sqlite3.Connection, ctx: TurnoverContext) -> None:
+    """The client gave its key in `ctx.old_factory` away: from now on that factory is the
+    LSP's and `ctx.new_factory` is ours (written before the key leaves us)."""
+    c.execute(
+        "INSERT OR REPLACE INTO turnovers VALUES (?, ?, 'client', ?, ?, ?, NULL, NULL, '', ?)",
+        (
+            ctx.old_factory.hex(),
+            ctx.client_key.hex(),
+            ctx.new_factory.hex(),
+            ctx.lsp_key.hex(),
+            ClientStage.HANDED_OVER.value,
+            now(),
+        ),
+    )
+    c.execute(
+        "INSERT OR REPLACE INTO node_kv VALUES (?, ?)", (CURRENT_FACTORY_KEY, ctx.new_factory.hex())
+    )
 
 
 # -- the LSP's ladder: lifecycle, rotation, turnover, lone close -------------------------
@@ -347,13 +376,84 @@ def client_factory_key(node_key: PublicKey, join: JoinRequest) -> PublicKey:
 
 
 def record_opening_balances(c: sqlite3.Connection, fid: bytes, peers: Sequence[Peer]) -> None:
-    """Moving clients open their new channel at their old balance: store it with the factory."""
+    """Moving clients open their new channel with nothing on their side; their old balance
+    comes as the move PTLC (`ladder.move`), planned here with the factory."""
     for pos, p in enumerate(peers):
-        if p.join.balance_msat is not None:
+        if p.join.balance_msat is not None and p.join.rotating_from is not None:
             c.execute(
-                "INSERT OR REPLACE INTO factory_balances VALUES (?, ?, ?, 0)",
-                (fid.hex(), pos, int(p.join.balance_msat)),
+                "INSERT OR REPLACE INTO factory_balances VALUES (?, ?, 0, 0)", (fid.hex(), pos)
             )
+            c.execute(
+                "INSERT OR REPLACE INTO ptlc_moves VALUES"
+                " (?, ?, 'lsp', ?, '', ?, 'planned', NULL, NULL, '', ?)",
+                (
+                    fid.hex(),
+                    pos,
+                    bytes(p.join.rotating_from).hex(),
+                    int(p.join.balance_msat),
+                    now(),
+                ),
+            )
+
+
+def move_journal(factory_id: bytes, lsp_key: PublicKey) -> Journal:
+    """Journal hook for the LSP's channels of `factory_id`: a fulfilled move PTLC is the
+    client's old factory key, recorded as a `done` turnover in the channel state's own
+    transaction (so a crash can never keep the balance moved but lose the key)."""
+    fid = factory_id.hex()
+
+    def record(c: sqlite3.Connection, pos: int, effects: tuple[chmsg.Effect, ...]) -> None:
+        for e in effects:
+            if not isinstance(e, chmsg.OutgoingHtlcFulfilled | chmsg.OutgoingHtlcFailed):
+                continue
+            point = e.htlc.point
+            if point is None:
+                continue
+            row = c.execute(
+                "SELECT * FROM ptlc_moves WHERE new_factory=? AND position=? AND role='lsp'"
+                " AND old_key=?",
+                (fid, pos, point.hex()),
+            ).fetchone()
+            if row is None:
+                continue
+            if isinstance(e, chmsg.OutgoingHtlcFailed):
+                c.execute(
+                    "UPDATE ptlc_moves SET stage='failed', reason=?, updated=? WHERE"
+                    " new_factory=? AND position=? AND role='lsp' AND stage != 'fulfilled'",
+                    (e.reason.decode(errors="replace")[:500], now(), fid, pos),
+                )
+                continue
+            secret = SecretKey(e.preimage)  # the channel core checked scalar·G == point
+            c.execute(
+                "INSERT OR REPLACE INTO turnovers VALUES (?, ?, 'lsp', ?, ?, ?, NULL, ?, '', ?)",
+                (
+                    row["old_factory"],
+                    point.hex(),
+                    fid,
+                    lsp_key.hex(),
+                    LspStage.DONE.value,
+                    secret.to_bytes().hex(),
+                    now(),
+                ),
+            )
+            c.execute(
+                "UPDATE ptlc_moves SET stage='fulfilled', updated=? WHERE new_factory=?"
+                " AND position=? AND role='lsp'",
+                (now(), fid, pos),
+            )
+
+    return record
+
+
+def lsp_journal(factory_id: bytes, lsp_key: PublicKey) -> Journal:
+    """Everything the LSP writes with a channel state: forwards, then moves."""
+    forwards, moves = forward_journal(factory_id), move_journal(factory_id, lsp_key)
+
+    def record(c: sqlite3.Connection, pos: int, effects: tuple[chmsg.Effect, ...]) -> None:
+        forwards(c, pos, effects)
+        moves(c, pos, effects)
+
+    return record
 
 
 def opening_balances_of(db: Database, fid: bytes, pos: int, amount_sat: int) -> tuple[int, int]:
@@ -629,53 +729,113 @@ class LspLadder:
         return shell if shell is not None else load_channel(self.d.db, self.d.key, old, pos)
 
     async def _turn_over_all(self, old: bytes, new: bytes) -> None:
+        """Offer each mover its move PTLC (`ladder.move`); its fulfil hands over the key."""
         d = self.d
         loop = asyncio.get_running_loop()
-        propose = self._propose(old)
-        for c in list(
+        rows = list(
             d.db.execute(
-                "SELECT position, pubkey FROM factory_clients WHERE factory_id=?", (old.hex(),)
+                "SELECT * FROM ptlc_moves WHERE role='lsp' AND old_factory=? AND new_factory=?"
+                " AND stage IN ('planned', 'offered')",
+                (old.hex(), new.hex()),
             )
-        ):
-            pos = int(c["position"])
-            client_key = propose.clients[pos].key.to_key()
-            state = self.turnovers.get(old, client_key)
-            if state is not None and state.stage is LspStage.DONE:
+        )
+        if not rows:
+            return
+        propose = self._propose(old)
+        for row in rows:
+            pos = int(row["position"])
+            if loop.time() < self._next_try.get((new, pos), 0.0):
                 continue
-            if loop.time() < self._next_try.get((old, pos), 0.0):
-                continue
-            node_key = bytes.fromhex(c["pubkey"])
-            peer = d.members.get(node_key)
-            moved_to = d.db.execute(
-                "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
-                (new.hex(), c["pubkey"]),
+            client = d.db.execute(
+                "SELECT o.position, n.amount_sat, n.pubkey FROM factory_clients n JOIN"
+                " factory_clients o ON o.pubkey = n.pubkey WHERE n.factory_id=? AND"
+                " n.position=? AND o.factory_id=?",
+                (new.hex(), pos, old.hex()),
             ).fetchone()
-            if peer is None or peer.conn.closed or moved_to is None:
+            shell = d.channels.get(pos)
+            peer = None if client is None else d.members.get(bytes.fromhex(client["pubkey"]))
+            if client is None or shell is None or shell.state is None or not shell.ready.is_set():
                 continue
-            new_shell = d.channels.get(int(moved_to["position"]))
-            old_shell = self._old_channel(old, pos)
-            if new_shell is None or not new_shell.ready.is_set() or old_shell is None:
+            if peer is None or peer.conn.closed:
                 continue
-            nb, ob = new_shell.balances(), old_shell.balances()
-            ctx = TurnoverContext(old, new, client_key, d.key.public_key)
-            self._next_try[(old, pos)] = loop.time() + RETRY_SECONDS
-            t0 = loop.time()
+            point = propose.clients[int(client["position"])].key.to_key()
+            if _offered_ptlc(shell, point) is not None:
+                continue  # offered and in flight: the client's turn
+            self._next_try[(new, pos)] = loop.time() + RETRY_SECONDS
+            await self._offer_move(old, new, pos, point, int(row["amount_msat"]), client, shell)
+
+    async def _offer_move(
+        self,
+        old: bytes,
+        new: bytes,
+        pos: int,
+        point: PublicKey,
+        amount_msat: int,
+        client: Any,
+        shell: ChannelShell,
+    ) -> None:
+        """Plan, persist, then add the move PTLC (a refusal is recorded: the client stays)."""
+        d = self.d
+        assert shell.state is not None and self.height is not None
+        propose = self._propose(old)
+        reason: str | None = None
+        if self._funding_spent(old):
+            reason = "the old factory's funding output is spent (an exit began)"
+        else:
             try:
-                result = await self.turnovers.turn_over(
-                    peer.conn,
-                    ctx,
-                    moved=nb["remote_msat"] == ob["remote_msat"],
-                    pending_htlcs=int(ob["htlcs"]),
-                    timeout=STEP_SECONDS,
-                    receive=functools.partial(_inbox_receive, peer),
+                plan = plan_move(
+                    amount_msat,
+                    channel_capacity(int(client["amount_sat"])),
+                    CHANNEL_CONFIG,
+                    point,
+                    height=max(self.height, shell.state.chain_height),
+                    old_timeout=propose.cltv_timeout,
                 )
-            except (TurnoverFault, WireError) as exc:
-                self._event(f"turnover with client {pos} failed: {exc}")
-                continue
-            ms = round((loop.time() - t0) * 1000, 1)
-            self._event(f"turnover with client {pos}: {result.stage} {result.reason} ({ms} ms)")
-            if result.stage is LspStage.DONE:
-                self.rotation[f"turnover_ms_{pos}"] = ms
+            except LadderError as exc:
+                reason = str(exc)
+        if reason is not None:
+            self._set_move(new, pos, "failed", reason=reason)
+            self._event(f"no move PTLC for client {pos}: {reason}")
+            return
+        self._set_move(
+            new,
+            pos,
+            "offered",
+            old_key=point.hex(),
+            htlc_id=shell.state.local_next_htlc_id,
+            cltv_expiry=plan.cltv_expiry,
+        )
+        event = chmsg.AddHtlc(
+            plan.amount_msat, ptlc_payment_hash(point), plan.cltv_expiry, point=point
+        )
+        try:
+            notices = await shell.apply(event, d._sender(pos))
+        except (ChannelError, WireError) as exc:
+            self._event(f"move PTLC for client {pos} not sent now: {exc}")
+            return
+        self._event(
+            f"move PTLC for client {pos}: {plan.amount_msat} msat locked to its old factory"
+            f" key, expiry {plan.cltv_expiry}"
+        )
+        for n in notices:
+            await d._on_notice(pos, n)
+
+    def _set_move(self, new: bytes, pos: int, stage: str, **fields: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self.d.db.transaction() as c:
+            c.execute(
+                f"UPDATE ptlc_moves SET stage=?, {sets + ', ' if sets else ''}updated=?"
+                " WHERE new_factory=? AND position=? AND role='lsp'",
+                (stage, *fields.values(), now(), new.hex(), pos),
+            )
+
+    def _funding_spent(self, old: bytes) -> bool:
+        ref = funding_output_ref(tree_of(self._propose(old), self.d.key.public_key))
+        try:
+            out = self.d.chain.get_tx_out(ref.outpoint.txid_hex, ref.outpoint.vout)
+        except RpcError:
+            return False
+        return out is None
 
     # -- closing old factories --------------------------------------------------------------
 
@@ -921,6 +1081,14 @@ class ClientLadder:
         balance = pending["balance_msat"]
         if balance is None:
             balance = opening_balances(self.d.config.amount_sat)[0]
+        elif pending["rotating_from"] is not None:  # a move: the balance comes as a PTLC
+            old = bytes.fromhex(pending["rotating_from"])
+            c.execute(
+                "INSERT OR REPLACE INTO ptlc_moves VALUES"
+                " (?, ?, 'client', ?, ?, ?, 'awaiting', NULL, NULL, '', ?)",
+                (fid.hex(), pos, old.hex(), self.key_for(old).public_key.hex(), balance, now()),
+            )
+            balance = 0
         c.execute(
             "INSERT OR REPLACE INTO factory_balances VALUES (?, ?, ?, ?)",
             (fid.hex(), pos, int(balance), int(pending["rung"])),
@@ -999,3 +1167,99 @@ class ClientLadder:
             willing=not d.config.refuse_turnover,
         )
         log.info("turnover of %s: %s", old.hex()[:16], state.stage)
+
+    async def on_move_ptlc(
+        self, shell: ChannelShell, htlc: Htlc, send: Callable[[Any], Awaitable[None]]
+    ) -> list[chmsg.Effect]:
+        """The LSP offered a PTLC in our channel: if it is our move (exact old balance, locked
+        to our old factory key, expiring in time), reveal the key by fulfilling it — after
+        recording the handover; otherwise fail it. Returns the channel's further notices."""
+        d = self.d
+        row = d.db.execute(
+            "SELECT * FROM ptlc_moves WHERE new_factory=? AND position=? AND role='client'",
+            (shell.factory_id.hex(), shell.position),
+        ).fetchone()
+        try:
+            scalar, ctx = self._check_move(row, htlc, shell)
+        except LadderError as exc:
+            log.info("failing PTLC %d: %s", htlc.id, exc)
+            if row is not None:
+                self._set_client_move(shell, "failed", str(exc))
+            return await shell.apply(chmsg.FailHtlc(htlc.id, str(exc)[:200].encode()), send)
+        fulfil = chmsg.FulfillHtlc(htlc.id, scalar)
+        assert shell.state is not None
+        try:
+            channel_step(shell.secrets, shell.state, fulfil)  # dry run: pure, nothing kept
+        except ChannelError as exc:
+            log.info("move PTLC %d cannot be fulfilled yet: %s", htlc.id, exc)
+            return []
+        with d.db.transaction() as c:  # persisted before the key leaves us
+            save_client_handover(c, ctx)
+            c.execute(
+                "UPDATE ptlc_moves SET stage='fulfilled', htlc_id=?, cltv_expiry=?, updated=?"
+                " WHERE new_factory=? AND position=? AND role='client'",
+                (htlc.id, htlc.cltv_expiry, now(), shell.factory_id.hex(), shell.position),
+            )
+        log.info("move PTLC %d: fulfilling with our old factory key", htlc.id)
+        return await shell.apply(fulfil, send)
+
+    def _check_move(
+        self, row: Any, htlc: Htlc, shell: ChannelShell
+    ) -> tuple[bytes, TurnoverContext]:
+        d = self.d
+        if row is None:
+            raise LadderError("no move into this factory: unexpected PTLC")
+        if d.config.refuse_turnover:
+            raise LadderError("client declines to move (refuses key turnover)")
+        old = bytes.fromhex(row["old_factory"])
+        old_row = d.db.execute(
+            "SELECT position, propose, state FROM factories WHERE factory_id=? AND role='client'",
+            (old.hex(),),
+        ).fetchone()
+        if old_row is None or old_row["state"] != "funded":
+            raise LadderError("our old factory is not open")
+        old_shell = load_channel(d.db, self.key_for(old), old, int(old_row["position"]))
+        ob = old_shell.balances() if old_shell is not None else {"open": False}
+        if not ob["open"] or int(ob["local_msat"]) != int(row["amount_msat"]):
+            raise LadderError("our old channel no longer holds the balance being moved")
+        propose = decode(old_row["propose"])
+        assert isinstance(propose, FactoryPropose)
+        assert shell.state is not None
+        key = self.key_for(old)
+        scalar = check_move_ptlc(
+            htlc,
+            expected_msat=int(row["amount_msat"]),
+            key=key,
+            height=shell.state.chain_height,
+            min_cltv_delta=CHANNEL_CONFIG.min_cltv_delta,
+            old_timeout=int(propose.cltv_timeout),
+        )
+        return scalar, TurnoverContext(old, shell.factory_id, key.public_key, d.config.lsp_pubkey)
+
+    def _set_client_move(self, shell: ChannelShell, stage: str, reason: str) -> None:
+        with self.d.db.transaction() as c:
+            c.execute(
+                "UPDATE ptlc_moves SET stage=?, reason=?, updated=? WHERE new_factory=?"
+                " AND position=? AND role='client'",
+                (stage, reason[:500], now(), shell.factory_id.hex(), shell.position),
+            )
+
+
+def _offered_ptlc(shell: ChannelShell, point: PublicKey) -> Htlc | None:
+    """Our PTLC locked to `point` anywhere in the channel (proposed, signed or committed)."""
+    state = shell.state
+    if state is None:
+        return None
+    specs = [state.remote_commit.spec]
+    if state.local_commit is not None:
+        specs.append(state.local_commit.spec.mirror())
+    if state.remote_next_commit is not None:
+        specs.append(state.remote_next_commit.spec)
+    for spec in specs:
+        for h in spec.received():  # the peer's side: what we offered
+            if h.point == point:
+                return h
+    for u in state.local_changes.all():
+        if isinstance(u, UpdateAddHtlc) and u.htlc.point == point:
+            return u.htlc
+    return None

@@ -130,8 +130,14 @@ from .common import (
     view_of,
 )
 from .control import write_control_port
-from .forwarding import Forwarder, forward_journal
-from .ladder import LspLadder, client_factory_key, opening_balances_of, record_opening_balances
+from .forwarding import Forwarder
+from .ladder import (
+    LspLadder,
+    client_factory_key,
+    lsp_journal,
+    opening_balances_of,
+    record_opening_balances,
+)
 from .watcher import DaemonWatch
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
@@ -266,7 +272,7 @@ class LspDaemon:
                     self.key,
                     self.factory_id,
                     int(r["position"]),
-                    forward_journal(self.factory_id),
+                    lsp_journal(self.factory_id, self.key.public_key),
                 )
                 if shell is not None:
                     self.channels[int(r["position"])] = shell
@@ -746,7 +752,9 @@ class LspDaemon:
                     if isinstance(effect, SendMessage):
                         await send(shell.wrap(effect.message))
                 return
-            shell = ChannelShell(self.db, secrets, fid, pos, journal=forward_journal(fid))
+            shell = ChannelShell(
+                self.db, secrets, fid, pos, journal=lsp_journal(fid, self.key.public_key)
+            )
             self.channels[pos] = shell
             shell.state = t.state
             await send(shell.wrap(ours))

@@ -203,4 +203,24 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        8,
+        "ptlc_moves",
+        """
+        CREATE TABLE ptlc_moves (
+            new_factory TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('lsp', 'client')),
+            old_factory TEXT NOT NULL,
+            old_key TEXT NOT NULL,
+            amount_msat INTEGER NOT NULL CHECK (amount_msat >= 0),
+            stage TEXT NOT NULL,
+            htlc_id INTEGER,
+            cltv_expiry INTEGER,
+            reason TEXT NOT NULL DEFAULT '',
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (new_factory, position, role)
+        ) STRICT;
+        """,
+    ),
 )
