@@ -6,9 +6,10 @@ An LSP and four clients on the embedded kernel chain:
    channels open on its channel outputs; alice pays bob through the LSP;
 2. blocks pass: factory 0 turns DYING, a new HTLC on it is refused;
 3. factory 1 is funded and signed; each client's new channel opens with
-   exactly its old balance (msat);
-4. PTLC key turnover over BOLT-8 sockets with SQLite on both sides: each
-   client completes the LSP's adaptor pre-signature, revealing its factory-0 key;
+   everything on the LSP's side;
+4. the atomic move: the LSP offers each client one PTLC of exactly its old
+   balance (msat), locked to its factory-0 key; the client's fulfil pays it
+   and reveals that key to the LSP (PTLC key turnover, `ladder.move`);
 5. the LSP closes factory 0 alone with those keys; the close is mined;
 6. bob pays carol in factory 1; factory 1 closes on the channel balances.
 
@@ -19,7 +20,6 @@ kernel accepts, and every amount is checked to the satoshi.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import tempfile
@@ -48,6 +48,7 @@ from superscalar.channel import (
     Side,
     channel_balances,
 )
+from superscalar.channel.htlc import ptlc_payment_hash
 from superscalar.crypto.keys import SecretKey
 from superscalar.factory import (
     ClientSpec,
@@ -70,16 +71,12 @@ from superscalar.ladder import (
     Ladder,
     LadderParams,
     Lifecycle,
-    LspStage,
-    TurnoverContext,
+    check_move_ptlc,
     factory_key,
     lsp_alone_close,
+    plan_move,
 )
 from superscalar.node.channels import CHANNEL_CONFIG, channel_secrets
-from superscalar.node.common import open_db
-from superscalar.node.ladder import ClientTurnovers, LspTurnovers
-from superscalar.wire.connection import PeerConnection, open_connection, start_server
-from superscalar.wire.messages import TurnoverPresig
 
 __all__ = ["RotationResult", "run_rotation", "run_rotation_demo"]
 
@@ -234,57 +231,51 @@ class _World:
         up.settle()
         self._take(up.b, OutgoingHtlcFulfilled)
 
-    # -- turnover over BOLT-8 ---------------------------------------------------------------
+    # -- the atomic move: one PTLC per client ---------------------------------------------
 
-    async def turnover(
-        self, old: FactoryRun, new: FactoryRun
-    ) -> tuple[dict[bytes, SecretKey], list[float]]:
-        """Each client hands over its key in `old`; returns the LSP's recovered keys, RTTs."""
-        lsp_dir = self.workdir / "lsp"
-        lsp_dir.mkdir(parents=True, exist_ok=True)
-        by_node = {self.nodes[n].public_key: n for n in old.keys}
-        rtts: list[float] = []
-        results: dict[str, LspStage] = {}
-
-        async def serve(conn: PeerConnection) -> None:
-            name = by_node[conn.remote_pubkey]
-            ctx = TurnoverContext(old.fid, new.fid, old.keys[name].public_key, self.lsp.public_key)
-            moved = new.client_msat(name) == old.client_msat(name)
-            pending = len(channel_balances(old.channels[name].a.state).htlcs)
-            with open_db(lsp_dir) as db:
-                start = time.perf_counter()
-                state = await LspTurnovers(db, self.lsp).turn_over(
-                    conn, ctx, moved=moved, pending_htlcs=pending, timeout=10
-                )
-                rtts.append((time.perf_counter() - start) * 1000)
-            results[name] = state.stage
-
-        server = await start_server(self.lsp, serve)
-        try:
-            for name in old.keys:
-                cdir = self.workdir / name
-                cdir.mkdir(parents=True, exist_ok=True)
-                conn = await open_connection(
-                    "127.0.0.1", server.port, self.nodes[name], self.lsp.public_key
-                )
-                msg = await conn.receive_message(10)
-                assert isinstance(msg, TurnoverPresig)
-                with open_db(cdir) as db:
-                    client = ClientTurnovers(db, self.lsp.public_key, old.key_lookup(name))
-                    await client.answer(
-                        conn,
-                        msg,
-                        moved=new.client_msat(name) == old.client_msat(name),
-                        pending_htlcs=len(channel_balances(old.channels[name].b.state).htlcs),
-                    )
-                while name not in results:
-                    await asyncio.sleep(0.005)
-                await conn.close()
-        finally:
-            await server.close()
-        with open_db(lsp_dir) as db:
-            keys = LspTurnovers(db, self.lsp).recovered_keys(old.fid)
-        return keys, rtts
+    def move(self, old: FactoryRun, new: FactoryRun) -> tuple[dict[bytes, SecretKey], list[float]]:
+        """Each client's old balance crosses as one PTLC locked to its key in `old`; its
+        fulfil reveals that key. Returns the LSP's recovered keys and per-move times (ms)."""
+        keys: dict[bytes, SecretKey] = {}
+        times: list[float] = []
+        height = self.node.height
+        timeout = old.lifecycle.cltv_timeout
+        for name, old_key in old.keys.items():
+            start = time.perf_counter()
+            ch = new.channels[name]
+            balance = old.client_msat(name)
+            point = old_key.public_key
+            plan = plan_move(
+                balance,
+                ch.a.state.funding.amount_sat,
+                CHANNEL_CONFIG,
+                point,
+                height=height,
+                old_timeout=timeout,
+            )
+            ch.apply(
+                ch.a,
+                AddHtlc(plan.amount_msat, ptlc_payment_hash(point), plan.cltv_expiry, point=point),
+            )
+            ch.settle()
+            (incoming,) = self._take(ch.b, IncomingHtlcCommitted)
+            scalar = check_move_ptlc(
+                incoming.htlc,
+                expected_msat=balance,
+                key=old_key,
+                height=height,
+                min_cltv_delta=CHANNEL_CONFIG.min_cltv_delta,
+                old_timeout=timeout,
+            )
+            ch.apply(ch.b, FulfillHtlc(incoming.htlc.id, scalar))
+            ch.settle()
+            (done,) = self._take(ch.a, OutgoingHtlcFulfilled)
+            secret = SecretKey(done.preimage)
+            if secret.public_key != point:  # pragma: no cover - the channel core checked it
+                raise RuntimeError("the revealed scalar is not the client's factory-0 key")
+            keys[point.data] = secret
+            times.append((time.perf_counter() - start) * 1000)
+        return keys, times
 
     # -- closes -----------------------------------------------------------------------------
 
@@ -340,12 +331,19 @@ def run_rotation(
         say(f"[bold]2. Factory 0 is dying[/bold]: new payment refused: {result.refused_htlc}")
         phases("dying")
 
-        # 3. factory 1 with exactly the old balances
+        # 3. factory 1, every channel opening on the LSP's side
         rotation_start = time.perf_counter()
         result.balances_before = {n: f0.client_msat(n) for n in CLIENTS}
         if not w.ladder().should_open(node.height):  # pragma: no cover - schedule says so
             raise RuntimeError("the ladder schedule does not call for a new factory yet")
-        f1 = w.open_factory(1, dict(result.balances_before), 2 * AMOUNT_SAT)
+        f1 = w.open_factory(1, dict.fromkeys(CLIENTS, 0), 2 * AMOUNT_SAT)
+        say(
+            f"[bold]3. Factory 1[/bold] funded by the LSP's wallet at height {f1.lifecycle.created}"
+            "; channels open with nothing on the clients' side"
+        )
+
+        # 4. the atomic move: one PTLC per client, locked to its factory-0 key
+        keys, result.turnover_ms = w.move(f0, f1)
         result.balances_moved = {n: f1.client_msat(n) for n in CLIENTS}
         table = Table(title="Balances moved to factory 1 (msat)")
         for col in ("client", "factory 0", "factory 1"):
@@ -353,17 +351,12 @@ def run_rotation(
         for n in CLIENTS:
             table.add_row(n, f"{result.balances_before[n]:,}", f"{result.balances_moved[n]:,}")
         say(
-            f"[bold]3. Factory 1[/bold] funded by the LSP's wallet at height {f1.lifecycle.created}"
-        )
-        say(table)
-
-        # 4. key turnover over BOLT-8 + SQLite
-        keys, result.turnover_ms = asyncio.run(w.turnover(f0, f1))
-        say(
-            f"[bold]4. PTLC key turnover[/bold] over BOLT-8: {len(keys)}/4 factory-0 keys "
-            f"extracted and checked; round trips "
+            f"[bold]4. Atomic move[/bold]: each balance crossed as one PTLC locked to the"
+            f" client's factory-0 key; fulfilling it revealed {len(keys)}/4 keys to the LSP"
+            " (checked against the tree); per move "
             + ", ".join(f"{ms:.1f} ms" for ms in result.turnover_ms)
         )
+        say(table)
 
         # 5. the LSP closes factory 0 alone
         scripts0 = f0.signed.tree.scripts

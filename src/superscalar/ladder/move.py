@@ -35,7 +35,7 @@ from .errors import LadderError, TurnoverError
 
 __all__ = ["MOVE_MARGIN_BLOCKS", "MovePtlc", "check_move_ptlc", "plan_move"]
 
-MOVE_MARGIN_BLOCKS = 12
+MOVE_MARGIN_BLOCKS = 6
 """Blocks the LSP keeps between a move PTLC's expiry and the old factory's timeout."""
 
 
