@@ -97,12 +97,15 @@ def test_dying_factory_rotates_and_the_lsp_closes_it_alone(cluster: Cluster) -> 
     )
     wall = time.monotonic() - start
     assert closed["keys_handed_over"] == 2
+    # each key came with the move itself: a PTLC locked to it, fulfilled by the client
+    events = " ".join(_ladder(cluster)["events"])
+    assert events.count("locked to its old factory key") == 2, events
     fid1 = next(f["factory_id"] for f in _factories(cluster) if f["factory_id"] != fid0)
     lsp_snap = cluster.status(cluster.lsp_dir)
     assert lsp_snap is not None
     f0 = next(f for f in lsp_snap["factories"] if f["factory_id"] == fid0)
     f1 = next(f for f in lsp_snap["factories"] if f["factory_id"] == fid1)
-    # each client's new channel opened at exactly its old balance, by node key
+    # each client's new channel holds exactly its old balance (the move PTLC), by node key
     pos0 = {c["pubkey"]: int(c["position"]) for c in f0["clients"]}
     pos1 = {c["pubkey"]: int(c["position"]) for c in f1["clients"]}
     after = _client_msat(cluster, fid1)

@@ -105,6 +105,7 @@ from .revocation import RevocationStore, RevokedCommitment
 from .scripts import FundingOutput, funding_output
 
 __all__ = [
+    "DROPPED_ON_RECONNECT",
     "ChannelState",
     "CloseNegotiation",
     "LocalChanges",
@@ -127,6 +128,9 @@ __all__ = [
 ]
 
 _LOCKTIME_THRESHOLD = 500_000_000
+DROPPED_ON_RECONNECT = b"dropped on reconnect"
+"""The reason of an `OutgoingHtlcFailed` for an add no commitment covered: not the
+peer's refusal, so the offerer may simply offer it again."""
 
 
 class Status(Enum):
@@ -824,7 +828,7 @@ def _drop_uncommitted(state: ChannelState) -> tuple[ChannelState, list[Effect]]:
     """
     local, remote = state.local_changes, state.remote_changes
     effects: list[Effect] = [
-        OutgoingHtlcFailed(u.htlc, b"dropped on reconnect")
+        OutgoingHtlcFailed(u.htlc, DROPPED_ON_RECONNECT)
         for u in local.proposed
         if isinstance(u, UpdateAddHtlc)
     ]

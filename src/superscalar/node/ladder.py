@@ -41,6 +41,7 @@ from superscalar.chain.rpc import RpcError
 from superscalar.channel import messages as chmsg
 from superscalar.channel.errors import ChannelError
 from superscalar.channel.htlc import Htlc, UpdateAddHtlc, ptlc_payment_hash
+from superscalar.channel.state import DROPPED_ON_RECONNECT
 from superscalar.channel.state import step as channel_step
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.errors import CryptoError
@@ -417,6 +418,8 @@ def move_journal(factory_id: bytes, lsp_key: PublicKey) -> Journal:
             if row is None:
                 continue
             if isinstance(e, chmsg.OutgoingHtlcFailed):
+                if e.reason == DROPPED_ON_RECONNECT:
+                    continue  # never committed: offered again on the next tick
                 c.execute(
                     "UPDATE ptlc_moves SET stage='failed', reason=?, updated=? WHERE"
                     " new_factory=? AND position=? AND role='lsp' AND stage != 'fulfilled'",
@@ -1209,9 +1212,15 @@ class ClientLadder:
         d = self.d
         if row is None:
             raise LadderError("no move into this factory: unexpected PTLC")
+        old = bytes.fromhex(row["old_factory"])
+        key = self.key_for(old)
+        ctx = TurnoverContext(old, shell.factory_id, key.public_key, d.config.lsp_pubkey)
+        if row["stage"] == "fulfilled":  # handed over already (a restart): finish the job
+            if htlc.point != key.public_key or htlc.amount_msat != int(row["amount_msat"]):
+                raise LadderError("a second, different move PTLC")
+            return key.to_bytes(), ctx
         if d.config.refuse_turnover:
             raise LadderError("client declines to move (refuses key turnover)")
-        old = bytes.fromhex(row["old_factory"])
         old_row = d.db.execute(
             "SELECT position, propose, state FROM factories WHERE factory_id=? AND role='client'",
             (old.hex(),),
@@ -1225,7 +1234,6 @@ class ClientLadder:
         propose = decode(old_row["propose"])
         assert isinstance(propose, FactoryPropose)
         assert shell.state is not None
-        key = self.key_for(old)
         scalar = check_move_ptlc(
             htlc,
             expected_msat=int(row["amount_msat"]),
@@ -1234,7 +1242,7 @@ class ClientLadder:
             min_cltv_delta=CHANNEL_CONFIG.min_cltv_delta,
             old_timeout=int(propose.cltv_timeout),
         )
-        return scalar, TurnoverContext(old, shell.factory_id, key.public_key, d.config.lsp_pubkey)
+        return scalar, ctx
 
     def _set_client_move(self, shell: ChannelShell, stage: str, reason: str) -> None:
         with self.d.db.transaction() as c:
