@@ -16,6 +16,7 @@ from superscalar.channel import (
     LoopbackChannel,
     OutgoingHtlcFailed,
     OutgoingHtlcFulfilled,
+    Reestablish,
     RevokeAndAck,
     Side,
     SignCommitment,
@@ -209,3 +210,19 @@ def test_a_channel_state_with_a_ptlc_survives_the_state_codec() -> None:
     for state in (pair.a.state, pair.b.state):
         assert decode_state(encode_state(state)) == state
     assert pair.b.state.remote_commit.ptlc_claim_signatures
+
+
+def test_a_lost_revoke_and_ack_is_resent_with_the_same_claim_signature() -> None:
+    pair = make_pair()
+    raa = _until_raa_for_bob(pair)
+    pair.a.inbox.clear()
+    pair.b.inbox.clear()  # the revoke_and_ack with the claim signature is lost
+    assert not pair.b.state.remote_commit.ptlc_claim_signatures
+    pair.apply(pair.a, Reestablish())
+    pair.apply(pair.b, Reestablish())
+    pair.settle()
+    assert pair.b.state.remote_commit.ptlc_claim_signatures == raa.ptlc_claim_signatures
+    (incoming,) = [e for e in pair.b.notices if isinstance(e, IncomingHtlcCommitted)]
+    pair.apply(pair.b, FulfillHtlc(incoming.htlc.id, SECRET.to_bytes()))
+    pair.settle()
+    assert any(isinstance(e, OutgoingHtlcFulfilled) for e in pair.a.notices)
