@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.node.common import open_db
+from superscalar.node.common import CRASH_ENV, open_db
 
 from .support import Cluster, run_node, wait_for
 from .test_payments import _pay, _pubkey
@@ -246,3 +246,35 @@ def _factories_in_db(cluster: Cluster) -> list[str]:
             r["factory_id"]
             for r in db.execute("SELECT factory_id FROM factories WHERE state != 'aborted'")
         ]
+
+
+@pytest.mark.slow
+def test_a_client_killed_before_its_move_fulfil_finishes_the_move_after_restart(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 (dev crash point) after the client recorded its handover, before the fulfil
+    that carries its key went out: restarted, it fulfils, and factory 0 closes alone."""
+    cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
+    monkeypatch.setenv(CRASH_ENV, "client-before-move-fulfil")
+    try:
+        cluster.start_client(0, AMOUNTS[0])
+    finally:
+        monkeypatch.delenv(CRASH_ENV, raising=False)
+    cluster.start_client(1, AMOUNTS[1])
+    wait_for("factory 0 channels", lambda: len(_client_msat(cluster, _fid0(cluster))) == 2, 120)
+    fid0 = _fid0(cluster)
+    before = _client_msat(cluster, fid0)
+    _mine(cluster, ACTIVE)
+    wait_for("client 0 dies at its move fulfil", lambda: cluster.clients[0].proc.poll() == 137, 120)
+    cluster.start_client(0, AMOUNTS[0])
+    closed = wait_for(
+        "factory 0 closed alone after the restart",
+        lambda: next(
+            (f for f in _factories(cluster) if f["factory_id"] == fid0 and f["state"] == "closed"),
+            None,
+        ),
+        120,
+    )
+    assert closed["keys_handed_over"] == 2
+    fid1 = next(f["factory_id"] for f in _factories(cluster) if f["factory_id"] != fid0)
+    assert sorted(_client_msat(cluster, fid1).values()) == sorted(before.values())

@@ -115,7 +115,15 @@ from .channels import (
     load_channel,
     opening_balances,
 )
-from .common import FactoryTerms, factory_signing_key, now, record_close_nonce_use, spec_of, tree_of
+from .common import (
+    FactoryTerms,
+    crash_point,
+    factory_signing_key,
+    now,
+    record_close_nonce_use,
+    spec_of,
+    tree_of,
+)
 from .forwarding import forward_journal
 
 if TYPE_CHECKING:
@@ -1203,6 +1211,7 @@ class ClientLadder:
                 " WHERE new_factory=? AND position=? AND role='client'",
                 (htlc.id, htlc.cltv_expiry, now(), shell.factory_id.hex(), shell.position),
             )
+        crash_point("client-before-move-fulfil")
         log.info("move PTLC %d: fulfilling with our old factory key", htlc.id)
         return await shell.apply(fulfil, send)
 
