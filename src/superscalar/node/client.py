@@ -82,7 +82,6 @@ from superscalar.wire.messages import (
     FactoryPsigs,
     FactoryReady,
     RotationInvite,
-    TurnoverPresig,
 )
 
 from .chancodec import decode_message
@@ -261,9 +260,6 @@ class ClientDaemon:
                     continue
                 if isinstance(msg, RotationInvite):
                     await self.ladder.on_invite(conn, msg)
-                    continue
-                if isinstance(msg, TurnoverPresig):
-                    await self.ladder.on_turnover(conn, msg)
                     continue
                 if isinstance(msg, Error):
                     if row is not None and row["state"] == "psigs_sent":

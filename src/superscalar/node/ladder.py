@@ -1,28 +1,24 @@
-"""PTLC key turnover over BOLT-8 and SQLite: the I/O shell around `ladder.turnover`
-and `ladder.move`.
+"""The ladder in the daemons: rotation, the atomic move (PTLC key turnover), old-factory
+closes — the I/O shell around `ladder.move` and `ladder.close`.
 
 The key travels in the move itself (`ladder.move`): a mover's new channel opens
 all on the LSP's side, the LSP offers one PTLC of the old balance locked to the
 client's old factory key, and the client's fulfil (its scalar) is the key.
-The LSP records the key as a `done` turnover in the *same* SQLite transaction
-as the channel state that carries the fulfil (`move_journal`); the client
-records its handover before the fulfil is sent (`ClientLadder.on_move_ptlc`).
-The older pre-signature exchange below (`turnover_presig`/`turnover_sig`) is
-kept only as a client-side answer for LSPs that still send it; this LSP does not.
+Persistence, before anything that commits to it is sent:
 
-Both sides persist every state change in the `turnovers` table *before* the
-message that depends on it goes out:
+- LSP: the move is planned with the new factory (`ptlc_moves`, stage
+  `planned`), marked `offered` before the PTLC is added; the revealed key is
+  stored as a `done` turnover in the *same* SQLite transaction as the channel
+  state that carries the fulfil (`move_journal`), so a crash can never keep
+  the balance moved but lose the key.
+- Client: the handover (turnovers stage `handed_over`, the new current
+  factory, the move `fulfilled`) is stored in one transaction before the
+  fulfil goes out (`ClientLadder.on_move_ptlc`); after a restart the channel
+  re-announces the PTLC and the client finishes the fulfil.
 
-- LSP: the pre-signature is stored (stage `presigned`) before `turnover_presig`
-  is sent; after a crash the stored one is sent again (same nonce, so a
-  signature completing either copy reveals the same key). The extracted
-  client key is stored (stage `done`) as soon as it is checked.
-- Client: the handover (stage `handed_over`) and the new current factory are
-  stored in one transaction before `turnover_sig` is sent: from then on the
-  client treats the old factory as the LSP's.
-
-A refusal is an ordinary answer (`turnover_refuse` with a reason), never a
-disconnect; anything malformed or unexpected gets the peer a wire `Error`.
+This is the only path to a client's key: the earlier separate pre-signature
+exchange (`turnover_presig`/`turnover_sig`) is retired, because it ran after
+the balance had already moved (issue 8); `ladder.turnover` keeps the primitives.
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ from superscalar.channel.htlc import Htlc, UpdateAddHtlc, ptlc_payment_hash
 from superscalar.channel.state import DROPPED_ON_RECONNECT
 from superscalar.channel.state import step as channel_step
 from superscalar.crypto.adaptor import AdaptorSignature
-from superscalar.crypto.errors import CryptoError
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     Coordinator,
@@ -71,27 +66,14 @@ from superscalar.ladder.errors import LadderError
 from superscalar.ladder.move import check_move_ptlc, plan_move
 from superscalar.ladder.turnover import (
     ClientStage,
-    ClientTurnover,
-    LspEvent,
     LspStage,
-    LspTransition,
     LspTurnover,
-    PresigReceived,
-    ReadinessChanged,
-    RefusalReceived,
-    Refuse,
-    Rejected,
-    SendPresig,
-    SendSignature,
-    SignatureReceived,
     TurnoverContext,
-    client_step,
-    lsp_step,
 )
 from superscalar.store.db import Database
 from superscalar.wire.codec import Hex, Hex32, Message, PublicKeyHex, decode, decode_record
 from superscalar.wire.connection import PeerConnection
-from superscalar.wire.errors import ProtocolViolationError, WireError
+from superscalar.wire.errors import WireError
 from superscalar.wire.messages import (
     CloseAggNonce,
     CloseDone,
@@ -102,9 +84,7 @@ from superscalar.wire.messages import (
     JoinRequest,
     Payout,
     RotationInvite,
-    TurnoverPresig,
     TurnoverRefuse,
-    TurnoverSig,
 )
 
 from .channels import (
@@ -135,11 +115,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "CURRENT_FACTORY_KEY",
     "ClientLadder",
-    "ClientTurnovers",
     "LspLadder",
     "LspTurnovers",
-    "Receive",
-    "TurnoverFault",
     "client_factory_key",
     "lsp_journal",
     "move_journal",
@@ -147,15 +124,8 @@ __all__ = [
     "record_opening_balances",
 ]
 
-Receive = Callable[[float], Awaitable[Message]]
-"""Waits up to the given seconds for the peer's next (non-channel) message."""
-
 CURRENT_FACTORY_KEY = "current_factory"
 """node_kv key: the factory id a client currently relies on (the newest it moved into)."""
-
-
-class TurnoverFault(Exception):
-    """The peer answered a turnover with something wrong; it got a wire Error."""
 
 
 def _ctx(row: Any) -> TurnoverContext:
@@ -187,84 +157,6 @@ class LspTurnovers:
         secret = SecretKey(bytes.fromhex(row["secret"])) if row["secret"] else None
         return LspTurnover(_ctx(row), LspStage(row["stage"]), presig, secret, row["reason"])
 
-    def _save(self, state: LspTurnover) -> None:
-        ctx = state.ctx
-        with self.db.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO turnovers VALUES (?, ?, 'lsp', ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ctx.old_factory.hex(),
-                    ctx.client_key.hex(),
-                    ctx.new_factory.hex(),
-                    ctx.lsp_key.hex(),
-                    state.stage.value,
-                    state.presig.to_bytes().hex() if state.presig else None,
-                    state.secret.to_bytes().hex() if state.secret else None,
-                    state.reason,
-                    now(),
-                ),
-            )
-
-    def step(self, state: LspTurnover, event: LspEvent) -> LspTransition:
-        """Step the core and persist the new state before anything is sent."""
-        t = lsp_step(self.key, state, event)
-        if t.state != state or self.get(state.ctx.old_factory, state.ctx.client_key) is None:
-            self._save(t.state)
-        return t
-
-    async def turn_over(
-        self,
-        conn: PeerConnection,
-        ctx: TurnoverContext,
-        *,
-        moved: bool,
-        pending_htlcs: int,
-        timeout: float = 30.0,
-        receive: Receive | None = None,
-    ) -> LspTurnover:
-        """Ask the client on `conn` for its key in `ctx.old_factory`; returns the new state.
-
-        DONE: the key is stored; REFUSED: the reason is stored; WAITING: nothing
-        was sent (a blocker); PRESIGNED after a timeout means ask again later.
-        `receive` replaces reading `conn` directly (a daemon whose reader task owns it).
-        """
-        recv: Receive = receive or conn.receive_message
-        state = self.get(ctx.old_factory, ctx.client_key) or LspTurnover(ctx)
-        if state.ctx != ctx:
-            raise LadderError("a turnover for this client and factory names another target")
-        t = self.step(state, ReadinessChanged(moved, pending_htlcs))
-        send = next((e for e in t.effects if isinstance(e, SendPresig)), None)
-        if send is None:
-            return t.state
-        await conn.send_message(
-            TurnoverPresig(
-                old_factory=Hex32(ctx.old_factory),
-                new_factory=Hex32(ctx.new_factory),
-                client_key=PublicKeyHex.of(ctx.client_key),
-                presig=Hex(send.presig.to_bytes()),
-            )
-        )
-        try:
-            reply = await recv(timeout)
-        except TimeoutError:
-            return t.state
-        ids = (bytes(getattr(reply, "old_factory", b"")), bytes(getattr(reply, "new_factory", b"")))
-        if ids != (ctx.old_factory, ctx.new_factory):
-            await self._fault(conn, f"expected a turnover answer, got {reply.type_tag}")
-        if isinstance(reply, TurnoverRefuse):
-            return self.step(t.state, RefusalReceived(reply.reason)).state
-        assert isinstance(reply, TurnoverSig)
-        done = self.step(t.state, SignatureReceived(bytes(reply.signature)))
-        rejected = next((e for e in done.effects if isinstance(e, Rejected)), None)
-        if rejected is not None:
-            await self._fault(conn, rejected.reason)
-        return done.state
-
-    @staticmethod
-    async def _fault(conn: PeerConnection, reason: str) -> None:
-        await conn.fail(ProtocolViolationError(reason))
-        raise TurnoverFault(reason)
-
     def recovered_keys(self, old_factory: bytes) -> dict[bytes, SecretKey]:
         """Client factory keys handed over for `old_factory`, by compressed public key."""
         rows = self.db.execute(
@@ -273,84 +165,6 @@ class LspTurnovers:
             (old_factory.hex(),),
         ).fetchall()
         return {bytes.fromhex(r["client_key"]): SecretKey(bytes.fromhex(r["secret"])) for r in rows}
-
-
-class ClientTurnovers:
-    """The client's side. `factory_key(old_factory)` is its key there (None if not a member)."""
-
-    def __init__(
-        self,
-        db: Database,
-        lsp_key: PublicKey,
-        factory_key: Callable[[bytes], SecretKey | None],
-    ) -> None:
-        self.db = db
-        self.lsp_key = lsp_key
-        self.factory_key = factory_key
-
-    def get(self, old_factory: bytes) -> ClientTurnover:
-        row = self.db.execute(
-            "SELECT stage, new_factory FROM turnovers WHERE old_factory=? AND role='client'",
-            (old_factory.hex(),),
-        ).fetchone()
-        if row is None:
-            return ClientTurnover(old_factory)
-        return ClientTurnover(
-            old_factory, ClientStage(row["stage"]), bytes.fromhex(row["new_factory"])
-        )
-
-    def current_factory(self) -> bytes | None:
-        row = self.db.execute(
-            "SELECT value FROM node_kv WHERE key=?", (CURRENT_FACTORY_KEY,)
-        ).fetchone()
-        return None if row is None else bytes.fromhex(row["value"])
-
-    async def answer(
-        self,
-        conn: PeerConnection,
-        msg: TurnoverPresig,
-        *,
-        moved: bool,
-        pending_htlcs: int,
-        willing: bool = True,
-    ) -> ClientTurnover:
-        """Hand over our key in `msg.old_factory` if it is safe to, else refuse with a reason."""
-        old, new = bytes(msg.old_factory), bytes(msg.new_factory)
-        state = self.get(old)
-        key = self.factory_key(old)
-        try:
-            if key is None:
-                raise LadderError("we are not a member of that factory")
-            ctx = TurnoverContext(old, new, msg.client_key.to_key(), self.lsp_key)
-            presig = AdaptorSignature.from_bytes(bytes(msg.presig))
-        except (LadderError, CryptoError) as exc:
-            await self._refuse(conn, old, new, str(exc))
-            return state
-        t = client_step(key, state, PresigReceived(ctx, presig, moved, pending_htlcs, willing))
-        for effect in t.effects:
-            if isinstance(effect, Refuse):
-                await self._refuse(conn, old, new, effect.reason)
-            elif isinstance(effect, SendSignature):
-                if t.state != state:
-                    self._save_handover(ctx)
-                await conn.send_message(
-                    TurnoverSig(
-                        old_factory=Hex32(old),
-                        new_factory=Hex32(new),
-                        signature=Hex(effect.signature),
-                    )
-                )
-        return t.state
-
-    def _save_handover(self, ctx: TurnoverContext) -> None:
-        with self.db.transaction() as c:
-            save_client_handover(c, ctx)
-
-    @staticmethod
-    async def _refuse(conn: PeerConnection, old: bytes, new: bytes, reason: str) -> None:
-        await conn.send_message(
-            TurnoverRefuse(old_factory=Hex32(old), new_factory=Hex32(new), reason=reason[:1000])
-        )
 
 
 def save_client_handover(c: sqlite3.Connection, ctx: TurnoverContext) -> None:
@@ -1141,43 +955,6 @@ class ClientLadder:
                 rotating_from=Hex32(old),
             )
         )
-
-    async def on_turnover(self, conn: PeerConnection, msg: TurnoverPresig) -> None:
-        """Hand over our old key once our balance sits in the new factory's open channel."""
-        d = self.d
-        old, new = bytes(msg.old_factory), bytes(msg.new_factory)
-        old_row = d.db.execute(
-            "SELECT position FROM factories WHERE factory_id=? AND role='client'", (old.hex(),)
-        ).fetchone()
-        old_shell = (
-            None
-            if old_row is None
-            else load_channel(d.db, self.key_for(old), old, int(old_row["position"]))
-        )
-        ob = old_shell.balances() if old_shell is not None else {"open": False}
-        shell = d.channel
-        moved = (
-            bool(ob["open"])
-            and shell is not None
-            and shell.factory_id == new
-            and shell.ready.is_set()
-            and self.opening_msat(new) == ob["local_msat"]
-        )
-        members = {
-            bytes.fromhex(r["factory_id"])
-            for r in d.db.execute("SELECT factory_id FROM factories WHERE role='client'")
-        }
-        turnovers = ClientTurnovers(
-            d.db, d.config.lsp_pubkey, lambda fid: self.key_for(fid) if fid in members else None
-        )
-        state = await turnovers.answer(
-            conn,
-            msg,
-            moved=moved,
-            pending_htlcs=int(ob.get("htlcs", 0)),
-            willing=not d.config.refuse_turnover,
-        )
-        log.info("turnover of %s: %s", old.hex()[:16], state.stage)
 
     async def on_move_ptlc(
         self, shell: ChannelShell, htlc: Htlc, send: Callable[[Any], Awaitable[None]]

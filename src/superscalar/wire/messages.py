@@ -17,14 +17,14 @@ be confused with the one it replaces):
     both ways      channel_msg         (a leaf channel message, after factory_funded)
     client → tower tower_hint          (an encrypted breach hint) → tower_ack
 
-Ladder (a dying factory's client hands over its key, see `ladder.turnover`):
+Ladder (a dying factory's client moves, handing over its key, see `ladder.move`):
 
     LSP → client   rotation_invite     (the factory is dying: join the next one)
     client → LSP   join_request        (rotating_from, a fresh factory key, its exact balance)
-    ...the usual ceremony and channel open in the new factory, then:
-    LSP → client   turnover_presig     (adaptor pre-signature locked to its factory key)
-    client → LSP   turnover_sig        (the completed signature: reveals that key)
                    or turnover_refuse  (with a reason; the client stays on the old factory)
+    ...the usual ceremony; the new channel opens all on the LSP's side, then in it
+    (channel_msg): the move PTLC of the old balance locked to the client's old
+    factory key, fulfilled with that key's scalar (the key turnover itself)
 """
 
 from __future__ import annotations
@@ -63,9 +63,7 @@ __all__ = [
     "RotationInvite",
     "TowerAck",
     "TowerHint",
-    "TurnoverPresig",
     "TurnoverRefuse",
-    "TurnoverSig",
 ]
 
 
@@ -233,25 +231,6 @@ class TowerAck(Message, tag="tower_ack"):
     """Watchtower → client: the hint `hint_id` is on disk."""
 
     hint_id: Hex16
-
-
-class TurnoverPresig(Message, tag="turnover_presig"):
-    """LSP → client: pre-signature (65 bytes: nonce point + s) whose adaptor point is the
-    client's key `client_key` in `old_factory`; the client completes it only once its
-    balance sits in `new_factory`."""
-
-    old_factory: Hex32
-    new_factory: Hex32
-    client_key: PublicKeyHex
-    presig: Hex
-
-
-class TurnoverSig(Message, tag="turnover_sig"):
-    """Client → LSP: the completed 64-byte BIP340 signature (it reveals the client's key)."""
-
-    old_factory: Hex32
-    new_factory: Hex32
-    signature: Hex
 
 
 class TurnoverRefuse(Message, tag="turnover_refuse"):
