@@ -17,8 +17,8 @@ to persist, transactions to broadcast). Typical flow::
 Modules: `keys` (BOLT-3 derivation), `scripts` (taproot trees), `htlc`
 (updates and specs), `commitment` (commitment and second-stage txs),
 `state` (the update state machine and reconnection), `revocation` (shachain store),
-`onchain` (force-close resolution), `penalty`, `close`, `loopback` (both
-sides in memory).
+`ptlc` (adaptor signatures for point-locked HTLCs), `onchain` (force-close
+resolution), `penalty`, `close`, `loopback` (both sides in memory).
 """
 
 from .close import ChannelBalances, channel_balances, closing_transaction
@@ -39,7 +39,15 @@ from .errors import (
     UnexpectedMessageError,
     UnknownHtlcError,
 )
-from .htlc import CommitmentSpec, Direction, Htlc, UpdateAddHtlc, UpdateFailHtlc, UpdateFulfillHtlc
+from .htlc import (
+    CommitmentSpec,
+    Direction,
+    Htlc,
+    UpdateAddHtlc,
+    UpdateFailHtlc,
+    UpdateFulfillHtlc,
+    ptlc_payment_hash,
+)
 from .keys import Basepoints, ChannelSecrets, CommitmentKeys
 from .loopback import LoopbackChannel, Side
 from .messages import (
@@ -166,6 +174,7 @@ __all__ = [
     "is_quiescent",
     "local_commitment",
     "open_message",
+    "ptlc_payment_hash",
     "reestablish_message",
     "remote_commitment",
     "resend_funding_signed",
