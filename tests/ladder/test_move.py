@@ -54,7 +54,6 @@ def test_the_client_accepts_its_exact_move_and_reveals_its_old_key() -> None:
 @pytest.mark.parametrize(
     ("balance", "kw", "match"),
     [
-        (330_000, {}, "dust"),
         (400_000_000, {}, "exceeds"),
         (150_000_000, {"old_timeout": HEIGHT + 20}, "no expiry fits"),
     ],
@@ -88,3 +87,15 @@ def test_the_client_refuses_a_plain_htlc() -> None:
     htlc = Htlc(0, 150_000_000, bytes(32), HEIGHT + 30)
     with pytest.raises(TurnoverError, match="not a PTLC"):
         _check(htlc)
+
+
+def test_a_dust_balance_still_moves_as_a_ptlc() -> None:
+    htlc = _plan(330_000)
+    assert htlc.amount_msat == 330_000
+    assert SecretKey(_check(htlc, expected=330_000)).public_key == OLD_KEY.public_key
+
+
+def test_a_zero_balance_moves_as_a_one_msat_ptlc() -> None:
+    htlc = _plan(0)
+    assert htlc.amount_msat == 1
+    assert SecretKey(_check(htlc, expected=0)).public_key == OLD_KEY.public_key

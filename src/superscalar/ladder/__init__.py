@@ -19,7 +19,7 @@ from .lifecycle import (
     Phase,
     ladder_params_for,
 )
-from .move import MOVE_MARGIN_BLOCKS, MovePtlc, check_move_ptlc, plan_move
+from .move import MOVE_MARGIN_BLOCKS, MovePtlc, check_move_ptlc, move_amount, plan_move
 from .rotation import Member, RotationPlan, Staying, plan_rotation
 from .turnover import (
     ClientStage,
@@ -66,6 +66,7 @@ __all__ = [
     "lsp_alone_close",
     "lsp_step",
     "missing_keys",
+    "move_amount",
     "plan_move",
     "plan_rotation",
     "presign_turnover",

@@ -33,7 +33,7 @@ from ..channel.htlc import Htlc
 from ..crypto.keys import PublicKey, SecretKey
 from .errors import LadderError, TurnoverError
 
-__all__ = ["MOVE_MARGIN_BLOCKS", "MovePtlc", "check_move_ptlc", "plan_move"]
+__all__ = ["MOVE_MARGIN_BLOCKS", "MovePtlc", "check_move_ptlc", "move_amount", "plan_move"]
 
 MOVE_MARGIN_BLOCKS = 6
 """Blocks the LSP keeps between a move PTLC's expiry and the old factory's timeout."""
@@ -46,6 +46,12 @@ class MovePtlc:
     amount_msat: int
     point: PublicKey
     cltv_expiry: int
+
+
+def move_amount(balance_msat: int) -> int:
+    """The move PTLC's amount for an old balance: the balance itself, 1 msat for none (an
+    HTLC must carry something)."""
+    return max(balance_msat, 1)
 
 
 def plan_move(
@@ -61,27 +67,24 @@ def plan_move(
     """The PTLC moving `balance_msat` into a new channel of `capacity_sat` opened all on the
     LSP's side, or a `LadderError` saying why the channel cannot carry it.
 
-    A balance at or below dust would be trimmed from the commitments (no output:
-    nothing to claim or time out on chain), so it is refused; such a client stays.
+    Small balances still move, so every mover's key reaches the LSP: below dust
+    the PTLC is trimmed from the commitments (enforced off-chain only; the most
+    either side can lose on chain is that dust), and a zero balance moves as a
+    1-msat PTLC (`move_amount`) — a key guarding nothing is handed over for a gift.
     """
     if isinstance(balance_msat, bool) or not isinstance(balance_msat, int) or balance_msat < 0:
         raise LadderError(f"moved balance must be a non-negative int, got {balance_msat!r}")
-    dust_msat = config.dust_limit_sat * 1000
-    if balance_msat <= dust_msat:
-        raise LadderError(
-            f"moved balance {balance_msat} msat is dust (<= {dust_msat} msat): it cannot be"
-            " locked on chain; the client stays in its old factory"
-        )
+    amount = move_amount(balance_msat)
     limit = min(
         capacity_sat * 1000 - config.channel_reserve_sat * 1000,
         config.max_htlc_value_in_flight_msat,
     )
-    if balance_msat > limit:
+    if amount > limit:
         raise LadderError(
             f"moved balance {balance_msat} msat exceeds what the new channel can offer"
             f" ({limit} msat of {capacity_sat} sat capacity)"
         )
-    if balance_msat < config.htlc_minimum_msat:
+    if amount < config.htlc_minimum_msat:
         raise LadderError(f"moved balance is below the HTLC minimum of {config.htlc_minimum_msat}")
     earliest = height + config.min_cltv_delta
     latest = min(old_timeout - margin, height + config.max_cltv_delta)
@@ -92,7 +95,7 @@ def plan_move(
             f"no expiry fits: the move PTLC needs {earliest} or later but must expire by"
             f" {latest} (old factory times out at {old_timeout})"
         )
-    return MovePtlc(balance_msat, point, latest)
+    return MovePtlc(amount, point, latest)
 
 
 def check_move_ptlc(
@@ -111,8 +114,10 @@ def check_move_ptlc(
         raise TurnoverError("not a PTLC: a move is locked to our old factory key")
     if htlc.point != key.public_key:
         raise TurnoverError("move PTLC is not locked to our old factory key")
-    if htlc.amount_msat != expected_msat:
-        raise TurnoverError(f"move PTLC carries {htlc.amount_msat} msat, expected {expected_msat}")
+    if htlc.amount_msat != move_amount(expected_msat):
+        raise TurnoverError(
+            f"move PTLC carries {htlc.amount_msat} msat, expected {move_amount(expected_msat)}"
+        )
     if htlc.cltv_expiry < height + min_cltv_delta:
         raise TurnoverError(f"move PTLC expires at {htlc.cltv_expiry}: too soon to claim on chain")
     if htlc.cltv_expiry >= old_timeout:

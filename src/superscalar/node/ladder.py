@@ -63,7 +63,7 @@ from superscalar.ladder import (
     missing_keys,
 )
 from superscalar.ladder.errors import LadderError
-from superscalar.ladder.move import check_move_ptlc, plan_move
+from superscalar.ladder.move import check_move_ptlc, move_amount, plan_move
 from superscalar.ladder.turnover import (
     ClientStage,
     LspStage,
@@ -1002,7 +1002,9 @@ class ClientLadder:
         key = self.key_for(old)
         ctx = TurnoverContext(old, shell.factory_id, key.public_key, d.config.lsp_pubkey)
         if row["stage"] == "fulfilled":  # handed over already (a restart): finish the job
-            if htlc.point != key.public_key or htlc.amount_msat != int(row["amount_msat"]):
+            if htlc.point != key.public_key or htlc.amount_msat != move_amount(
+                int(row["amount_msat"])
+            ):
                 raise LadderError("a second, different move PTLC")
             return key.to_bytes(), ctx
         if d.config.refuse_turnover:
