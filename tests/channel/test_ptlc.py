@@ -30,12 +30,18 @@ from superscalar.channel.errors import (
     InvalidHtlcSignatureError,
     UnexpectedMessageError,
 )
-from superscalar.channel.htlc import Htlc, UpdateFulfillHtlc, check_preimage, ptlc_payment_hash
+from superscalar.channel.htlc import (
+    Htlc,
+    UpdateAddHtlc,
+    UpdateFulfillHtlc,
+    check_preimage,
+    ptlc_payment_hash,
+)
 from superscalar.channel.messages import CommitmentSigned
 from superscalar.crypto import adaptor, schnorr
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.keys import CURVE_ORDER, PublicKey, SecretKey
-from superscalar.node.chancodec import decode_state, encode_state
+from superscalar.node.chancodec import decode_message, decode_state, encode_message, encode_state
 
 from .support import HEIGHT, make_pair, payment_hash
 
@@ -226,3 +232,11 @@ def test_a_lost_revoke_and_ack_is_resent_with_the_same_claim_signature() -> None
     pair.apply(pair.b, FulfillHtlc(incoming.htlc.id, SECRET.to_bytes()))
     pair.settle()
     assert any(isinstance(e, OutgoingHtlcFulfilled) for e in pair.a.notices)
+
+
+def test_a_peers_ptlc_add_with_a_hash_not_bound_to_its_point_is_refused_at_decode() -> None:
+    msg = UpdateAddHtlc(Htlc(0, AMOUNT, ptlc_payment_hash(POINT), CLTV, point=POINT))
+    assert decode_message(encode_message(msg)) == msg
+    forged = encode_message(msg).replace(ptlc_payment_hash(POINT).hex(), payment_hash(1).hex())
+    with pytest.raises(ValueError, match="ptlc_payment_hash"):
+        decode_message(forged)
