@@ -96,6 +96,7 @@ from superscalar.wire.messages import (
     CloseNonce,
     ClosePropose,
     ClosePsig,
+    DistributionTerms,
     FactoryAbort,
     FactoryAggNonces,
     FactoryFunded,
@@ -103,6 +104,7 @@ from superscalar.wire.messages import (
     FactoryPropose,
     FactoryPsigs,
     FactoryReady,
+    FactoryReadyAck,
     JoinRequest,
     Payout,
 )
@@ -115,6 +117,7 @@ from .channels import (
     channel_funding,
     channel_secrets,
     load_channel,
+    opening_balances,
     stored_balances,
 )
 from .common import (
@@ -130,6 +133,16 @@ from .common import (
     view_of,
 )
 from .control import write_control_port
+from .distribution import (
+    DISTRIBUTION_SESSION,
+    distribute_loop,
+    lsp_distribution,
+    new_terms,
+    record_signed,
+    record_terms,
+    status_of,
+    stored_terms,
+)
 from .forwarding import Forwarder, forward_journal
 from .ladder import LspLadder, client_factory_key, opening_balances_of, record_opening_balances
 from .watcher import DaemonWatch
@@ -149,6 +162,9 @@ class Built:
     terms: FactoryTerms
     tree: FactoryTree
     plan: SigningPlan
+    distribution: DistributionTerms | None = None
+    """The distribution tx's terms (None: a factory from before it was signed in the
+    ceremony); its session is in `plan`."""
 
 
 M = TypeVar("M", bound=Message)
@@ -294,6 +310,9 @@ class LspDaemon:
         log.info("lsp listening on %s:%d", self.config.host, self.server.port)
         watch.start()
         ladder_task = asyncio.create_task(self.ladder.run())
+        distribute = asyncio.create_task(
+            distribute_loop(self.db, self.chain, "lsp", self.may_distribute, self._distributed)
+        )
         try:
             while True:
                 await self._wake.wait()
@@ -301,11 +320,47 @@ class LspDaemon:
                 if self.factory_id is None and len(self.queue) >= self.config.n_clients:
                     await self._ceremony(self.queue[: self.config.n_clients])
         finally:
+            distribute.cancel()
             ladder_task.cancel()
             await watch.stop()
             self.control.stop()
             await self.server.close()
             self.db.close()
+
+    def may_distribute(self, fid: bytes) -> bool:
+        """The distribution tx pays factory `fid`'s clients their opening balances: right
+        only if none of them moved to a later factory (a mover would be paid twice)."""
+        row = self.db.execute(
+            "SELECT 1 FROM factory_clients o JOIN factory_clients n ON n.pubkey = o.pubkey"
+            " JOIN factories f ON f.factory_id = n.factory_id WHERE o.factory_id=?"
+            " AND n.factory_id != o.factory_id AND f.role='lsp'"
+            " AND f.state IN ('signed', 'funded', 'closed')"
+            " AND f.created >= (SELECT created FROM factories WHERE factory_id=?)",
+            (fid.hex(), fid.hex()),
+        ).fetchone()
+        return row is None
+
+    def distribution_pending(self, fid: bytes) -> bool:
+        """A held distribution tx will pay out factory `fid` (so no timeout-path sweep)."""
+        row = self.db.execute(
+            "SELECT state FROM distributions WHERE factory_id=?", (fid.hex(),)
+        ).fetchone()
+        return row is not None and row["state"] != "unsigned" and self.may_distribute(fid)
+
+    def _distributed(self, fid: bytes, tx: Transaction) -> None:
+        """Clients gone at the distribution locktime: the factory is paid out by default."""
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='closed', close_tx=?, close_txid=?, updated=?"
+                " WHERE factory_id=?",
+                (tx.hex(), tx.txid_hex, now(), fid.hex()),
+            )
+        terms = stored_terms(self.db, fid)
+        paid = 0 if terms is None else sum(p.amount_sat for p in terms.payouts)
+        self.ladder._event(
+            f"factory {fid.hex()[:16]} paid out by its distribution tx {tx.txid_hex}:"
+            f" clients {paid} sat"
+        )
 
     # -- peers --------------------------------------------------------------------------
 
@@ -393,7 +448,9 @@ class LspDaemon:
         if built is None:
             terms = decode_record(self._row(fid)["propose"], FactoryTerms)
             tree = tree_of(terms, self.key.public_key)
-            built = Built(terms, tree, SigningPlan.for_tree(tree))
+            dist = stored_terms(self.db, fid)
+            extra = () if dist is None else (lsp_distribution(tree, dist).session,)
+            built = Built(terms, tree, SigningPlan.for_tree(tree, extra=extra), dist)
             self._built[fid] = built
         return built
 
@@ -442,7 +499,26 @@ class LspDaemon:
         shape = build_shape(spec_of(terms, self.key.public_key))
         state = FactoryState.initial(shape, [p.to_key() for p in points])
         tree = FactoryTree.build(shape, state, FactoryScripts.build(shape, cache))
-        return Built(terms, tree, SigningPlan.for_tree(tree)), unsigned, seed
+        dist = self._distribution_terms(peers, terms.cltv_timeout)
+        plan = SigningPlan.for_tree(tree, extra=(lsp_distribution(tree, dist).session,))
+        return Built(terms, tree, plan, dist), unsigned, seed
+
+    def _distribution_terms(self, peers: list[Peer], cltv_timeout: int) -> DistributionTerms:
+        """Each client's opening balance to its payout script, the rest to a fresh LSP
+        address; valid `distribution_margin` blocks before the CLTV timeout (see
+        `distribution`)."""
+        opening = [
+            (
+                bytes(p.join.payout_script),
+                int(p.join.balance_msat)
+                if p.join.balance_msat is not None
+                else opening_balances(p.join.amount_sat)[0],
+            )
+            for p in peers
+        ]
+        lsp_script = script_for_address(self.chain.get_new_address())
+        locktime = cltv_timeout - self.ladder.params().distribution_margin
+        return new_terms(opening, lsp_script, locktime)
 
     def _propose_for(self, built: Built, position: int) -> FactoryPropose:
         """Client `position`'s PROPOSE: the parameters and its path view only."""
@@ -456,6 +532,7 @@ class LspDaemon:
             step_blocks=t.step_blocks,
             anchor_value=t.anchor_value,
             view=Hex(extract_view(built.tree, position).to_bytes()),
+            distribution=built.distribution,
         )
 
     async def _ceremony(self, peers: list[Peer]) -> None:
@@ -501,6 +578,8 @@ class LspDaemon:
                 ],
             )
             record_opening_balances(c, fid, peers)
+            if built.distribution is not None:
+                record_terms(c, fid, built.distribution, None)
         try:
             for pos, p in enumerate(peers):
                 await self._send(p, self._propose_for(built, pos))
@@ -532,16 +611,13 @@ class LspDaemon:
                     raise PeerFault(p, f"bad partial signatures: {exc}") from exc
             coordinator.add_partial_sigs(lsp_signer.sign(aggs[0]), 0)
             signatures = coordinator.finalize()
+            self._signatures[fid] = dict(signatures)
+            await self._ready_and_acks(fid, peers, built, signatures)
         except PeerFault as fault:
             await self._abort(fid, peers, fault)
             return
-        self._signatures[fid] = dict(signatures)
         signed_funding = self.chain.sign_with_wallet(unsigned)
         with self.db.transaction() as c:
-            c.executemany(
-                "INSERT INTO tree_signatures VALUES (?, ?, ?)",
-                [(fid.hex(), sid, sig.hex()) for sid, sig in signatures.items()],
-            )
             c.execute(
                 "UPDATE factories SET state='signed', funding_tx=?, updated=? WHERE factory_id=?",
                 (signed_funding.hex(), now(), fid.hex()),
@@ -552,9 +628,6 @@ class LspDaemon:
         self.factory_id = fid
         self.queue = [p for p in self.queue if p not in peers]
         self.members = {p.key.data: p for p in peers}
-        for pos, p in enumerate(peers):
-            with contextlib.suppress(WireError):
-                await p.conn.send_message(self._ready_for(fid, pos, 1))
         txid = self._broadcast_funding(fid)
         self.ceremony_seconds = loop.time() - start
         for p in peers:
@@ -564,6 +637,23 @@ class LspDaemon:
         log.info(
             "factory %s funded: %s (%.2fs)", fid.hex()[:16], txid[::-1].hex(), self.ceremony_seconds
         )
+
+    async def _ready_and_acks(
+        self, fid: bytes, peers: list[Peer], built: Built, signatures: dict[int, bytes]
+    ) -> None:
+        """Store the signatures and the signed distribution tx, send READY, and wait until
+        every client stored them too: only then may the factory be funded."""
+        with self.db.transaction() as c:
+            c.executemany(
+                "INSERT INTO tree_signatures VALUES (?, ?, ?)",
+                [(fid.hex(), sid, sig.hex()) for sid, sig in signatures.items()],
+            )
+            if built.distribution is not None:
+                spend = lsp_distribution(built.tree, built.distribution)
+                record_signed(c, fid, spend.signed(signatures[DISTRIBUTION_SESSION]))
+        for pos, p in enumerate(peers):
+            await self._send(p, self._ready_for(fid, pos, 1))
+        await self._gather(peers, FactoryReadyAck, fid)
 
     def _ready_for(self, fid: bytes, position: int, attempt: int) -> FactoryReady:
         """O(path) per client: the plan and the signatures are loaded once per factory."""
@@ -1026,7 +1116,9 @@ def status_snapshot(
             ]
             live = row["state"] != "aborted"
             if role == "client":
-                factories.append(_client_factory_status(db, row, live))
+                factories.append(
+                    {**_client_factory_status(db, row, live), "distribution": status_of(db, fid)}
+                )
                 continue
             terms = decode_record(row["propose"], FactoryTerms)
             nodes = []
@@ -1047,6 +1139,7 @@ def status_snapshot(
                     "lsp_balance_sat": terms.funding_amount
                     - sum(int(c["amount_sat"]) for c in clients),
                     "nodes": nodes,
+                    "distribution": status_of(db, fid),
                 }
             )
         nonce_uses = db.execute("SELECT COUNT(*) FROM nonce_use").fetchone()[0]
