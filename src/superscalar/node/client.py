@@ -125,6 +125,9 @@ log = logging.getLogger(__name__)
 
 LIVE = ("psigs_sent", "ready", "funded", "closed")
 
+PAY_CLTV_DELTA = 300
+"""Blocks ahead a payment's HTLC expires by default (capped by the factory's life)."""
+
 
 class Refused(Exception):
     """The message does not fit our state or fails our checks: Error + disconnect."""
@@ -448,7 +451,21 @@ class ClientDaemon:
                     reason = notice.reason.decode(errors="replace")
                     fut.set_exception(RuntimeError(f"payment failed: {reason}"))
 
-    async def pay(self, payee: PublicKey, payment_hash: bytes, amount_msat: int) -> dict[str, Any]:
+    def _default_expiry(self, shell: ChannelShell) -> int:
+        """300 blocks ahead, but before the factory's distribution locktime (the LSP refuses
+        an HTLC it could not enforce within the factory's life)."""
+        assert shell.state is not None
+        cltv = shell.state.chain_height + PAY_CLTV_DELTA
+        terms = stored_terms(self.db, shell.factory_id)
+        return cltv if terms is None else min(cltv, terms.locktime - 1)
+
+    async def pay(
+        self,
+        payee: PublicKey,
+        payment_hash: bytes,
+        amount_msat: int,
+        cltv_expiry: int | None = None,
+    ) -> dict[str, Any]:
         """Offer an HTLC to the LSP for `payee`; wait for the preimage."""
         shell = self.channel
         if self.conn is None or shell is None or shell.state is None or not shell.ready.is_set():
@@ -462,7 +479,7 @@ class ClientDaemon:
             )
         fut: asyncio.Future[bytes] = loop.create_future()
         self._waiting[payment_hash] = fut
-        cltv = shell.state.chain_height + 300
+        cltv = self._default_expiry(shell) if cltv_expiry is None else cltv_expiry
         try:
             await shell.apply(
                 AddHtlc(amount_msat, payment_hash, cltv, payee.data), self._send_channel
@@ -779,7 +796,9 @@ class ClientDaemon:
         def invoice(amount_msat: int, description: str = "") -> dict[str, Any]:
             return make_invoice(datadir, amount_msat, description)
 
-        def pay(payee: str, payment_hash: str, amount_msat: int) -> dict[str, Any]:
+        def pay(
+            payee: str, payment_hash: str, amount_msat: int, cltv_expiry: int | None = None
+        ) -> dict[str, Any]:
             if self.loop is None:
                 raise RpcError(-1, "daemon not running")
             try:
@@ -789,7 +808,9 @@ class ClientDaemon:
                     raise ValueError("payment hash must be 32 bytes, amount positive")
             except ValueError as exc:
                 raise RpcError(-8, str(exc)) from exc
-            future = asyncio.run_coroutine_threadsafe(self.pay(key, h, amount_msat), self.loop)
+            future = asyncio.run_coroutine_threadsafe(
+                self.pay(key, h, amount_msat, cltv_expiry), self.loop
+            )
             try:
                 return future.result(timeout=90)
             except (RuntimeError, TimeoutError) as exc:

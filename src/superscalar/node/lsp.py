@@ -905,9 +905,34 @@ class LspDaemon:
         def refusal(up: int, down: int) -> str | None:
             return self.ladder.htlc_refusal(fid, (up, down))
 
+        def expiry_refusal(cltv_expiry: int) -> str | None:
+            return self.htlc_expiry_refusal(fid, cltv_expiry)
+
         return Forwarder(
-            self.db, fid, self.channels, self._sender, payee_position, connected, refusal
+            self.db,
+            fid,
+            self.channels,
+            self._sender,
+            payee_position,
+            connected,
+            refusal,
+            expiry_refusal,
         )
+
+    def htlc_expiry_refusal(self, fid: bytes, cltv_expiry: int) -> str | None:
+        """Why an HTLC (the incoming one: the later expiry) is past what factory `fid` can
+        enforce: it must expire before the distribution tx can replace the tree (and so
+        before the CLTV timeout path opens), or nobody can settle it on chain in time."""
+        terms = self._built_for(fid).terms
+        dist = stored_terms(self.db, fid)
+        limit = terms.cltv_timeout if dist is None else dist.locktime
+        if cltv_expiry >= limit:
+            what = "its CLTV timeout" if dist is None else "its distribution tx's locktime"
+            return (
+                f"HTLC expiry {cltv_expiry} is not before {what} {limit}"
+                f" (factory {fid.hex()[:16]}): it could not be enforced on chain"
+            )
+        return None
 
     async def _reestablish(self, peer: Peer) -> None:
         """A funded client is back: send our channel_reestablish before anything else."""
