@@ -59,6 +59,13 @@ def status_command(datadir: Path, as_json: bool) -> None:
             "close_txid",
         ):
             t.add_row(k, str(f[k]))
+        dist = f.get("distribution")
+        if dist is not None:
+            payout = "" if dist["payout_sat"] is None else f", your payout {dist['payout_sat']} sat"
+            t.add_row(
+                "distribution tx",
+                f"{dist['state']} {dist['txid'] or ''} locktime {dist['locktime']}{payout}",
+            )
         out.print(t)
         if f["state"] == "aborted":
             continue

@@ -111,7 +111,8 @@ class Lifecycle:
 
     @property
     def distribution_at(self) -> int:
-        """The distribution tx's nLockTime: valid from this height, before the CLTV timeout."""
+        """The distribution tx's nLockTime: it may confirm in the block after this height,
+        `distribution_margin` blocks before the CLTV timeout path."""
         return self.expires_at - self.params.distribution_margin
 
     def phase(self, height: int) -> Phase:

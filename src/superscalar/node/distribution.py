@@ -211,7 +211,8 @@ def distribute_due(
     allowed: Callable[[bytes], bool],
     on_broadcast: Callable[[bytes, Transaction], None] = lambda fid, tx: None,
 ) -> list[str]:
-    """Broadcast every held distribution tx that is final at the next block, whose factory
+    """Broadcast every held distribution tx that is final (tip ≥ nLockTime: it may enter the
+    next block), whose factory
     (of `role`) is still funded and unspent, and that `allowed(fid)`; returns their txids.
 
     A tx already spending the funding output (ours, from before a restart, or another
@@ -224,7 +225,7 @@ def distribute_due(
         "SELECT d.factory_id, d.tx, d.locktime FROM distributions d JOIN factories f"
         " ON f.factory_id = d.factory_id WHERE d.state='held' AND f.role=? AND"
         " f.state='funded' AND d.locktime <= ?",
-        (role, height + 1),
+        (role, height),
     ).fetchall()
     for row in rows:
         fid = bytes.fromhex(row["factory_id"])
@@ -235,7 +236,7 @@ def distribute_due(
             if _funding_unspent(chain, tx):
                 result = chain.submit_package([tx, wallet_cpfp(chain, tx, DISTRIBUTION_FEERATE)])
                 if not result.success:
-                    log.warning("distribution %s refused: %s", tx.txid_hex, result.package_msg)
+                    log.warning("distribution %s refused: %s", tx.txid_hex, result)
                     continue
             elif not _known(chain, tx.txid_hex):
                 continue
