@@ -5,7 +5,9 @@ all come from `superscalar.factory`. What this module adds is ordering:
 
 - Every step is one SQLite transaction committed *before* the message that
   depends on it is sent (PROPOSE after the factory row; READY after the
-  signatures; the funding broadcast after the signed funding tx is stored).
+  signatures and the signed distribution tx; the funding broadcast after every
+  client acknowledged READY and the signed funding tx is stored; see
+  `distribution`).
 - A ceremony attempt that fails (a client disconnects, times out or sends
   something wrong) is aborted: the faulty peer gets a wire `Error` and is
   dropped, the others get `factory_abort`, and a fresh attempt with a new
