@@ -15,7 +15,9 @@ import pytest
 
 from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.bitcoin.tx import Transaction
-from superscalar.node.common import open_db
+from superscalar.chain.bitcoind import ChainResponseError
+from superscalar.chain.rpc import RpcError
+from superscalar.node.common import CRASH_ENV, open_db
 
 from .support import Cluster, run_node, wait_for
 from .test_payments import _lsp_balances, _pay, _pubkey
@@ -178,3 +180,33 @@ def test_htlc_expiring_past_the_distribution_locktime_is_refused_and_nothing_mov
     assert snap is not None and all(c["htlcs"] == 0 for c in snap["channels"])
     # the same payment with an expiry the factory can enforce goes through
     _pay(cluster, 0, 1, 5_000_000)
+
+
+@pytest.mark.slow
+def test_no_factory_is_funded_before_every_client_stored_its_distribution_tx(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Client 1 dies on READY, before storing the signatures: the LSP never gets its ack,
+    aborts the attempt and never signs its funding tx; a fresh attempt then funds."""
+    cluster.start_lsp()
+    cluster.start_client(0, AMOUNTS[0])
+    monkeypatch.setenv(CRASH_ENV, "client-before-ready")
+    cluster.start_client(1, AMOUNTS[1])
+    monkeypatch.delenv(CRASH_ENV)
+
+    def aborted() -> dict[str, Any] | None:
+        snap = cluster.status(cluster.lsp_dir) or {"factories": []}
+        return next((f for f in snap["factories"] if f["state"] == "aborted"), None)
+
+    dead = wait_for("the attempt aborted", aborted, 90)
+    with pytest.raises((RpcError, ChainResponseError)):
+        cluster.chain.get_raw_transaction(str(dead["funding_txid"]))
+    assert dead["distribution"]["state"] == "held"  # the LSP held it; client 1 did not
+    cluster.clients[1].kill()
+    cluster.start_client(1, AMOUNTS[1])
+    wait_for("funded", lambda: cluster.state_of(cluster.lsp_dir) == "funded", 90)
+    for i in range(2):
+        wait_for(
+            f"client {i} funded", lambda i=i: cluster.state_of(cluster.client_dir(i)) == "funded"
+        )
+        assert _distribution(cluster, cluster.client_dir(i))["state"] == "held"

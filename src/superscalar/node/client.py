@@ -648,6 +648,8 @@ class ClientDaemon:
             bundle = SignatureBundle.from_bytes(bytes(msg.bundle))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"bad signatures: {exc}") from exc
+        if row["state"] == "psigs_sent":
+            crash_point("client-before-ready")
         distribution = self._distribution_of(row)
         sessions = {s.id: s for s in self._verified_of(row).sessions}
         if distribution is not None:
