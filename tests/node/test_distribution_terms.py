@@ -3,12 +3,16 @@ pays the client's opening balance to its own script before the factory's timeout
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from superscalar.bitcoin.script import p2tr_script
 from superscalar.chain.consensus import verify_transaction
 from superscalar.factory import SigningPlan, extract_view, run_ceremony, verify_view
 from superscalar.factory.tree import FactoryTree
+from superscalar.node.client import ClientConfig, ClientDaemon
+from superscalar.node.common import now
 from superscalar.node.distribution import (
     DISTRIBUTION_SESSION,
     client_payout_sat,
@@ -17,6 +21,8 @@ from superscalar.node.distribution import (
     new_terms,
     view_distribution,
 )
+from superscalar.node.lsp import LspConfig, LspDaemon
+from superscalar.store.db import Database
 from superscalar.wire.codec import Hex
 from superscalar.wire.messages import DistributionTerms, Payout
 
@@ -98,3 +104,50 @@ def test_client_refuses_terms_missing_a_client() -> None:
 def test_a_dust_opening_balance_gets_no_output() -> None:
     assert client_payout_sat(329_999, SCRIPTS[0]) == 0
     assert client_payout_sat(330_999, SCRIPTS[0]) == 330
+
+
+class _NoChain:
+    """Nothing here asks the chain anything."""
+
+
+def _factory_rows(db: Database, role: str, rows: list[tuple[str, str]]) -> None:
+    with db.transaction() as c:
+        for fid, state in rows:
+            c.execute(
+                "INSERT INTO factories (factory_id, role, attempt, state, position, propose,"
+                " created, updated) VALUES (?, ?, 1, ?, 0, '{}', ?, ?)",
+                (fid, role, state, now(), now()),
+            )
+
+
+def test_a_client_never_broadcasts_the_default_of_a_factory_it_moved_out_of(
+    tmp_path: Path,
+) -> None:
+    config = ClientConfig(tmp_path, "127.0.0.1", 1, secret(0).public_key, 100_000)
+    daemon = ClientDaemon(config, secret(1), _NoChain())  # type: ignore[arg-type]
+    try:
+        _factory_rows(daemon.db, "client", [("aa" * 32, "funded"), ("bb" * 32, "funded")])
+        assert daemon._may_distribute(bytes.fromhex("bb" * 32))
+        assert not daemon._may_distribute(bytes.fromhex("aa" * 32))
+    finally:
+        daemon.db.close()
+
+
+def test_the_lsp_pays_no_default_for_a_factory_whose_clients_moved(tmp_path: Path) -> None:
+    config = LspConfig(tmp_path, "127.0.0.1", 0, 2)
+    daemon = LspDaemon(config, secret(0), _NoChain())  # type: ignore[arg-type]
+    try:
+        rows = [("aa" * 32, "funded"), ("bb" * 32, "funded"), ("cc" * 32, "funded")]
+        _factory_rows(daemon.db, "lsp", rows)
+        with daemon.db.transaction() as c:
+            members = [("aa", 0, "02"), ("aa", 1, "03"), ("bb", 0, "02"), ("cc", 0, "04")]
+            for fid, pos, key in members:  # client "02" moved from aa to bb
+                c.execute(
+                    "INSERT INTO factory_clients VALUES (?, ?, ?, 1000, '')",
+                    (fid * 32, pos, key * 33),
+                )
+        assert not daemon.may_distribute(bytes.fromhex("aa" * 32))  # one of its clients moved
+        assert daemon.may_distribute(bytes.fromhex("bb" * 32))
+        assert daemon.may_distribute(bytes.fromhex("cc" * 32))
+    finally:
+        daemon.db.close()

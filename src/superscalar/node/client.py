@@ -258,10 +258,13 @@ class ClientDaemon:
             self.db.close()
 
     def _may_distribute(self, fid: bytes) -> bool:
-        """Not a factory we moved out of: its money is in the next one (and the LSP holds
-        our key there, so broadcasting its default would take what is no longer ours)."""
+        """Not a factory we moved out of: our balance is in the next one (and once we handed
+        over our key the LSP holds it), so its default is no longer ours to take."""
         row = self.db.execute(
-            "SELECT 1 FROM turnovers WHERE old_factory=? AND role='client'", (fid.hex(),)
+            "SELECT 1 FROM turnovers WHERE old_factory=? AND role='client' UNION ALL"
+            " SELECT 1 FROM factories WHERE role='client' AND state IN ('ready', 'funded',"
+            " 'closed') AND rowid > (SELECT rowid FROM factories WHERE factory_id=?)",
+            (fid.hex(), fid.hex()),
         ).fetchone()
         return row is None
 

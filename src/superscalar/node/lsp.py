@@ -337,7 +337,7 @@ class LspDaemon:
             " JOIN factories f ON f.factory_id = n.factory_id WHERE o.factory_id=?"
             " AND n.factory_id != o.factory_id AND f.role='lsp'"
             " AND f.state IN ('signed', 'funded', 'closed')"
-            " AND f.created >= (SELECT created FROM factories WHERE factory_id=?)",
+            " AND f.rowid > (SELECT rowid FROM factories WHERE factory_id=?)",
             (fid.hex(), fid.hex()),
         ).fetchone()
         return row is None
