@@ -211,13 +211,14 @@ def distribute_due(
     allowed: Callable[[bytes], bool],
     on_broadcast: Callable[[bytes, Transaction], None] = lambda fid, tx: None,
 ) -> list[str]:
-    """Broadcast every held distribution tx that is final (tip ≥ nLockTime: it may enter the
-    next block), whose factory
-    (of `role`) is still funded and unspent, and that `allowed(fid)`; returns their txids.
+    """Broadcast every held distribution tx that is final (tip ≥ nLockTime: it may enter
+    the next block), whose factory (of `role`) is still funded with its funding output
+    unspent, and that `allowed(fid)`; returns the txids recorded as broadcast.
 
-    A tx already spending the funding output (ours, from before a restart, or another
-    client's copy) is recorded as broadcast; a funding spent by anything else (a close,
-    an exit) leaves it held and unused.
+    A distribution tx already spending the funding output (ours from before a restart,
+    or another party's copy, even one we would not have sent) is recorded as broadcast
+    and the factory as paid out by it; a funding spent by anything else (a close, an
+    exit) leaves it held and unused.
     """
     height = chain.get_block_count()
     done: list[str] = []
@@ -230,10 +231,10 @@ def distribute_due(
     for row in rows:
         fid = bytes.fromhex(row["factory_id"])
         tx = Transaction.from_hex(row["tx"])
-        if not allowed(fid):
-            continue
         try:
             if _funding_unspent(chain, tx):
+                if not allowed(fid):
+                    continue
                 result = chain.submit_package([tx, wallet_cpfp(chain, tx, DISTRIBUTION_FEERATE)])
                 if not result.success:
                     log.warning("distribution %s refused: %s", tx.txid_hex, result)
@@ -251,7 +252,7 @@ def distribute_due(
             )
         on_broadcast(fid, tx)
         log.warning(
-            "factory %s: distribution tx %s broadcast at height %d (locktime %d), outputs %s",
+            "factory %s paid out by its distribution tx %s at height %d (locktime %d): %s",
             fid.hex()[:16],
             tx.txid_hex,
             height,
