@@ -210,3 +210,47 @@ def test_no_factory_is_funded_before_every_client_stored_its_distribution_tx(
             f"client {i} funded", lambda i=i: cluster.state_of(cluster.client_dir(i)) == "funded"
         )
         assert _distribution(cluster, cluster.client_dir(i))["state"] == "held"
+
+
+@pytest.mark.slow
+def test_a_client_offline_during_rotation_returns_while_dying_and_is_closed_out_exactly(
+    cluster: Cluster,
+) -> None:
+    """Client 1 misses the rotation; client 0 moves and hands over its key. Back while
+    factory 0 is DYING, client 1 reestablishes its old channel and the LSP closes factory 0
+    with it: paid its exact balance on chain (nothing left for a timeout sweep)."""
+    active, dying = 70, 40  # long enough for a payment's HTLC before the locktime
+    f = _start(cluster, active, dying)
+    fid0 = str(f["factory_id"])
+    _pay(cluster, 0, 1, 7_000_123)
+    wait_for(
+        "payment settled",
+        lambda: (
+            _lsp_balances(cluster)
+            and sorted(b[1] for b in _lsp_balances(cluster).values())
+            == [100_000_000 - 7_000_123, 120_000_000 + 7_000_123]
+        ),
+    )
+    cluster.clients[1].kill()  # offline during the rotation
+    _mine_to(cluster, cluster.chain.get_block_count() + active)
+
+    def ladder_factory(fid: str) -> dict[str, Any] | None:
+        snap = cluster.status(cluster.lsp_dir) or {"ladder": {}}
+        return next(
+            (x for x in snap["ladder"].get("factories", []) if x["factory_id"] == fid), None
+        )
+
+    wait_for(
+        "client 0 moved", lambda: (ladder_factory(fid0) or {}).get("keys_handed_over") == 1, 120
+    )
+    assert (ladder_factory(fid0) or {})["state"] == "funded"  # client 1 away: no close yet
+    cluster.start_client(1, AMOUNTS[1])  # back while factory 0 is DYING
+    wait_for("factory 0 closed", lambda: (ladder_factory(fid0) or {}).get("state") == "closed", 120)
+    snap = cluster.status(cluster.lsp_dir)
+    assert snap is not None
+    close_txid = next(x["close_txid"] for x in snap["factories"] if x["factory_id"] == fid0)
+    _mine_to(cluster, cluster.chain.get_block_count() + 1)
+    tx = cluster.chain.get_raw_transaction(close_txid)
+    paid = [o.value for o in tx.outputs if o.script_pubkey == _payout_script(cluster, 1)]
+    assert paid == [(120_000_000 + 7_000_123) // 1000]
+    wait_for("client 1 sees the close", lambda: cluster.state_of(cluster.client_dir(1)) == "closed")

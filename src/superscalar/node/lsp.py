@@ -791,7 +791,40 @@ class LspDaemon:
 
         return send
 
+    async def _on_old_channel(self, peer: Peer, msg: ChannelMsg) -> bool:
+        """A client still on an old, open factory (it stayed, or was offline during the
+        rotation and came back while it is DYING) reestablishes its channel there: answer
+        with ours, so the ladder can close that factory with it at its exact balance
+        (`_close_with_stayers`). False: not such a factory. Old factories take no updates."""
+        fid = bytes(msg.factory_id)
+        if fid == self.factory_id or not self.ladder.can_reattach(fid):
+            return False
+        row = self.db.execute(
+            "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
+            (fid.hex(), peer.key.hex()),
+        ).fetchone()
+        if row is None:
+            return False
+        pos = int(row["position"])
+        cmsg = decode_message(msg.payload)
+        if msg.position != pos or not isinstance(cmsg, ChannelReestablish):
+            raise ValueError("only channel_reestablish of its own channel on an old factory")
+        shell = self.ladder._old_channel(fid, pos)
+        if shell is None or shell.state is None:
+            raise ValueError("no channel of that client on the old factory")
+
+        async def send(m: ChannelMsg) -> None:
+            await peer.conn.send_message(m)
+
+        notices = await shell.reestablish(send)
+        notices += await shell.apply(cmsg, send)
+        for n in notices:
+            log.info("old factory %s channel %d: %s", fid.hex()[:16], pos, type(n).__name__)
+        return True
+
     async def _on_channel(self, peer: Peer, msg: ChannelMsg) -> None:
+        if await self._on_old_channel(peer, msg):
+            return
         fid = self.factory_id
         if fid is None or bytes(msg.factory_id) != fid:
             raise ValueError("channel message for another factory")
