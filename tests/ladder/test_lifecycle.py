@@ -81,3 +81,16 @@ def test_two_factories_are_alive_during_the_overlap_and_the_newest_serves() -> N
     assert ladder.active(122) == b"f1"
     assert ladder.phases(125) == {b"f0": Phase.EXPIRED, b"f1": Phase.ACTIVE}
     assert ladder.alive(125) == (b"f1",)
+
+
+def test_the_distribution_tx_is_due_a_third_of_the_dying_period_before_the_timeout() -> None:
+    assert REGTEST_LADDER.distribution_margin == 10
+    assert MAINNET_LADDER.distribution_margin == 144
+    lc = LadderParams(active_blocks=60, dying_blocks=30).lifecycle(100)
+    assert lc.distribution_at == lc.cltv_timeout - 10
+    assert lc.phase(lc.distribution_at) is Phase.DYING
+
+
+def test_a_short_dying_period_still_leaves_two_blocks_before_the_timeout() -> None:
+    assert PARAMS.distribution_margin == 2
+    assert PARAMS.lifecycle(100).distribution_at == 123

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from superscalar.bitcoin.script import p2tr_script
 from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.factory import (
@@ -24,8 +25,9 @@ from superscalar.factory import (
 )
 from superscalar.factory.outputs import timeout_output
 from superscalar.node.client import ClientConfig, ClientDaemon, Refused
+from superscalar.node.distribution import new_terms, stored_terms
 from superscalar.wire.codec import Hex, Hex32, decode
-from superscalar.wire.messages import FactoryNonces, FactoryPropose
+from superscalar.wire.messages import DistributionTerms, FactoryNonces, FactoryPropose, Payout
 
 from ..factory.helpers import CHANNEL, make_tree, secret
 
@@ -34,9 +36,20 @@ PARAMS = FactoryParams(
 )
 TREE = make_tree(8, PARAMS)
 CLIENT = 2
+SCRIPTS = [p2tr_script(secret(c + 1).xonly_public_key) for c in range(8)]
+"""Each client's payout script (the daemon under test has `SCRIPTS[CLIENT]`)."""
+LOCKTIME = PARAMS.cltv_timeout - 2
 
 
-def propose(view: ClientView | bytes) -> FactoryPropose:
+def honest_terms(locktime: int = LOCKTIME) -> DistributionTerms:
+    """Every client's opening balance (half its channel) to its script, the rest to the LSP."""
+    opening = [(s, CHANNEL // 2 * 1000) for s in SCRIPTS]
+    return new_terms(opening, p2tr_script(secret(0).xonly_public_key), locktime)
+
+
+def propose(
+    view: ClientView | bytes, distribution: DistributionTerms | None = None
+) -> FactoryPropose:
     raw = view if isinstance(view, bytes) else view.to_bytes()
     return FactoryPropose(
         factory_id=Hex32(b"\x11" * 32),
@@ -47,6 +60,7 @@ def propose(view: ClientView | bytes) -> FactoryPropose:
         step_blocks=PARAMS.dw.step_blocks,
         anchor_value=PARAMS.fees.anchor_value,
         view=Hex(raw),
+        distribution=honest_terms() if distribution is None else distribution,
     )
 
 
@@ -55,6 +69,8 @@ def daemon(tmp_path: Path) -> Iterator[ClientDaemon]:
     config = ClientConfig(tmp_path, "127.0.0.1", 1, secret(0).public_key, CHANNEL // 2)
     # the chain is never asked anything before funding
     d = ClientDaemon(config, secret(CLIENT + 1), BitcoindClient("http://u:p@127.0.0.1:1/"))
+    with d.db.transaction() as c:
+        c.execute("INSERT INTO node_kv VALUES ('payout_script', ?)", (SCRIPTS[CLIENT].hex(),))
     try:
         yield d
     finally:
@@ -84,6 +100,22 @@ def test_honest_propose_gets_nonces_and_the_view_is_stored(daemon: ClientDaemon)
     stored = decode(row["propose"])
     assert isinstance(stored, FactoryPropose) and bytes(stored.view) == view.to_bytes()
     assert row["funding_txid"] == TREE.shape.spec.funding_outpoint.txid[::-1].hex()
+    assert stored_terms(daemon.db, b"\x11" * 32) == honest_terms()
+
+
+def test_distribution_underpaying_us_is_refused(daemon: ClientDaemon) -> None:
+    terms = honest_terms()
+    payouts = list(terms.payouts)
+    payouts[CLIENT] = Payout(script=payouts[CLIENT].script, amount_sat=CHANNEL // 2 - 1)
+    evil = DistributionTerms(payouts=tuple(payouts), lsp_script=terms.lsp_script, locktime=LOCKTIME)
+    view = extract_view(TREE, CLIENT)
+    assert_refused_before_nonces(daemon, propose(view, evil), "does not pay us")
+
+
+def test_distribution_valid_only_after_the_cltv_timeout_is_refused(daemon: ClientDaemon) -> None:
+    late = honest_terms(PARAMS.cltv_timeout)
+    view = extract_view(TREE, CLIENT)
+    assert_refused_before_nonces(daemon, propose(view, late), "not before the factory's CLTV")
 
 
 def test_own_channel_amount_changed_is_refused(daemon: ClientDaemon) -> None:

@@ -59,6 +59,13 @@ def status_command(datadir: Path, as_json: bool) -> None:
             "close_txid",
         ):
             t.add_row(k, str(f[k]))
+        dist = f.get("distribution")
+        if dist is not None:
+            payout = "" if dist["payout_sat"] is None else f", your payout {dist['payout_sat']} sat"
+            t.add_row(
+                "distribution tx",
+                f"{dist['state']} {dist['txid'] or ''} locktime {dist['locktime']}{payout}",
+            )
         out.print(t)
         if f["state"] == "aborted":
             continue
@@ -155,7 +162,19 @@ def invoice_command(datadir: Path, amount_msat: int, description: str) -> None:
 )
 @click.option("--payment-hash", required=True, help="The payee's invoice payment hash (hex).")
 @click.option("--amount-msat", required=True, type=click.IntRange(1), help="Amount to send.")
-def pay_command(datadir: Path, payee: str, payment_hash: str, amount_msat: int) -> None:
+@click.option(
+    "--cltv-expiry",
+    type=click.IntRange(1),
+    default=None,
+    help="The HTLC's expiry height (default: 300 blocks ahead, before the factory's"
+    " distribution locktime).",
+)
+def pay_command(
+    datadir: Path, payee: str, payment_hash: str, amount_msat: int, cltv_expiry: int | None
+) -> None:
     """Client: pay another client of the same LSP (an HTLC forwarded client → LSP → client)."""
-    result = _call(datadir, "pay", payee, payment_hash, amount_msat)
+    args: tuple[object, ...] = (payee, payment_hash, amount_msat)
+    if cltv_expiry is not None:
+        args = (*args, cltv_expiry)
+    result = _call(datadir, "pay", *args)
     click.echo(json.dumps(result, indent=2, default=str))

@@ -11,7 +11,14 @@ the effects. Typical flow (LSP side)::
     ...Signer / Coordinator rounds (or run_ceremony in-process)...
 """
 
-from .close import FundingRef, FundingSpend, cooperative_close, distribution_tx, funding_close
+from .close import (
+    FundingRef,
+    FundingSpend,
+    cooperative_close,
+    distribution_tx,
+    funding_close,
+    funding_distribution,
+)
 from .errors import (
     BundleError,
     ExitBudgetError,
@@ -126,6 +133,7 @@ __all__ = [
     "distribution_tx",
     "extract_view",
     "funding_close",
+    "funding_distribution",
     "funding_output_ref",
     "lstock_burn_tx",
     "lstock_output_ref",

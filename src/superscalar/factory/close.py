@@ -27,11 +27,18 @@ from ..bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
 from ..crypto.keys import PublicKey
 from .errors import FactoryError
 from .outputs import MusigOutput
-from .shape import TRUC_MAX_VSIZE
+from .shape import TRUC_MAX_VSIZE, FactoryParams
 from .signing import SessionSpec, participant_index
 from .tree import FactoryScripts
 
-__all__ = ["FundingRef", "FundingSpend", "cooperative_close", "distribution_tx", "funding_close"]
+__all__ = [
+    "FundingRef",
+    "FundingSpend",
+    "cooperative_close",
+    "distribution_tx",
+    "funding_close",
+    "funding_distribution",
+]
 
 _SEQUENCE_ENABLE_LOCKTIME = 0xFFFFFFFE
 
@@ -56,20 +63,6 @@ def _check_payouts(payouts: Sequence[TxOut]) -> None:
     for out in payouts:
         if out.value < dust_limit(out.script_pubkey):
             raise FactoryError(f"payout of {out.value} sat is below dust")
-
-
-def _session(
-    scripts: FactoryScripts, tx: Transaction, spent: TxOut, session_id: int
-) -> SessionSpec:
-    spec = scripts.shape.spec
-    keys = participant_index(spec.lsp, [c.key for c in spec.clients])
-    funding = scripts.funding
-    return SessionSpec(
-        session_id,
-        SighashContext(tx, (spent,)).key_path(0),
-        funding.signing,
-        tuple(keys[k.data] for k in funding.keys),
-    )
 
 
 def cooperative_close(
@@ -154,13 +147,39 @@ def distribution_tx(
     session_id: int = 0,
 ) -> FundingSpend:
     """The nLockTime'd default: clients paid `client_payouts`, the LSP the rest, zero fee."""
-    _check_payouts(client_payouts)
     spec = scripts.shape.spec
-    params = spec.params
+    return funding_distribution(
+        scripts.funding,
+        FundingRef(
+            spec.funding_outpoint,
+            spec.funding_amount,
+            spec.lsp,
+            tuple(c.key for c in spec.clients),
+        ),
+        spec.params,
+        client_payouts,
+        lsp_script,
+        locktime,
+        session_id,
+    )
+
+
+def funding_distribution(
+    funding: MusigOutput,
+    ref: FundingRef,
+    params: FactoryParams,
+    client_payouts: Sequence[TxOut],
+    lsp_script: bytes,
+    locktime: int,
+    session_id: int = 0,
+) -> FundingSpend:
+    """`distribution_tx` from the funding output alone: a client holding only its path view
+    builds (and checks) the same tx the LSP does."""
+    _check_payouts(client_payouts)
     if not 0 < locktime <= params.cltv_timeout:
         raise FactoryError(f"distribution locktime {locktime} must be in 1..{params.cltv_timeout}")
     anchor = TxOut(params.fees.anchor_value, P2A_SCRIPT)
-    remainder = spec.funding_amount - sum(o.value for o in client_payouts) - anchor.value
+    remainder = ref.amount - sum(o.value for o in client_payouts) - anchor.value
     if remainder < 0:
         raise FactoryError("client payouts exceed the funding amount")
     outputs = list(client_payouts)
@@ -169,10 +188,17 @@ def distribution_tx(
             raise FactoryError(f"LSP remainder of {remainder} sat would be dust")
         outputs.append(TxOut(remainder, lsp_script))
     outputs.append(anchor)
-    prevout = TxIn(spec.funding_outpoint, sequence=_SEQUENCE_ENABLE_LOCKTIME)
+    prevout = TxIn(ref.outpoint, sequence=_SEQUENCE_ENABLE_LOCKTIME)
     version = params.fees.tx_version
     tx = Transaction(version, (prevout,), tuple(outputs), locktime)
     if version == 3 and tx.with_witness(0, (bytes(64),)).vsize > TRUC_MAX_VSIZE:
         tx = Transaction(2, (prevout,), tuple(outputs), locktime)
-    spent = scripts.funding.txout(spec.funding_amount)
-    return FundingSpend(tx, spent, _session(scripts, tx, spent, session_id))
+    spent = funding.txout(ref.amount)
+    keys = participant_index(ref.lsp, ref.clients)
+    session = SessionSpec(
+        session_id,
+        SighashContext(tx, (spent,)).key_path(0),
+        funding.signing,
+        tuple(keys[k.data] for k in funding.keys),
+    )
+    return FundingSpend(tx, spent, session)

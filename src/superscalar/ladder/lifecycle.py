@@ -52,6 +52,17 @@ class LadderParams:
         """Blocks from creation to the CLTV timeout."""
         return self.active_blocks + self.dying_blocks
 
+    @property
+    def distribution_margin(self) -> int:
+        """Blocks before the CLTV timeout at which the distribution tx becomes valid.
+
+        A third of the dying period (at least 2 blocks; 10 on regtest's 30, 144 = one day
+        on mainnet's 432): the first two thirds are left for rotation, the last third for
+        the distribution tx and its CPFP child to confirm before the LSP's timeout path
+        opens, so a vanished LSP's clients are paid before anyone can sweep the funding.
+        """
+        return max(2, self.dying_blocks // 3)
+
     def lifecycle(self, created: int) -> Lifecycle:
         return Lifecycle(created, self)
 
@@ -97,6 +108,12 @@ class Lifecycle:
     @property
     def cltv_timeout(self) -> int:
         return self.expires_at
+
+    @property
+    def distribution_at(self) -> int:
+        """The distribution tx's nLockTime: it may confirm in the block after this height,
+        `distribution_margin` blocks before the CLTV timeout path."""
+        return self.expires_at - self.params.distribution_margin
 
     def phase(self, height: int) -> Phase:
         if height < self.dying_at:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.tx import TxOut
+from superscalar.bitcoin.tx import Transaction, TxOut
 from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError, RpcServer
 from superscalar.channel import (
@@ -56,6 +56,7 @@ from superscalar.factory import (
     AggNonceBundle,
     ClientExpectation,
     FundingRef,
+    FundingSpend,
     SignatureBundle,
     Signer,
     VerifiedView,
@@ -81,6 +82,7 @@ from superscalar.wire.messages import (
     FactoryPropose,
     FactoryPsigs,
     FactoryReady,
+    FactoryReadyAck,
     RotationInvite,
 )
 
@@ -91,6 +93,7 @@ from .channels import (
     channel_capacity,
     channel_secrets,
     load_channel,
+    opening_balances,
     view_funding,
 )
 from .common import (
@@ -103,6 +106,14 @@ from .common import (
     view_of,
 )
 from .control import write_control_port
+from .distribution import (
+    client_terms_refusal,
+    distribute_loop,
+    record_signed,
+    record_terms,
+    stored_terms,
+    view_distribution,
+)
 from .ladder import ClientLadder
 from .lsp import script_for_address, status_snapshot
 from .watcher import DaemonWatch
@@ -112,6 +123,9 @@ __all__ = ["ClientConfig", "ClientDaemon", "Refused"]
 log = logging.getLogger(__name__)
 
 LIVE = ("psigs_sent", "ready", "funded", "closed")
+
+PAY_CLTV_DELTA = 300
+"""Blocks ahead a payment's HTLC expires by default (capped by the factory's life)."""
 
 
 class Refused(Exception):
@@ -221,6 +235,9 @@ class ClientDaemon:
         self.control.start()
         write_control_port(self.config.datadir, self.control.port)
         watch.start()
+        distribute = asyncio.create_task(
+            distribute_loop(self.db, self.chain, "client", self._may_distribute, self._distributed)
+        )
         try:
             while True:
                 try:
@@ -234,9 +251,24 @@ class ClientDaemon:
                 self.connected = False
                 await asyncio.sleep(1.0)
         finally:
+            distribute.cancel()
             await watch.stop()
             self.control.stop()
             self.db.close()
+
+    def _may_distribute(self, fid: bytes) -> bool:
+        """Not a factory we moved out of: our balance is in the next one (and once we handed
+        over our key the LSP holds it), so its default is no longer ours to take."""
+        row = self.db.execute(
+            "SELECT 1 FROM turnovers WHERE old_factory=? AND role='client' UNION ALL"
+            " SELECT 1 FROM factories WHERE role='client' AND state IN ('ready', 'funded',"
+            " 'closed') AND rowid > (SELECT rowid FROM factories WHERE factory_id=?)",
+            (fid.hex(), fid.hex()),
+        ).fetchone()
+        return row is None
+
+    def _distributed(self, fid: bytes, tx: Transaction) -> None:
+        self._set_state(fid, "closed", close_txid=tx.txid_hex)
 
     async def _session(self) -> None:
         cfg = self.config
@@ -262,7 +294,9 @@ class ClientDaemon:
                     await self.ladder.on_invite(conn, msg)
                     continue
                 if isinstance(msg, Error):
-                    if row is not None and row["state"] == "psigs_sent":
+                    # a factory the LSP never funded (it died before every READY was
+                    # acknowledged) is dead: it no longer knows it
+                    if row is not None and row["state"] in ("psigs_sent", "ready"):
                         self._set_state(bytes.fromhex(row["factory_id"]), "aborted")
                     raise ProtocolViolationError(f"LSP error: {msg.code}: {msg.message}")
                 try:
@@ -419,7 +453,21 @@ class ClientDaemon:
                     reason = notice.reason.decode(errors="replace")
                     fut.set_exception(RuntimeError(f"payment failed: {reason}"))
 
-    async def pay(self, payee: PublicKey, payment_hash: bytes, amount_msat: int) -> dict[str, Any]:
+    def _default_expiry(self, shell: ChannelShell) -> int:
+        """300 blocks ahead, but before the factory's distribution locktime (the LSP refuses
+        an HTLC it could not enforce within the factory's life)."""
+        assert shell.state is not None
+        cltv = shell.state.chain_height + PAY_CLTV_DELTA
+        terms = stored_terms(self.db, shell.factory_id)
+        return cltv if terms is None else min(cltv, terms.locktime - 1)
+
+    async def pay(
+        self,
+        payee: PublicKey,
+        payment_hash: bytes,
+        amount_msat: int,
+        cltv_expiry: int | None = None,
+    ) -> dict[str, Any]:
         """Offer an HTLC to the LSP for `payee`; wait for the preimage."""
         shell = self.channel
         if self.conn is None or shell is None or shell.state is None or not shell.ready.is_set():
@@ -433,7 +481,7 @@ class ClientDaemon:
             )
         fut: asyncio.Future[bytes] = loop.create_future()
         self._waiting[payment_hash] = fut
-        cltv = shell.state.chain_height + 300
+        cltv = self._default_expiry(shell) if cltv_expiry is None else cltv_expiry
         try:
             await shell.apply(
                 AddHtlc(amount_msat, payment_hash, cltv, payee.data), self._send_channel
@@ -511,6 +559,22 @@ class ClientDaemon:
         view = verified.view
         pos = view.client
         fid = bytes(msg.factory_id)
+        payout_script = bytes.fromhex(self._kv("payout_script") or "")
+        refusal = client_terms_refusal(
+            msg.distribution,
+            pos,
+            len(view.participants),
+            payout_script,
+            self._proposed_opening_msat(),
+            msg.cltv_timeout,
+        )
+        if refusal is not None:
+            raise Refused(f"proposed factory refused: {refusal}")
+        assert msg.distribution is not None
+        try:
+            distribution = view_distribution(verified, msg.distribution)
+        except (FactoryError, ValueError) as exc:
+            raise Refused(f"proposed distribution tx refused: {exc}") from exc
         with self.db.transaction() as c:
             c.execute(
                 "INSERT INTO factories (factory_id, role, attempt, state, position, propose,"
@@ -530,11 +594,17 @@ class ClientDaemon:
                 "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
             )
             self.ladder.record_join(c, fid, pos)
+            record_terms(
+                c,
+                fid,
+                msg.distribution,
+                msg.distribution.payouts[pos].amount_sat,
+            )
         self._verified = (fid, verified)
         n = len(view.participants)
         wait = self.config.step_timeout
         self._ceremony_wait = client_step_timeout(n) if wait is None else wait
-        self._signer = Signer(pos + 1, fkey, verified.sessions)
+        self._signer = Signer(pos + 1, fkey, [*verified.sessions, distribution.session])
         bundle = self._signer.nonces()
         return FactoryNonces(
             factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(bundle.to_bytes())
@@ -560,7 +630,22 @@ class ClientDaemon:
             factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(psigs.to_bytes())
         )
 
-    def _on_ready(self, msg: FactoryReady) -> None:
+    def _proposed_opening_msat(self) -> int:
+        """Our opening balance in the factory being proposed: 0 for a move (the balance
+        comes later as the move PTLC), else our amount."""
+        pending = self.ladder._pending()
+        if pending is not None and pending["rotating_from"] is not None:
+            return 0
+        if pending is not None and pending["balance_msat"] is not None:
+            return int(pending["balance_msat"])
+        return opening_balances(self.config.amount_sat)[0]
+
+    def _distribution_of(self, row: Any) -> FundingSpend | None:
+        """The factory's distribution tx as we agreed to it (None: a factory from before)."""
+        terms = stored_terms(self.db, bytes.fromhex(row["factory_id"]))
+        return None if terms is None else view_distribution(self._verified_of(row), terms)
+
+    def _on_ready(self, msg: FactoryReady) -> Message | None:
         fid = bytes(msg.factory_id)
         row = self._expect_row(fid, "psigs_sent", "ready", "funded", "closed")
         pos = int(row["position"])
@@ -568,7 +653,12 @@ class ClientDaemon:
             bundle = SignatureBundle.from_bytes(bytes(msg.bundle))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"bad signatures: {exc}") from exc
+        if row["state"] == "psigs_sent":
+            crash_point("client-before-ready")
+        distribution = self._distribution_of(row)
         sessions = {s.id: s for s in self._verified_of(row).sessions}
+        if distribution is not None:
+            sessions[distribution.session.id] = distribution.session
         sigs = bundle.as_dict()
         if bundle.signer != pos + 1 or set(sigs) != set(sessions):
             raise Refused("signatures do not cover our path")
@@ -581,12 +671,16 @@ class ClientDaemon:
                 "INSERT OR REPLACE INTO tree_signatures VALUES (?, ?, ?)",
                 [(fid.hex(), sid, sig.hex()) for sid, sig in sigs.items()],
             )
+            if distribution is not None:
+                record_signed(c, fid, distribution.signed(sigs[distribution.session.id]))
             if row["state"] == "psigs_sent":
                 c.execute(
                     "UPDATE factories SET state='ready', updated=? WHERE factory_id=?",
                     (now(), fid.hex()),
                 )
         self._ceremony_wait = None
+        if row["state"] == "psigs_sent":  # once: a resent READY gets no second ack
+            return FactoryReadyAck(factory_id=msg.factory_id, attempt=msg.attempt)
         return None
 
     def _on_funded(self, msg: FactoryFunded) -> None:
@@ -709,7 +803,9 @@ class ClientDaemon:
         def invoice(amount_msat: int, description: str = "") -> dict[str, Any]:
             return make_invoice(datadir, amount_msat, description)
 
-        def pay(payee: str, payment_hash: str, amount_msat: int) -> dict[str, Any]:
+        def pay(
+            payee: str, payment_hash: str, amount_msat: int, cltv_expiry: int | None = None
+        ) -> dict[str, Any]:
             if self.loop is None:
                 raise RpcError(-1, "daemon not running")
             try:
@@ -719,7 +815,9 @@ class ClientDaemon:
                     raise ValueError("payment hash must be 32 bytes, amount positive")
             except ValueError as exc:
                 raise RpcError(-8, str(exc)) from exc
-            future = asyncio.run_coroutine_threadsafe(self.pay(key, h, amount_msat), self.loop)
+            future = asyncio.run_coroutine_threadsafe(
+                self.pay(key, h, amount_msat, cltv_expiry), self.loop
+            )
             try:
                 return future.result(timeout=90)
             except (RuntimeError, TimeoutError) as exc:

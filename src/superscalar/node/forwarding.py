@@ -114,10 +114,13 @@ class Forwarder:
         payee_position: Callable[[bytes], int | None],
         connected: Callable[[int], bool],
         refusal: Callable[[int, int], str | None] = lambda up, down: None,
+        expiry_refusal: Callable[[int], str | None] = lambda cltv_expiry: None,
     ) -> None:
         self.db = db
         self.refusal = refusal
         """Why the factory takes no new HTLC between two positions now (the ladder's say)."""
+        self.expiry_refusal = expiry_refusal
+        """Why an HTLC expiring at that height cannot be enforced within the factory's life."""
         self.factory_id = factory_id
         self.channels = channels
         self.sender = sender
@@ -209,7 +212,7 @@ class Forwarder:
         if down is None or target is None or down == pos:
             await self._apply(pos, FailHtlc(htlc.id, b"unknown payee"))
             return
-        refused = self.refusal(pos, down)
+        refused = self.refusal(pos, down) or self.expiry_refusal(htlc.cltv_expiry)
         if refused is not None:
             await self._apply(pos, FailHtlc(htlc.id, refused.encode()[:256]))
             return

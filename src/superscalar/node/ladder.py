@@ -691,8 +691,11 @@ class LspLadder:
             self.rotation["rotation_s"] = round(asyncio.get_running_loop().time() - start, 3)
 
     def _timeout_recovery(self, old: bytes) -> None:
-        """Clients that never moved nor exited: after the CLTV the LSP sweeps the funding."""
+        """Clients that never moved nor exited: after the CLTV the LSP sweeps the funding
+        (unless its distribution tx pays them their default, see `distribution`)."""
         d = self.d
+        if d.distribution_pending(old):
+            return
         propose = self._propose(old)
         tree = tree_of(propose, d.key.public_key)
         tx = timeout_recovery_tx(

@@ -5,7 +5,9 @@ all come from `superscalar.factory`. What this module adds is ordering:
 
 - Every step is one SQLite transaction committed *before* the message that
   depends on it is sent (PROPOSE after the factory row; READY after the
-  signatures; the funding broadcast after the signed funding tx is stored).
+  signatures and the signed distribution tx; the funding broadcast after every
+  client acknowledged READY and the signed funding tx is stored; see
+  `distribution`).
 - A ceremony attempt that fails (a client disconnects, times out or sends
   something wrong) is aborted: the faulty peer gets a wire `Error` and is
   dropped, the others get `factory_abort`, and a fresh attempt with a new
@@ -96,6 +98,7 @@ from superscalar.wire.messages import (
     CloseNonce,
     ClosePropose,
     ClosePsig,
+    DistributionTerms,
     FactoryAbort,
     FactoryAggNonces,
     FactoryFunded,
@@ -103,6 +106,7 @@ from superscalar.wire.messages import (
     FactoryPropose,
     FactoryPsigs,
     FactoryReady,
+    FactoryReadyAck,
     JoinRequest,
     Payout,
 )
@@ -115,6 +119,7 @@ from .channels import (
     channel_funding,
     channel_secrets,
     load_channel,
+    opening_balances,
     stored_balances,
 )
 from .common import (
@@ -130,6 +135,16 @@ from .common import (
     view_of,
 )
 from .control import write_control_port
+from .distribution import (
+    DISTRIBUTION_SESSION,
+    distribute_loop,
+    lsp_distribution,
+    new_terms,
+    record_signed,
+    record_terms,
+    status_of,
+    stored_terms,
+)
 from .forwarding import Forwarder
 from .ladder import (
     LspLadder,
@@ -155,6 +170,9 @@ class Built:
     terms: FactoryTerms
     tree: FactoryTree
     plan: SigningPlan
+    distribution: DistributionTerms | None = None
+    """The distribution tx's terms (None: a factory from before it was signed in the
+    ceremony); its session is in `plan`."""
 
 
 M = TypeVar("M", bound=Message)
@@ -300,6 +318,9 @@ class LspDaemon:
         log.info("lsp listening on %s:%d", self.config.host, self.server.port)
         watch.start()
         ladder_task = asyncio.create_task(self.ladder.run())
+        distribute = asyncio.create_task(
+            distribute_loop(self.db, self.chain, "lsp", self.may_distribute, self._distributed)
+        )
         try:
             while True:
                 await self._wake.wait()
@@ -307,11 +328,47 @@ class LspDaemon:
                 if self.factory_id is None and len(self.queue) >= self.config.n_clients:
                     await self._ceremony(self.queue[: self.config.n_clients])
         finally:
+            distribute.cancel()
             ladder_task.cancel()
             await watch.stop()
             self.control.stop()
             await self.server.close()
             self.db.close()
+
+    def may_distribute(self, fid: bytes) -> bool:
+        """The distribution tx pays factory `fid`'s clients their opening balances: right
+        only if none of them moved to a later factory (a mover would be paid twice)."""
+        row = self.db.execute(
+            "SELECT 1 FROM factory_clients o JOIN factory_clients n ON n.pubkey = o.pubkey"
+            " JOIN factories f ON f.factory_id = n.factory_id WHERE o.factory_id=?"
+            " AND n.factory_id != o.factory_id AND f.role='lsp'"
+            " AND f.state IN ('signed', 'funded', 'closed')"
+            " AND f.rowid > (SELECT rowid FROM factories WHERE factory_id=?)",
+            (fid.hex(), fid.hex()),
+        ).fetchone()
+        return row is None
+
+    def distribution_pending(self, fid: bytes) -> bool:
+        """A held distribution tx will pay out factory `fid` (so no timeout-path sweep)."""
+        row = self.db.execute(
+            "SELECT state FROM distributions WHERE factory_id=?", (fid.hex(),)
+        ).fetchone()
+        return row is not None and row["state"] != "unsigned" and self.may_distribute(fid)
+
+    def _distributed(self, fid: bytes, tx: Transaction) -> None:
+        """Clients gone at the distribution locktime: the factory is paid out by default."""
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='closed', close_tx=?, close_txid=?, updated=?"
+                " WHERE factory_id=?",
+                (tx.hex(), tx.txid_hex, now(), fid.hex()),
+            )
+        terms = stored_terms(self.db, fid)
+        paid = 0 if terms is None else sum(p.amount_sat for p in terms.payouts)
+        self.ladder._event(
+            f"factory {fid.hex()[:16]} paid out by its distribution tx {tx.txid_hex}:"
+            f" clients {paid} sat"
+        )
 
     # -- peers --------------------------------------------------------------------------
 
@@ -399,7 +456,9 @@ class LspDaemon:
         if built is None:
             terms = decode_record(self._row(fid)["propose"], FactoryTerms)
             tree = tree_of(terms, self.key.public_key)
-            built = Built(terms, tree, SigningPlan.for_tree(tree))
+            dist = stored_terms(self.db, fid)
+            extra = () if dist is None else (lsp_distribution(tree, dist).session,)
+            built = Built(terms, tree, SigningPlan.for_tree(tree, extra=extra), dist)
             self._built[fid] = built
         return built
 
@@ -448,7 +507,28 @@ class LspDaemon:
         shape = build_shape(spec_of(terms, self.key.public_key))
         state = FactoryState.initial(shape, [p.to_key() for p in points])
         tree = FactoryTree.build(shape, state, FactoryScripts.build(shape, cache))
-        return Built(terms, tree, SigningPlan.for_tree(tree)), unsigned, seed
+        dist = self._distribution_terms(peers, terms.cltv_timeout)
+        plan = SigningPlan.for_tree(tree, extra=(lsp_distribution(tree, dist).session,))
+        return Built(terms, tree, plan, dist), unsigned, seed
+
+    def _distribution_terms(self, peers: list[Peer], cltv_timeout: int) -> DistributionTerms:
+        """Each client's opening balance to its payout script, the rest to a fresh LSP
+        address; valid `distribution_margin` blocks before the CLTV timeout (see
+        `distribution`). A mover opens with nothing on its side (its balance arrives later
+        by the move PTLC), so its default here is 0: a mover that never hands over its old
+        key must not be paid its old balance by this factory's distribution tx as well."""
+        opening = [(bytes(p.join.payout_script), self._opening_client_msat(p.join)) for p in peers]
+        lsp_script = script_for_address(self.chain.get_new_address())
+        locktime = cltv_timeout - self.ladder.params().distribution_margin
+        return new_terms(opening, lsp_script, locktime)
+
+    @staticmethod
+    def _opening_client_msat(join: JoinRequest) -> int:
+        if join.rotating_from is not None:
+            return 0
+        if join.balance_msat is not None:
+            return int(join.balance_msat)
+        return opening_balances(join.amount_sat)[0]
 
     def _propose_for(self, built: Built, position: int) -> FactoryPropose:
         """Client `position`'s PROPOSE: the parameters and its path view only."""
@@ -462,6 +542,7 @@ class LspDaemon:
             step_blocks=t.step_blocks,
             anchor_value=t.anchor_value,
             view=Hex(extract_view(built.tree, position).to_bytes()),
+            distribution=built.distribution,
         )
 
     async def _ceremony(self, peers: list[Peer]) -> None:
@@ -507,6 +588,8 @@ class LspDaemon:
                 ],
             )
             record_opening_balances(c, fid, peers)
+            if built.distribution is not None:
+                record_terms(c, fid, built.distribution, None)
         try:
             for pos, p in enumerate(peers):
                 await self._send(p, self._propose_for(built, pos))
@@ -538,16 +621,13 @@ class LspDaemon:
                     raise PeerFault(p, f"bad partial signatures: {exc}") from exc
             coordinator.add_partial_sigs(lsp_signer.sign(aggs[0]), 0)
             signatures = coordinator.finalize()
+            self._signatures[fid] = dict(signatures)
+            await self._ready_and_acks(fid, peers, built, signatures)
         except PeerFault as fault:
             await self._abort(fid, peers, fault)
             return
-        self._signatures[fid] = dict(signatures)
         signed_funding = self.chain.sign_with_wallet(unsigned)
         with self.db.transaction() as c:
-            c.executemany(
-                "INSERT INTO tree_signatures VALUES (?, ?, ?)",
-                [(fid.hex(), sid, sig.hex()) for sid, sig in signatures.items()],
-            )
             c.execute(
                 "UPDATE factories SET state='signed', funding_tx=?, updated=? WHERE factory_id=?",
                 (signed_funding.hex(), now(), fid.hex()),
@@ -558,9 +638,6 @@ class LspDaemon:
         self.factory_id = fid
         self.queue = [p for p in self.queue if p not in peers]
         self.members = {p.key.data: p for p in peers}
-        for pos, p in enumerate(peers):
-            with contextlib.suppress(WireError):
-                await p.conn.send_message(self._ready_for(fid, pos, 1))
         txid = self._broadcast_funding(fid)
         self.ceremony_seconds = loop.time() - start
         for p in peers:
@@ -570,6 +647,23 @@ class LspDaemon:
         log.info(
             "factory %s funded: %s (%.2fs)", fid.hex()[:16], txid[::-1].hex(), self.ceremony_seconds
         )
+
+    async def _ready_and_acks(
+        self, fid: bytes, peers: list[Peer], built: Built, signatures: dict[int, bytes]
+    ) -> None:
+        """Store the signatures and the signed distribution tx, send READY, and wait until
+        every client stored them too: only then may the factory be funded."""
+        with self.db.transaction() as c:
+            c.executemany(
+                "INSERT INTO tree_signatures VALUES (?, ?, ?)",
+                [(fid.hex(), sid, sig.hex()) for sid, sig in signatures.items()],
+            )
+            if built.distribution is not None:
+                spend = lsp_distribution(built.tree, built.distribution)
+                record_signed(c, fid, spend.signed(signatures[DISTRIBUTION_SESSION]))
+        for pos, p in enumerate(peers):
+            await self._send(p, self._ready_for(fid, pos, 1))
+        await self._gather(peers, FactoryReadyAck, fid)
 
     def _ready_for(self, fid: bytes, position: int, attempt: int) -> FactoryReady:
         """O(path) per client: the plan and the signatures are loaded once per factory."""
@@ -705,7 +799,40 @@ class LspDaemon:
 
         return send
 
+    async def _on_old_channel(self, peer: Peer, msg: ChannelMsg) -> bool:
+        """A client still on an old, open factory (it stayed, or was offline during the
+        rotation and came back while it is DYING) reestablishes its channel there: answer
+        with ours, so the ladder can close that factory with it at its exact balance
+        (`_close_with_stayers`). False: not such a factory. Old factories take no updates."""
+        fid = bytes(msg.factory_id)
+        if fid == self.factory_id or not self.ladder.can_reattach(fid):
+            return False
+        row = self.db.execute(
+            "SELECT position FROM factory_clients WHERE factory_id=? AND pubkey=?",
+            (fid.hex(), peer.key.hex()),
+        ).fetchone()
+        if row is None:
+            return False
+        pos = int(row["position"])
+        cmsg = decode_message(msg.payload)
+        if msg.position != pos or not isinstance(cmsg, ChannelReestablish):
+            raise ValueError("only channel_reestablish of its own channel on an old factory")
+        shell = self.ladder._old_channel(fid, pos)
+        if shell is None or shell.state is None:
+            raise ValueError("no channel of that client on the old factory")
+
+        async def send(m: ChannelMsg) -> None:
+            await peer.conn.send_message(m)
+
+        notices = await shell.reestablish(send)
+        notices += await shell.apply(cmsg, send)
+        for n in notices:
+            log.info("old factory %s channel %d: %s", fid.hex()[:16], pos, type(n).__name__)
+        return True
+
     async def _on_channel(self, peer: Peer, msg: ChannelMsg) -> None:
+        if await self._on_old_channel(peer, msg):
+            return
         fid = self.factory_id
         if fid is None or bytes(msg.factory_id) != fid:
             raise ValueError("channel message for another factory")
@@ -823,9 +950,34 @@ class LspDaemon:
         def refusal(up: int, down: int) -> str | None:
             return self.ladder.htlc_refusal(fid, (up, down))
 
+        def expiry_refusal(cltv_expiry: int) -> str | None:
+            return self.htlc_expiry_refusal(fid, cltv_expiry)
+
         return Forwarder(
-            self.db, fid, self.channels, self._sender, payee_position, connected, refusal
+            self.db,
+            fid,
+            self.channels,
+            self._sender,
+            payee_position,
+            connected,
+            refusal,
+            expiry_refusal,
         )
+
+    def htlc_expiry_refusal(self, fid: bytes, cltv_expiry: int) -> str | None:
+        """Why an HTLC (the incoming one: the later expiry) is past what factory `fid` can
+        enforce: it must expire before the distribution tx can replace the tree (and so
+        before the CLTV timeout path opens), or nobody can settle it on chain in time."""
+        terms = self._built_for(fid).terms
+        dist = stored_terms(self.db, fid)
+        limit = terms.cltv_timeout if dist is None else dist.locktime
+        if cltv_expiry >= limit:
+            what = "its CLTV timeout" if dist is None else "its distribution tx's locktime"
+            return (
+                f"HTLC expiry {cltv_expiry} is not before {what} {limit}"
+                f" (factory {fid.hex()[:16]}): it could not be enforced on chain"
+            )
+        return None
 
     async def _reestablish(self, peer: Peer) -> None:
         """A funded client is back: send our channel_reestablish before anything else."""
@@ -1034,7 +1186,9 @@ def status_snapshot(
             ]
             live = row["state"] != "aborted"
             if role == "client":
-                factories.append(_client_factory_status(db, row, live))
+                factories.append(
+                    {**_client_factory_status(db, row, live), "distribution": status_of(db, fid)}
+                )
                 continue
             terms = decode_record(row["propose"], FactoryTerms)
             nodes = []
@@ -1055,6 +1209,7 @@ def status_snapshot(
                     "lsp_balance_sat": terms.funding_amount
                     - sum(int(c["amount_sat"]) for c in clients),
                     "nodes": nodes,
+                    "distribution": status_of(db, fid),
                 }
             )
         nonce_uses = db.execute("SELECT COUNT(*) FROM nonce_use").fetchone()[0]

@@ -223,4 +223,21 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        9,
+        "distribution_txs",
+        """
+        CREATE TABLE distributions (
+            factory_id TEXT PRIMARY KEY,
+            terms TEXT NOT NULL,
+            locktime INTEGER NOT NULL CHECK (locktime > 0),
+            payout_sat INTEGER,
+            tx TEXT,
+            state TEXT NOT NULL DEFAULT 'unsigned'
+                CHECK (state IN ('unsigned', 'held', 'broadcast')),
+            broadcast_txid TEXT,
+            updated INTEGER NOT NULL
+        ) STRICT;
+        """,
+    ),
 )

@@ -9,7 +9,9 @@ be confused with the one it replaces):
     client → LSP   factory_nonces      (sparse: its own path sessions only)
     LSP → client   factory_agg_nonces
     client → LSP   factory_psigs
-    LSP → client   factory_ready       (final signatures for the client's path)
+    LSP → client   factory_ready       (final signatures for the client's path and the
+                                        distribution tx)
+    client → LSP   factory_ready_ack   (both stored: only then is the factory funded)
     LSP → client   factory_funded      (the funding txid, once broadcast)
     LSP → client   close_propose → client close_nonce → LSP close_agg_nonce
                    → client close_psig → LSP close_done (txid)
@@ -51,6 +53,7 @@ __all__ = [
     "CloseNonce",
     "ClosePropose",
     "ClosePsig",
+    "DistributionTerms",
     "FactoryAbort",
     "FactoryAggNonces",
     "FactoryFunded",
@@ -58,6 +61,7 @@ __all__ = [
     "FactoryPropose",
     "FactoryPsigs",
     "FactoryReady",
+    "FactoryReadyAck",
     "JoinRequest",
     "Payout",
     "RotationInvite",
@@ -116,6 +120,19 @@ class FactoryPropose(Message, tag="factory_propose"):
     anchor_value: UInt
     view: Hex
     """Bounded by the framing limit; `ClientView.from_bytes` bounds each part."""
+    distribution: DistributionTerms | None = None
+    """The distribution tx signed in the same rounds (one more session, every participant):
+    what pays each client by default if the LSP vanishes. A client refuses a proposal
+    without one."""
+
+
+class DistributionTerms(Record):
+    """The inputs of `factory.funding_distribution`: one payout per client position (0: below
+    dust, no output), the LSP's script for the rest, and the nLockTime."""
+
+    payouts: tuple[Payout, ...]
+    lsp_script: Hex
+    locktime: U32
 
 
 class FactoryNonces(Message, tag="factory_nonces"):
@@ -148,6 +165,14 @@ class FactoryReady(Message, tag="factory_ready"):
     factory_id: Hex32
     attempt: U32
     bundle: Hex
+
+
+class FactoryReadyAck(Message, tag="factory_ready_ack"):
+    """Client → LSP: READY's signatures and the signed distribution tx are stored; the LSP
+    funds the factory only once every client said so."""
+
+    factory_id: Hex32
+    attempt: U32
 
 
 class FactoryFunded(Message, tag="factory_funded"):

@@ -1,0 +1,282 @@
+"""The distribution tx in the daemons: signed in the factory ceremony, broadcast at its locktime.
+
+The distribution tx (`factory.distribution_tx`) spends the funding output by
+key path, pays every client its opening balance to its own payout script and
+the LSP the rest, with zero fee and a P2A anchor. It is one more MuSig2
+session (`DISTRIBUTION_SESSION`, every participant) in the factory's own
+ceremony rounds: PROPOSE carries its terms, each client checks its own payout
+and the locktime before it sends a nonce, READY carries the signature, and
+the LSP broadcasts the funding tx only after every client acknowledged READY
+(`factory_ready_ack`) — so no factory is funded whose distribution tx some
+client does not hold.
+
+Its nLockTime is `Lifecycle.distribution_at`: `LadderParams.distribution_margin`
+blocks *before* the CLTV timeout, so it becomes valid before the LSP's timeout
+path. When it is due and the funding output is still unspent:
+
+- a client broadcasts it (LSP gone: it is paid its opening balance) unless it
+  handed its key to the LSP at a turnover (it moved: its money is elsewhere);
+- the LSP broadcasts it for a factory none of whose clients moved (clients
+  gone: each is paid its default, the LSP recovers the rest) instead of
+  sweeping the whole funding through the timeout path later.
+
+Each broadcast is the zero-fee parent plus a wallet-funded CPFP child on the
+anchor, submitted as a package. A factory whose clients partly moved keeps
+the timeout-path recovery (the distribution tx would pay the movers twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from superscalar.bitcoin.fees import Feerate, dust_limit
+from superscalar.bitcoin.tx import Transaction, TxOut
+from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
+from superscalar.chain.rpc import RpcError
+from superscalar.factory import (
+    FactoryTree,
+    FundingRef,
+    FundingSpend,
+    VerifiedView,
+    distribution_tx,
+    funding_distribution,
+)
+from superscalar.store.db import Database
+from superscalar.wire.codec import Hex, decode_record, encode_record
+from superscalar.wire.messages import DistributionTerms, Payout
+
+from .common import now
+from .devtools import wallet_cpfp
+
+__all__ = [
+    "DISTRIBUTION_FEERATE",
+    "DISTRIBUTION_SESSION",
+    "client_payout_sat",
+    "client_terms_refusal",
+    "distribute_due",
+    "distribute_loop",
+    "lsp_distribution",
+    "new_terms",
+    "record_signed",
+    "record_terms",
+    "status_of",
+    "stored_terms",
+    "view_distribution",
+]
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTION_SESSION = 1 << 30
+"""Session id of the distribution tx in the factory ceremony (tree sessions are tx indexes)."""
+
+DISTRIBUTION_FEERATE = Feerate(2000)
+"""Package feerate of distribution tx + CPFP child (sat/kvB)."""
+
+
+def client_payout_sat(opening_msat: int, script: bytes) -> int:
+    """A client's distribution payout: its opening balance in whole sat, 0 if that is dust
+    (no output; the LSP's remainder takes it, like a close's rounding)."""
+    sat = opening_msat // 1000
+    return sat if sat >= dust_limit(script) else 0
+
+
+def _outputs(terms: DistributionTerms) -> list[TxOut]:
+    return [TxOut(p.amount_sat, bytes(p.script)) for p in terms.payouts if p.amount_sat]
+
+
+def lsp_distribution(tree: FactoryTree, terms: DistributionTerms) -> FundingSpend:
+    """The LSP's distribution tx and its session, from the whole tree."""
+    return distribution_tx(
+        tree.scripts,
+        _outputs(terms),
+        bytes(terms.lsp_script),
+        terms.locktime,
+        DISTRIBUTION_SESSION,
+    )
+
+
+def view_distribution(verified: VerifiedView, terms: DistributionTerms) -> FundingSpend:
+    """The same tx and session, built by a client from its path view alone."""
+    view = verified.view
+    ref = FundingRef(view.funding_outpoint, view.funding_amount, view.lsp, view.participants)
+    return funding_distribution(
+        verified.funding_output,
+        ref,
+        view.params,
+        _outputs(terms),
+        bytes(terms.lsp_script),
+        terms.locktime,
+        DISTRIBUTION_SESSION,
+    )
+
+
+def client_terms_refusal(
+    terms: DistributionTerms | None,
+    position: int,
+    n_clients: int,
+    payout_script: bytes,
+    opening_msat: int,
+    cltv_timeout: int,
+) -> str | None:
+    """Why a client refuses the proposed distribution terms (None: they pay it in full)."""
+    if terms is None:
+        return "the proposal has no distribution tx"
+    if len(terms.payouts) != n_clients:
+        return "the distribution tx does not list one payout per client"
+    ours = terms.payouts[position]
+    expected = client_payout_sat(opening_msat, payout_script)
+    if bytes(ours.script) != payout_script or ours.amount_sat != expected:
+        return f"the distribution tx does not pay us {expected} sat to our payout script"
+    if not 0 < terms.locktime < cltv_timeout:
+        return (
+            f"distribution locktime {terms.locktime} is not before the factory's"
+            f" CLTV timeout {cltv_timeout}"
+        )
+    return None
+
+
+def new_terms(
+    payouts: Sequence[tuple[bytes, int]], lsp_script: bytes, locktime: int
+) -> DistributionTerms:
+    """Terms from (payout script, opening msat) per client position."""
+    return DistributionTerms(
+        payouts=tuple(
+            Payout(script=Hex(s), amount_sat=client_payout_sat(msat, s)) for s, msat in payouts
+        ),
+        lsp_script=Hex(lsp_script),
+        locktime=locktime,
+    )
+
+
+def record_terms(
+    c: sqlite3.Connection, fid: bytes, terms: DistributionTerms, payout_sat: int | None
+) -> None:
+    c.execute(
+        "INSERT OR REPLACE INTO distributions (factory_id, terms, locktime, payout_sat, state,"
+        " updated) VALUES (?, ?, ?, ?, 'unsigned', ?)",
+        (fid.hex(), encode_record(terms).decode(), terms.locktime, payout_sat, now()),
+    )
+
+
+def record_signed(c: sqlite3.Connection, fid: bytes, tx: Transaction) -> None:
+    """The fully signed tx: from here on this party can broadcast it alone."""
+    c.execute(
+        "UPDATE distributions SET tx=?, state='held', updated=? WHERE factory_id=?"
+        " AND state='unsigned'",
+        (tx.hex(), now(), fid.hex()),
+    )
+
+
+def stored_terms(db: Database, fid: bytes) -> DistributionTerms | None:
+    row = db.execute("SELECT terms FROM distributions WHERE factory_id=?", (fid.hex(),)).fetchone()
+    return None if row is None else decode_record(row["terms"], DistributionTerms)
+
+
+def status_of(db: Database, fid: str) -> dict[str, Any] | None:
+    """What `status` shows: locktime, our payout, the tx and whether it was broadcast."""
+    row = db.execute("SELECT * FROM distributions WHERE factory_id=?", (fid,)).fetchone()
+    if row is None:
+        return None
+    tx = Transaction.from_hex(row["tx"]) if row["tx"] else None
+    return {
+        "locktime": int(row["locktime"]),
+        "payout_sat": None if row["payout_sat"] is None else int(row["payout_sat"]),
+        "state": row["state"],
+        "txid": tx.txid_hex if tx is not None else None,
+        "outputs": [o.value for o in tx.outputs] if tx is not None else [],
+    }
+
+
+def _funding_unspent(chain: BitcoindClient, tx: Transaction) -> bool:
+    prev = tx.inputs[0].prevout
+    return chain.get_tx_out(prev.txid[::-1].hex(), prev.vout) is not None
+
+
+def _known(chain: BitcoindClient, txid: str) -> bool:
+    try:
+        chain.get_raw_transaction(txid)
+    except (RpcError, ChainResponseError):
+        return False
+    return True
+
+
+def distribute_due(
+    db: Database,
+    chain: BitcoindClient,
+    role: str,
+    allowed: Callable[[bytes], bool],
+    on_broadcast: Callable[[bytes, Transaction], None] = lambda fid, tx: None,
+) -> list[str]:
+    """Broadcast every held distribution tx that is final (tip ≥ nLockTime: it may enter
+    the next block), whose factory (of `role`) is still funded with its funding output
+    unspent, and that `allowed(fid)`; returns the txids recorded as broadcast.
+
+    A distribution tx already spending the funding output (ours from before a restart,
+    or another party's copy, even one we would not have sent) is recorded as broadcast
+    and the factory as paid out by it; a funding spent by anything else (a close, an
+    exit) leaves it held and unused.
+    """
+    height = chain.get_block_count()
+    done: list[str] = []
+    rows = db.execute(
+        "SELECT d.factory_id, d.tx, d.locktime FROM distributions d JOIN factories f"
+        " ON f.factory_id = d.factory_id WHERE d.state='held' AND f.role=? AND"
+        " f.state='funded' AND d.locktime <= ?",
+        (role, height),
+    ).fetchall()
+    for row in rows:
+        fid = bytes.fromhex(row["factory_id"])
+        tx = Transaction.from_hex(row["tx"])
+        try:
+            if _funding_unspent(chain, tx):
+                if not allowed(fid):
+                    continue
+                result = chain.submit_package([tx, wallet_cpfp(chain, tx, DISTRIBUTION_FEERATE)])
+                if not result.success:
+                    log.warning("distribution %s refused: %s", tx.txid_hex, result)
+                    continue
+            elif not _known(chain, tx.txid_hex):
+                continue
+        except (RpcError, ChainResponseError, ChainUnavailable, ValueError) as exc:
+            log.warning("distribution %s not broadcast: %s", tx.txid_hex, exc)
+            continue
+        with db.transaction() as c:
+            c.execute(
+                "UPDATE distributions SET state='broadcast', broadcast_txid=?, updated=?"
+                " WHERE factory_id=?",
+                (tx.txid_hex, now(), fid.hex()),
+            )
+        on_broadcast(fid, tx)
+        log.warning(
+            "factory %s paid out by its distribution tx %s at height %d (locktime %d): %s",
+            fid.hex()[:16],
+            tx.txid_hex,
+            height,
+            int(row["locktime"]),
+            [o.value for o in tx.outputs],
+        )
+        done.append(tx.txid_hex)
+    return done
+
+
+async def distribute_loop(
+    db: Database,
+    chain: BitcoindClient,
+    role: str,
+    allowed: Callable[[bytes], bool],
+    on_broadcast: Callable[[bytes, Transaction], None] = lambda fid, tx: None,
+    interval: float = 1.0,
+) -> None:
+    """`distribute_due` every `interval` seconds, on the loop (it shares the daemon's db)."""
+    while True:
+        try:
+            distribute_due(db, chain, role, allowed, on_broadcast)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("distribution check failed")
+        await asyncio.sleep(interval)
