@@ -6,6 +6,7 @@ from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.bitcoin.sighash import taproot_sighash
 from superscalar.bitcoin.taproot import TaprootSpendInfo
 from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+from superscalar.chain.consensus import verify_transaction
 from superscalar.chain.node import RegtestNode
 from superscalar.crypto import schnorr
 from superscalar.crypto.keys import SecretKey
@@ -58,3 +59,23 @@ def scriptpath_spend(
     digest = taproot_sighash(tx, 0, [spent], leaf_hash=info.leaves[leaf].leaf_hash)
     witness = info.script_path_witness(leaf, [schnorr.sign(secret, digest)])
     return tx.with_witness(0, witness)
+
+
+def spent_outputs(node: RegtestNode, tx: Transaction) -> list[TxOut]:
+    """The outputs `tx` spends, looked up on `node` (for script checks before broadcast)."""
+    outs: list[TxOut] = []
+    for txin in tx.inputs:
+        status = node.transaction(txin.prevout.txid)
+        assert status is not None, f"{txin.prevout} is unknown"
+        outs.append(status.tx.outputs[txin.prevout.vout])
+    return outs
+
+
+def confirm_with_child(node: RegtestNode, tx: Transaction) -> None:
+    """Script-check `tx`, submit it with a wallet CPFP child on its anchor, mine it."""
+    verify_transaction(tx, spent_outputs(node, tx))
+    result = node.submit_with_cpfp(tx)
+    assert result.ok, (result.errors, result.package_error)
+    node.mine(1, MINER)
+    status = node.transaction(tx.txid)
+    assert status is not None and status.height == node.height

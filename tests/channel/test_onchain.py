@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.tx import OutPoint, Transaction, TxOut
+from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.chain.consensus import verify_transaction
 from superscalar.chain.kernel import BlockRejectedError
 from superscalar.chain.mempool import TxRejectedError
@@ -46,7 +46,7 @@ from superscalar.channel.onchain import (
 )
 from superscalar.channel.penalty import build_penalty, revoked_number, second_stage_penalty_input
 
-from ..chain.chain_support import MINER, fund
+from ..chain.chain_support import MINER, confirm_with_child, fund, spent_outputs
 from .support import (
     CONFIG,
     add_committed,
@@ -60,26 +60,8 @@ FEERATE = Feerate.from_sat_per_vb(2)
 AMOUNT = 1_000_000
 
 
-def _spent(node: RegtestNode, tx: Transaction) -> list[TxOut]:
-    outs: list[TxOut] = []
-    for txin in tx.inputs:
-        status = node.transaction(txin.prevout.txid)
-        assert status is not None
-        outs.append(status.tx.outputs[txin.prevout.vout])
-    return outs
-
-
 def _check(node: RegtestNode, tx: Transaction) -> None:
-    verify_transaction(tx, _spent(node, tx))
-
-
-def _confirm_with_child(node: RegtestNode, tx: Transaction, anchor_vout: int) -> None:
-    _check(node, tx)
-    result = node.submit_with_cpfp(tx)
-    assert result.ok, (result.errors, result.package_error)
-    node.mine(1, MINER)
-    status = node.transaction(tx.txid)
-    assert status is not None and status.height == node.height
+    verify_transaction(tx, spent_outputs(node, tx))
 
 
 def _confirm(node: RegtestNode, tx: Transaction) -> None:
@@ -126,7 +108,7 @@ def _force_close(node: RegtestNode, side: Side, pair: LoopbackChannel) -> Commit
     transition = pair.apply(side, ForceClose())
     broadcast = [e for e in transition.effects if isinstance(e, BroadcastTransaction)]
     assert len(broadcast) == 1 and broadcast[0].anchor_vout is not None
-    _confirm_with_child(node, broadcast[0].tx, broadcast[0].anchor_vout)
+    confirm_with_child(node, broadcast[0].tx)
     return local_commitment(side.state)
 
 
@@ -155,7 +137,7 @@ def test_htlc_success_with_the_preimage_then_its_delayed_sweep(node: RegtestNode
         scene.to_alice,
         preimage(2),
     )
-    _confirm_with_child(node, success, 1)
+    confirm_with_child(node, success)
     confirmed = node.height
     sweep = build_sweep(
         [sweep_second_stage(alice.secrets, commitment, success)], _wallet_script(node), FEERATE
@@ -187,7 +169,7 @@ def test_htlc_timeout_is_refused_one_block_early_and_mined_after_expiry(
     assert [e.reason for e in result.errors.values()] == ["non-final"]
     _kernel_refuses_early(node, timeout)
     node.mine(1, MINER)
-    _confirm_with_child(node, timeout, 1)
+    confirm_with_child(node, timeout)
 
 
 def test_to_local_is_refused_one_block_early_and_mined_after_its_csv_delay(
@@ -289,7 +271,7 @@ def test_breach_penalty_also_takes_a_second_stage_output(node: RegtestNode) -> N
         extra=(second_stage_penalty_input(bob.secrets, bob.state, record, stolen),),
     )
     assert OutPoint(stolen.txid, 0) in {txin.prevout for txin in penalty.inputs}
-    total_in = sum(o.value for o in _spent(node, penalty))
+    total_in = sum(o.value for o in spent_outputs(node, penalty))
     assert total_in == AMOUNT  # every satoshi of the channel
     _confirm(node, penalty)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.tx import OutPoint, Transaction, TxOut
+from superscalar.bitcoin.tx import OutPoint
 from superscalar.chain.consensus import ScriptVerifyError, verify_transaction
 from superscalar.chain.kernel import BlockRejectedError
 from superscalar.chain.node import RegtestNode
@@ -44,30 +44,12 @@ from superscalar.channel.penalty import build_penalty, revoked_number
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.keys import SecretKey
 
-from ..chain.chain_support import MINER, fund
+from ..chain.chain_support import MINER, confirm_with_child, fund, spent_outputs
 from .support import add_committed, funding_script, make_pair
 from .test_ptlc import AMOUNT, POINT, SECRET
 
 FEERATE = Feerate.from_sat_per_vb(2)
 CAPACITY = 1_000_000
-
-
-def _spent(node: RegtestNode, tx: Transaction) -> list[TxOut]:
-    outs: list[TxOut] = []
-    for txin in tx.inputs:
-        status = node.transaction(txin.prevout.txid)
-        assert status is not None
-        outs.append(status.tx.outputs[txin.prevout.vout])
-    return outs
-
-
-def _confirm_with_child(node: RegtestNode, tx: Transaction) -> None:
-    verify_transaction(tx, _spent(node, tx))
-    result = node.submit_with_cpfp(tx)
-    assert result.ok, (result.errors, result.package_error)
-    node.mine(1, MINER)
-    status = node.transaction(tx.txid)
-    assert status is not None and status.height == node.height
 
 
 @dataclass
@@ -90,7 +72,7 @@ def _scene(node: RegtestNode) -> Scene:
 def _force_close(node: RegtestNode, side: Side, pair: LoopbackChannel) -> Commitment:
     transition = pair.apply(side, ForceClose())
     (broadcast,) = [e for e in transition.effects if isinstance(e, BroadcastTransaction)]
-    _confirm_with_child(node, broadcast.tx)
+    confirm_with_child(node, broadcast.tx)
     return local_commitment(side.state)
 
 
@@ -112,7 +94,7 @@ def test_receiver_claims_on_its_commitment_by_completing_the_adaptor_sig_and_off
         scene.ptlc,
         SECRET.to_bytes(),
     )
-    _confirm_with_child(node, success)
+    confirm_with_child(node, success)
     assert success.outputs[0].value == AMOUNT // 1000
     found = extract_ptlc_secret(alice.secrets, theirs_seen_by_alice, scene.ptlc, success)
     assert found.to_bytes() == SECRET.to_bytes() and found.public_key == POINT
@@ -141,7 +123,7 @@ def test_the_kernel_refuses_a_ptlc_success_without_the_completed_adaptor_sig(
     witness = (unadapted, *wrong.inputs[0].witness[1:])
     tx = wrong.with_witness(0, witness)
     with pytest.raises(ScriptVerifyError):
-        verify_transaction(tx, _spent(node, tx))
+        verify_transaction(tx, spent_outputs(node, tx))
     height = node.height
     with pytest.raises(BlockRejectedError):
         node.mine_transactions([tx], MINER)
@@ -163,7 +145,7 @@ def test_receiver_claims_on_the_offerers_commitment_and_the_offerer_extracts_the
         SECRET.to_bytes(),
         bob.state.remote_commit.ptlc_claim_signatures,
     )
-    _confirm_with_child(node, claim)
+    confirm_with_child(node, claim)
     found = extract_ptlc_secret(alice.secrets, ours, scene.ptlc, claim)
     assert found.public_key == POINT
     # the claimed value sits in bob's static to_remote script: bob sweeps it
@@ -177,7 +159,7 @@ def test_receiver_claims_on_the_offerers_commitment_and_the_offerer_extracts_the
         node.wallet.new_script(),
         FEERATE,
     )
-    verify_transaction(moved, _spent(node, moved))
+    verify_transaction(moved, spent_outputs(node, moved))
     node.send(moved)
     node.mine(1, MINER)
     assert node.transaction(moved.txid) is not None
@@ -200,7 +182,7 @@ def test_the_kernel_refuses_the_claim_without_the_completed_adaptor_sig(node: Re
     witness[1] = raw.nonce.data[1:] + raw.s.to_bytes(32, "big")
     tx = claim.with_witness(0, witness)
     with pytest.raises(ScriptVerifyError):
-        verify_transaction(tx, _spent(node, tx))
+        verify_transaction(tx, spent_outputs(node, tx))
     with pytest.raises(BlockRejectedError):
         node.mine_transactions([tx], MINER)
 
@@ -236,7 +218,7 @@ def test_the_offerer_times_the_ptlc_out_on_its_commitment_after_the_expiry(
     with pytest.raises(BlockRejectedError):
         node.mine_transactions([timeout], MINER)
     node.mine(1, MINER)
-    _confirm_with_child(node, timeout)
+    confirm_with_child(node, timeout)
     with pytest.raises(BadPreimageError):
         extract_ptlc_secret(alice.secrets, commitment, scene.ptlc, timeout)
 
@@ -257,7 +239,7 @@ def test_the_offerer_takes_the_ptlc_back_from_the_receivers_commitment_after_exp
     with pytest.raises(BlockRejectedError):
         node.mine_transactions([reclaim], MINER)
     node.mine(1, MINER)
-    verify_transaction(reclaim, _spent(node, reclaim))
+    verify_transaction(reclaim, spent_outputs(node, reclaim))
     node.send(reclaim)
     node.mine(1, MINER)
     assert reclaim.outputs[0].value == AMOUNT // 1000 - FEERATE.fee_for_vsize(reclaim.vsize)
@@ -269,7 +251,7 @@ def test_a_revoked_commitment_holding_a_ptlc_is_swept_by_the_penalty(node: Regte
     old = alice.state
     add_committed(scene.pair, alice, 1_000_000, 4, scene.expiry)  # revokes `old`
     _, cheat = signed_local_commitment(alice.secrets, old)
-    verify_transaction(cheat, _spent(node, cheat))
+    verify_transaction(cheat, spent_outputs(node, cheat))
     node.mine_transactions([cheat], MINER)
     number = revoked_number(bob.state, cheat)
     assert number is not None
@@ -283,7 +265,7 @@ def test_a_revoked_commitment_holding_a_ptlc_is_swept_by_the_penalty(node: Regte
     assert len(valued) == 3  # to_local, to_remote and the PTLC
     assert swept == {OutPoint(cheat.txid, vout) for vout in valued}
     assert penalty.outputs[0].value == CAPACITY - FEERATE.fee_for_vsize(penalty.vsize)
-    verify_transaction(penalty, _spent(node, penalty))
+    verify_transaction(penalty, spent_outputs(node, penalty))
     node.send(penalty)
     node.mine(1, MINER)
     assert node.transaction(penalty.txid) is not None

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from superscalar.bitcoin.tx import Transaction, TxOut
 from superscalar.chain.consensus import ScriptVerifyError, verify_transaction
 from superscalar.chain.kernel import BlockRejectedError
 from superscalar.chain.node import RegtestNode
@@ -47,7 +46,7 @@ from superscalar.crypto.keys import SecretKey
 from superscalar.factory import SignedTree
 from superscalar.ladder import check_move_ptlc, lsp_alone_close, plan_move
 
-from ..chain.chain_support import fund
+from ..chain.chain_support import fund, spent_outputs
 from ..channel.support import CONFIG, funding_script, make_pair
 from ..factory.helpers import secret
 from ..factory.test_chain_exit import FEERATE, LSP_SWEEP, MINER, confirmed, open_factory
@@ -69,15 +68,6 @@ class Move:
     pair: LoopbackChannel  # a = LSP, b = the mover
     ptlc: int
     expiry: int
-
-
-def _spent(node: RegtestNode, tx: Transaction) -> list[TxOut]:
-    outs = []
-    for txin in tx.inputs:
-        status = node.transaction(txin.prevout.txid)
-        assert status is not None
-        outs.append(status.tx.outputs[txin.prevout.vout])
-    return outs
 
 
 def _offer(node: RegtestNode, factory0: SignedTree, position: int) -> Move:
@@ -134,7 +124,7 @@ def test_a_client_withholding_its_key_cannot_claim_and_the_lsp_times_the_move_ou
         0, (presig.nonce.data[1:] + presig.s.to_bytes(32, "big"), *honest.inputs[0].witness[1:])
     )
     with pytest.raises(ScriptVerifyError):
-        verify_transaction(forged, _spent(node, forged))
+        verify_transaction(forged, spent_outputs(node, forged))
     with pytest.raises(BlockRejectedError):
         node.mine_transactions([forged], MINER)
     # after the expiry the LSP takes the moved amount back from the client's commitment
@@ -146,7 +136,7 @@ def test_a_client_withholding_its_key_cannot_claim_and_the_lsp_times_the_move_ou
     with pytest.raises(BlockRejectedError):
         node.mine_transactions([reclaim], MINER)
     node.mine(1, MINER)
-    verify_transaction(reclaim, _spent(node, reclaim))
+    verify_transaction(reclaim, spent_outputs(node, reclaim))
     node.send(reclaim)
     node.mine(1, MINER)
     assert confirmed(node, reclaim)

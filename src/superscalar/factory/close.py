@@ -104,6 +104,20 @@ class FundingRef:
     """Every client key by position: the signer indexes of the close session."""
 
 
+def _funding_spend(
+    funding: MusigOutput, ref: FundingRef, tx: Transaction, spent: TxOut, session_id: int
+) -> FundingSpend:
+    """`tx` spending the funding key path, with the MuSig2 session of every participant."""
+    keys = participant_index(ref.lsp, ref.clients)
+    session = SessionSpec(
+        session_id,
+        SighashContext(tx, (spent,)).key_path(0),
+        funding.signing,
+        tuple(keys[k.data] for k in funding.keys),
+    )
+    return FundingSpend(tx, spent, session)
+
+
 def funding_close(
     funding: MusigOutput,
     ref: FundingRef,
@@ -129,14 +143,7 @@ def funding_close(
     if remainder >= dust_limit(lsp_script):
         outputs.append(TxOut(remainder, lsp_script))
     tx = Transaction(2, (prevout,), tuple(outputs))
-    keys = participant_index(ref.lsp, ref.clients)
-    session = SessionSpec(
-        session_id,
-        SighashContext(tx, (spent,)).key_path(0),
-        funding.signing,
-        tuple(keys[k.data] for k in funding.keys),
-    )
-    return FundingSpend(tx, spent, session)
+    return _funding_spend(funding, ref, tx, spent, session_id)
 
 
 def distribution_tx(
@@ -194,11 +201,4 @@ def funding_distribution(
     if version == 3 and tx.with_witness(0, (bytes(64),)).vsize > TRUC_MAX_VSIZE:
         tx = Transaction(2, (prevout,), tuple(outputs), locktime)
     spent = funding.txout(ref.amount)
-    keys = participant_index(ref.lsp, ref.clients)
-    session = SessionSpec(
-        session_id,
-        SighashContext(tx, (spent,)).key_path(0),
-        funding.signing,
-        tuple(keys[k.data] for k in funding.keys),
-    )
-    return FundingSpend(tx, spent, session)
+    return _funding_spend(funding, ref, tx, spent, session_id)
