@@ -70,12 +70,16 @@ def forward_journal(factory_id: bytes) -> Journal:
                 )  # fmt: skip
             elif isinstance(e, SendMessage) and isinstance(e.message, UpdateAddHtlc):
                 h = e.message.htlc
+                # the upstream HTLC this add forwards: same hash, amount and expiry (less
+                # our delta), oldest first, so two payments sharing a hash never swap
                 c.execute(
                     "UPDATE forwards SET state='forwarded', down_position=?, down_htlc_id=?,"
                     " updated=? WHERE rowid = (SELECT rowid FROM forwards WHERE factory_id=?"
-                    " AND payment_hash=? AND state='received' LIMIT 1)",
-                    (pos, h.id, now(), fid, h.payment_hash.hex()),
-                )
+                    " AND payment_hash=? AND amount_msat=? AND cltv_expiry=?"
+                    " AND state='received' ORDER BY rowid LIMIT 1)",
+                    (pos, h.id, now(), fid, h.payment_hash.hex(), h.amount_msat,
+                     h.cltv_expiry + CLTV_DELTA),
+                )  # fmt: skip
             elif isinstance(e, SendMessage) and isinstance(e.message, UpdateFailHtlc):
                 c.execute(
                     "UPDATE forwards SET state='failed', updated=? WHERE factory_id=?"
