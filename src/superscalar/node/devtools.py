@@ -29,7 +29,7 @@ from superscalar.wire.codec import decode, decode_record
 from superscalar.wire.messages import FactoryPropose
 
 from .chancodec import decode_state
-from .channels import channel_secrets
+from .channels import channel_anchor, channel_secrets
 from .common import FactoryTerms, factory_signing_key, open_db, tree_of, view_of
 
 __all__ = ["broadcast_breach", "dev_handlers", "sweep_after_breach", "wallet_cpfp"]
@@ -50,7 +50,10 @@ def dev_handlers(datadir: Path, key: SecretKey) -> dict[str, Callable[..., Any]]
                     continue
                 fid, pos = str(r["factory_id"]), int(r["position"])
                 secrets = channel_secrets(
-                    factory_signing_key(db, key, bytes.fromhex(fid)), bytes.fromhex(fid), pos
+                    factory_signing_key(db, key, bytes.fromhex(fid)),
+                    bytes.fromhex(fid),
+                    pos,
+                    channel_anchor(db, bytes.fromhex(fid), pos),
                 )
                 commitment, tx = signed_local_commitment(secrets, state)
                 sweep = build_sweep(
