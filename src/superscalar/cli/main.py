@@ -18,6 +18,7 @@ from superscalar.cli.lsp import lsp_command
 from superscalar.cli.ops import (
     close_command,
     invoice_command,
+    liquidity_command,
     pay_command,
     report_command,
     status_command,
@@ -90,6 +91,7 @@ for _command in (
     close_command,
     invoice_command,
     pay_command,
+    liquidity_command,
     dev_group,
     watchtower_command,
     watch_command,

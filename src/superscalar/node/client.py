@@ -777,7 +777,8 @@ class ClientDaemon:
             try:
                 return future.result(timeout=150)
             except (AdvanceRefused, WireError, TimeoutError) as exc:
-                raise RpcError(-1, f"liquidity refused: {exc}") from exc
+                why = str(exc) or type(exc).__name__
+                raise RpcError(-1, f"liquidity refused: {why}") from exc
 
         return {
             "status": status,

@@ -316,7 +316,7 @@ class LeafAdvancePropose(Message, tag="leaf_advance_propose"):
     amount_sat: UInt
     leaf_tx: Hex
     lstock_point: XOnlyHex
-    channel_open: Text
+    channel_open: ChannelPayload
 
 
 class LeafAdvanceNonce(Message, tag="leaf_advance_nonce"):
@@ -326,8 +326,8 @@ class LeafAdvanceNonce(Message, tag="leaf_advance_nonce"):
     factory_id: Hex32
     generation: U32
     bundle: Hex
-    channel_open: Text
-    funding_signed: Text
+    channel_open: ChannelPayload
+    funding_signed: ChannelPayload
 
 
 class LeafAdvanceAggNonce(Message, tag="leaf_advance_agg_nonce"):
@@ -336,7 +336,7 @@ class LeafAdvanceAggNonce(Message, tag="leaf_advance_agg_nonce"):
     factory_id: Hex32
     generation: U32
     bundle: Hex
-    funding_signed: Text
+    funding_signed: ChannelPayload
 
 
 class LeafAdvancePsig(Message, tag="leaf_advance_psig"):
