@@ -22,7 +22,6 @@ from .support import Cluster, run_node, wait_for
 from .test_payments import _channels, _open, _pay, _pubkey
 
 AMOUNTS = [100_000, 120_000]
-LSTOCK = 2 * 50_000  # the LSP's default L-stock per client, both clients in one leaf
 
 
 @dataclass
@@ -72,6 +71,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
 def test_a_client_buys_inbound_liquidity_from_its_leafs_lstock(scene: Scene) -> None:
     cluster, pos = scene.cluster, scene.position[0]
     before = _lsp_channel(cluster, pos)
+    lstock = _leaf(cluster, cluster.lsp_dir)["lstock_sat"]
     r = _liquidity(cluster.client_dir(0), 20_000)
     assert r.returncode == 0, r.stderr + r.stdout
     result = json.loads(r.stdout)
@@ -80,7 +80,7 @@ def test_a_client_buys_inbound_liquidity_from_its_leafs_lstock(scene: Scene) -> 
     assert (leaf["dw_state"], leaf["lstock_generation"], leaf["lstock_sat"]) == (
         1,
         1,
-        LSTOCK - 20_000,
+        lstock - 20_000,
     )
     channels = {p: 2 * AMOUNTS[i] for i, p in scene.position.items()}
     channels[pos] += 20_000
@@ -108,6 +108,7 @@ def test_payments_flow_on_the_re_anchored_channels(scene: Scene) -> None:
 def test_the_lsp_sells_liquidity_and_keeps_it_across_a_restart(scene: Scene) -> None:
     cluster, p1 = scene.cluster, scene.position[1]
     before = _lsp_channel(cluster, p1)
+    lstock = _leaf(cluster, cluster.lsp_dir)["lstock_sat"]
     r = _liquidity(cluster.lsp_dir, 5_000, "--client", str(p1))
     assert r.returncode == 0, r.stderr + r.stdout
     assert json.loads(r.stdout)["generation"] == 2
@@ -118,7 +119,7 @@ def test_the_lsp_sells_liquidity_and_keeps_it_across_a_restart(scene: Scene) -> 
     assert (leaf["dw_state"], leaf["lstock_generation"], leaf["lstock_sat"]) == (
         2,
         2,
-        LSTOCK - 25_000,
+        lstock - 5_000,
     )
     assert _lsp_channel(cluster, p1) == (before[0] + 5_000_000, before[1])
     for i in range(2):
@@ -133,7 +134,7 @@ def test_the_lsp_sells_liquidity_and_keeps_it_across_a_restart(scene: Scene) -> 
 def test_more_than_the_lstock_is_refused_and_nothing_moves(scene: Scene) -> None:
     cluster = scene.cluster
     before = _leaf(cluster, cluster.lsp_dir)
-    r = _liquidity(cluster.client_dir(0), LSTOCK)
+    r = _liquidity(cluster.client_dir(0), before["lstock_sat"] + 1)
     assert r.returncode != 0
     assert "L-stock" in r.stderr, r.stderr
     assert _leaf(cluster, cluster.lsp_dir) == before
