@@ -56,10 +56,13 @@ def _advance(cluster: Cluster) -> tuple[dict[str, Any], dict[str, Any]]:
     return before, _leaf(cluster, cluster.lsp_dir)
 
 
-def _old_state(cluster: Cluster) -> dict[str, Any]:
+def _position(cluster: Cluster, i: int) -> int:
     f = cluster.factory(cluster.lsp_dir)
     assert f is not None
-    pos = {c["pubkey"]: int(c["position"]) for c in f["clients"]}[_pubkey(cluster, 0)]
+    return {c["pubkey"]: int(c["position"]) for c in f["clients"]}[_pubkey(cluster, i)]
+
+
+def _old_state(cluster: Cluster, pos: int) -> dict[str, Any]:
     r = run_node(
         "dev", "old-state", "--datadir", str(cluster.lsp_dir), "--position", str(pos),
         "--pause", "0.7", *cluster.chain_args(),
@@ -88,7 +91,7 @@ def test_watchers_put_the_newer_leaf_state_on_chain_before_the_old_one(cluster: 
     _, after = _advance(cluster)
     for i in range(2):  # each client's watcher holds the newer-state and burn entries
         assert call_control(cluster.client_dir(i), "watch")["entries"] >= 2
-    cheat = _old_state(cluster)
+    cheat = _old_state(cluster, _position(cluster, 0))
     assert cheat["confirmed"] is False
     kickoff = cheat["path"][-1]
     won = wait_for("a client watcher to win", lambda: _breach(cluster.client_dir(0), kickoff))
@@ -106,9 +109,10 @@ def test_a_late_client_burns_the_superseded_lstock_before_the_lsp_can_sweep(
     cluster: Cluster,
 ) -> None:
     before, _ = _advance(cluster)
+    pos = _position(cluster, 0)
     for proc in cluster.clients.values():
         proc.kill(signal.SIGTERM)  # nobody home while the old state goes through
-    cheat = _old_state(cluster)
+    cheat = _old_state(cluster, pos)
     assert cheat["confirmed"] is True
     old = cluster.chain.get_raw_transaction(cheat["old_state_txid"])
     assert [o.value for o in old.outputs[:-1]] == [*before["channels_sat"], before["lstock_sat"]]

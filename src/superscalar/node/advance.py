@@ -87,7 +87,7 @@ from superscalar.wire.messages import (
 
 from .chancodec import decode_message, encode_message, encode_state
 from .channels import CHANNEL_CONFIG, ChannelShell, channel_anchor, channel_secrets
-from .common import now
+from .common import crash_point, now
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
@@ -385,6 +385,7 @@ class LspAdvance:
                 _, client_msat = _quiescent_balances(leg.shell, leg.pos)
                 if client_msat != leg.client_msat:
                     raise AdvanceRefused(f"channel {leg.pos} changed during the advance")
+            crash_point("lsp-advance-before-sign")
             coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
             signature = coordinator.finalize()[adv.new_tx.index]
         except (PeerFault, AdvanceRefused) as exc:
@@ -408,6 +409,7 @@ class LspAdvance:
             for leg in legs:
                 assert leg.shell.state is not None and leg.state is not None
                 _persist_switch(c, fid, leg.pos, leg.shell.state, gen - 1, leg.state)
+        crash_point("lsp-advance-before-done-sent")
         self._trees[fid] = adv.after
         for leg in legs:
             d.channels[leg.pos] = ChannelShell(
@@ -792,6 +794,11 @@ class ClientAdvance:
             (fid.hex(), pos, msg.generation),
         ).fetchone()
         shell = d.channel
+        if shell is None or shell.factory_id != fid:  # DONE resent right after a restart
+            from .channels import load_channel
+            from .client import _record_payments
+
+            shell = load_channel(d.db, d.ladder.key_for(fid), fid, pos, _record_payments)
         if pending is None or shell is None or shell.state is None:
             raise Refused("no re-anchored channel for this advance")
         from .chancodec import decode_state
