@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from superscalar.node.common import CRASH_ENV
+
 from .support import Cluster, run_node, wait_for
 from .test_payments import _channels, _open, _pay, _pubkey
 
@@ -138,3 +140,66 @@ def test_more_than_the_lstock_is_refused_and_nothing_moves(scene: Scene) -> None
     assert r.returncode != 0
     assert "L-stock" in r.stderr, r.stderr
     assert _leaf(cluster, cluster.lsp_dir) == before
+
+
+def _connected(cluster: Cluster, i: int) -> bool:
+    return bool((cluster.status(cluster.client_dir(i)) or {}).get("connected"))
+
+
+def _restart_lsp(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, crash: str | None) -> None:
+    assert cluster.lsp is not None
+    cluster.lsp.kill(signal.SIGTERM)
+    for i in range(2):
+        wait_for(f"client {i} sees the disconnect", lambda i=i: not _connected(cluster, i))
+    if crash is not None:
+        monkeypatch.setenv(CRASH_ENV, crash)
+    try:
+        cluster.start_lsp()
+    finally:
+        monkeypatch.delenv(CRASH_ENV, raising=False)
+    for i in range(2):
+        wait_for(f"client {i} reconnects", lambda i=i: _connected(cluster, i))
+
+
+def _crash_mid_advance(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
+    """Client 0 asks for 7,000 sat; the LSP dies at `point`; it comes back without the crash."""
+    _restart_lsp(cluster, monkeypatch, point)
+    r = _liquidity(cluster.client_dir(0), 7_000)
+    assert r.returncode != 0
+    assert cluster.lsp is not None
+    assert cluster.lsp.proc.wait(60) == 137
+    cluster.lsp.kill()
+    cluster.start_lsp()
+    for i in range(2):
+        wait_for(f"client {i} reconnects", lambda i=i: _connected(cluster, i))
+
+
+@pytest.mark.slow
+def test_an_lsp_killed_before_it_signs_abandons_the_advance_and_a_retry_succeeds(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = scene.cluster
+    before = _leaf(cluster, cluster.lsp_dir)
+    _crash_mid_advance(cluster, monkeypatch, "lsp-advance-before-sign")
+    assert _leaf(cluster, cluster.lsp_dir) == before  # the old state holds
+    _pay(cluster, 1, 0, 2_000_000)  # on the old channels, which still work
+    r = _liquidity(cluster.client_dir(0), 7_000)  # the very tx the clients signed: fine again
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert _leaf(cluster, cluster.lsp_dir)["lstock_sat"] == before["lstock_sat"] - 7_000
+
+
+@pytest.mark.slow
+def test_an_lsp_killed_after_storing_the_advance_finishes_it_with_each_client(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = scene.cluster
+    before = _leaf(cluster, cluster.lsp_dir)
+    _crash_mid_advance(cluster, monkeypatch, "lsp-advance-before-done-sent")
+    after = _leaf(cluster, cluster.lsp_dir)
+    assert after["lstock_generation"] == before["lstock_generation"] + 1
+    for i in range(2):  # DONE went out again on reconnect: both switched to the new state
+        wait_for(
+            f"client {i} finished the advance",
+            lambda i=i: _leaf(cluster, cluster.client_dir(i))["sequence"] == after["sequence"],
+        )
+    _pay(cluster, 0, 1, 1_500_000)  # the re-anchored channels reestablished and pay

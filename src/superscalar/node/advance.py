@@ -148,6 +148,16 @@ def _persist_switch(
         "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
         (fid.hex(), pos, encode_state(new), now()),
     )
+    # HTLC ids restart on the new channel: the old channel's settled forwards (all of
+    # them: an advance needs idle channels) move aside so their ids cannot collide
+    where = (
+        " FROM forwards WHERE factory_id=? AND (up_position=? OR down_position=?)"
+        " AND state IN ('fulfilled', 'failed')"
+    )
+    c.execute(
+        "INSERT INTO forwards_retired SELECT ?, *" + where, (old_generation, fid.hex(), pos, pos)
+    )
+    c.execute("DELETE" + where, (fid.hex(), pos, pos))
 
 
 # -- LSP ------------------------------------------------------------------------------------

@@ -233,6 +233,21 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
             state TEXT NOT NULL,
             PRIMARY KEY (factory_id, position, generation)
         ) STRICT;
+        CREATE TABLE forwards_retired (
+            generation INTEGER NOT NULL,
+            factory_id TEXT NOT NULL,
+            up_position INTEGER NOT NULL,
+            up_htlc_id INTEGER NOT NULL,
+            payment_hash TEXT NOT NULL,
+            amount_msat INTEGER NOT NULL,
+            cltv_expiry INTEGER NOT NULL,
+            payee TEXT NOT NULL,
+            state TEXT NOT NULL,
+            down_position INTEGER,
+            down_htlc_id INTEGER,
+            preimage TEXT,
+            updated INTEGER NOT NULL
+        ) STRICT;
         """,
     ),
 )
