@@ -26,6 +26,9 @@ from .test_payments import _channels, _open, _pay, _pubkey
 AMOUNTS = [100_000, 120_000]
 
 
+LSP_ARGS = ("--states-per-layer", "8")  # room for every advance this module makes
+
+
 @dataclass
 class Scene:
     cluster: Cluster
@@ -55,7 +58,7 @@ def _lsp_channel(cluster: Cluster, position: int) -> tuple[int, int]:
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     cluster = Cluster(tmp_path_factory.mktemp("advance"), 2)
     try:
-        cluster.start_lsp()
+        cluster.start_lsp(*LSP_ARGS)
         for i, amount in enumerate(AMOUNTS):
             cluster.start_client(i, amount)
         wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 2), timeout=90)
@@ -116,7 +119,7 @@ def test_the_lsp_sells_liquidity_and_keeps_it_across_a_restart(scene: Scene) -> 
     assert json.loads(r.stdout)["generation"] == 2
     assert cluster.lsp is not None
     cluster.lsp.kill(signal.SIGTERM)
-    cluster.start_lsp()
+    cluster.start_lsp(*LSP_ARGS)
     leaf = _leaf(cluster, cluster.lsp_dir)
     assert (leaf["dw_state"], leaf["lstock_generation"], leaf["lstock_sat"]) == (
         2,
@@ -154,7 +157,7 @@ def _restart_lsp(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, crash: str |
     if crash is not None:
         monkeypatch.setenv(CRASH_ENV, crash)
     try:
-        cluster.start_lsp()
+        cluster.start_lsp(*LSP_ARGS)
     finally:
         monkeypatch.delenv(CRASH_ENV, raising=False)
     for i in range(2):
@@ -166,10 +169,11 @@ def _crash_mid_advance(cluster: Cluster, monkeypatch: pytest.MonkeyPatch, point:
     _restart_lsp(cluster, monkeypatch, point)
     r = _liquidity(cluster.client_dir(0), 7_000)
     assert r.returncode != 0
+    assert "disconnected from the LSP" in r.stderr, r.stderr
     assert cluster.lsp is not None
     assert cluster.lsp.proc.wait(60) == 137
     cluster.lsp.kill()
-    cluster.start_lsp()
+    cluster.start_lsp(*LSP_ARGS)
     for i in range(2):
         wait_for(f"client {i} reconnects", lambda i=i: _connected(cluster, i))
 

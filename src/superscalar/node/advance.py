@@ -607,6 +607,18 @@ class ClientAdvance:
             elif result is not None:
                 fut.set_result(result)
 
+    def disconnected(self) -> None:
+        """The LSP is gone: a waiting request fails now (a finished advance still reaches
+        us as a resent DONE on reconnect; an unfinished one is abandoned)."""
+        self._pending = None
+        with self.d.db.transaction() as c:  # their secret nonces are gone with `_pending`
+            c.execute(
+                "UPDATE leaf_advances SET stage='abandoned', updated=? WHERE stage IN"
+                " ('proposed', 'nonces')",
+                (now(),),
+            )
+        self._settle(None, "disconnected from the LSP during the advance")
+
     def on_refuse(self, msg: LeafAdvanceRefuse) -> None:
         self._pending = None
         if self.d._current() is not None:

@@ -299,6 +299,7 @@ class ClientDaemon:
                     await self._maybe_open()
         finally:
             self.conn = None
+            self.advance.disconnected()
             await conn.close()
 
     async def _on_advance(
