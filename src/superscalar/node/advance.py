@@ -346,7 +346,9 @@ class LspAdvance:
                         raise ValueError("expected channel_open and funding_signed")
                     if theirs.balance_msat != leg.client_msat:
                         raise ValueError("the client's new channel balance differs from its old")
-                    t = accept_open(leg.secrets, leg.funding, leg.ours, theirs)
+                    assert leg.shell.state is not None
+                    height = leg.shell.state.chain_height
+                    t = accept_open(leg.secrets, leg.funding, leg.ours, theirs, chain_height=height)
                     (ours_signed,) = [e.message for e in t.effects if isinstance(e, SendMessage)]
                     assert isinstance(ours_signed, FundingSigned)
                     leg.state = step(leg.secrets, t.state, their_sig).state
