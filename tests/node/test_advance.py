@@ -207,3 +207,28 @@ def test_an_lsp_killed_after_storing_the_advance_finishes_it_with_each_client(
             lambda i=i: _leaf(cluster, cluster.client_dir(i))["sequence"] == after["sequence"],
         )
     _pay(cluster, 0, 1, 1_500_000)  # the re-anchored channels reestablished and pay
+
+
+@pytest.mark.slow
+def test_a_client_killed_after_signing_finishes_the_advance_when_it_returns(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster, p1 = scene.cluster, scene.position[1]
+    cluster.clients[0].kill(signal.SIGTERM)
+    monkeypatch.setenv(CRASH_ENV, "client-advance-after-psig")
+    try:
+        cluster.start_client(0, AMOUNTS[0])
+    finally:
+        monkeypatch.delenv(CRASH_ENV)
+    wait_for("client 0 reconnects", lambda: _connected(cluster, 0))
+    r = _liquidity(cluster.lsp_dir, 4_000, "--client", str(p1))  # the LSP has both psigs
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert cluster.clients[0].proc.wait(60) == 137
+    after = _leaf(cluster, cluster.lsp_dir)
+    cluster.clients[0].kill()
+    cluster.start_client(0, AMOUNTS[0])  # the LSP resends DONE before FUNDED
+    wait_for(
+        "client 0 finished the advance",
+        lambda: _leaf(cluster, cluster.client_dir(0))["sequence"] == after["sequence"],
+    )
+    _pay(cluster, 1, 0, 1_250_000)

@@ -772,6 +772,7 @@ class ClientAdvance:
                 factory_id=msg.factory_id, generation=msg.generation, bundle=Hex(psig.to_bytes())
             )
         )
+        crash_point("client-advance-after-psig")
 
     def on_done(self, msg: LeafAdvanceDone) -> None:
         from .client import Refused
