@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,20 @@ def test_the_lsp_sells_liquidity_and_keeps_it_across_a_restart(scene: Scene) -> 
     r = _liquidity(cluster.lsp_dir, 5_000, "--client", str(p1))
     assert r.returncode == 0, r.stderr + r.stdout
     assert json.loads(r.stdout)["generation"] == 2
+    # generation 1's channels carried the earlier payment: its forward and revocations
+    # are kept apart from the new channels, whose HTLC ids and commitment numbers restart
+    db = sqlite3.connect(f"file:{cluster.lsp_dir / 'node.sqlite3'}?mode=ro", uri=True)
+    try:
+        retired = db.execute(
+            "SELECT COUNT(*) FROM forwards_retired WHERE generation=1 AND state='fulfilled'"
+        ).fetchone()[0]
+        revoked = db.execute(
+            "SELECT COUNT(*) FROM channel_revoked_retired WHERE generation=1"
+        ).fetchone()[0]
+    finally:
+        db.close()
+    assert retired == 1  # the payment's forward (one row: upstream and downstream)
+    assert revoked > 0
     assert cluster.lsp is not None
     cluster.lsp.kill(signal.SIGTERM)
     cluster.start_lsp(*LSP_ARGS)

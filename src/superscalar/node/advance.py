@@ -158,6 +158,13 @@ def _persist_switch(
         "INSERT INTO forwards_retired SELECT ?, *" + where, (old_generation, fid.hex(), pos, pos)
     )
     c.execute("DELETE" + where, (fid.hex(), pos, pos))
+    # the old channel's revocation records, kept apart: the new channel's commitment
+    # numbers restart at 0 and replace same-numbered rows in `channel_revoked`
+    c.execute(
+        "INSERT OR REPLACE INTO channel_revoked_retired SELECT ?, factory_id, position,"
+        " number, revoked FROM channel_revoked WHERE factory_id=? AND position=? AND number < ?",
+        (old_generation, fid.hex(), pos, old.remote_commit.number),
+    )
 
 
 # -- LSP ------------------------------------------------------------------------------------

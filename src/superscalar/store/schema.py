@@ -233,6 +233,14 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
             state TEXT NOT NULL,
             PRIMARY KEY (factory_id, position, generation)
         ) STRICT;
+        CREATE TABLE channel_revoked_retired (
+            generation INTEGER NOT NULL,
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            revoked TEXT NOT NULL,
+            PRIMARY KEY (factory_id, position, generation, number)
+        ) STRICT;
         CREATE TABLE forwards_retired (
             generation INTEGER NOT NULL,
             factory_id TEXT NOT NULL,
