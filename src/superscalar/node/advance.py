@@ -263,7 +263,9 @@ class LspAdvance:
             except FactoryError as exc:
                 raise AdvanceRefused(str(exc)) from exc
             legs = self._legs(fid, adv)
+            start = asyncio.get_running_loop().time()
             result = await self._run(fid, adv, legs, secrets)
+            result["ms"] = round((asyncio.get_running_loop().time() - start) * 1000, 1)
             return result
 
     def _legs(self, fid: bytes, adv: LeafAdvance) -> list[_LspLeg]:
