@@ -104,3 +104,15 @@ def test_bench_channel_counts_payments_and_their_curve_operations() -> None:
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)["channel"]
     assert result["payments_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_demo_advance_shows_bob_buying_inbound_liquidity_before_the_payment() -> None:
+    out = superscalar("demo", "--advance", "--in-process")
+    assert out.returncode != 0 and "--advance needs the networked demo" in out.stderr
+    out = superscalar("demo", "--advance")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = " ".join(out.stdout.replace("│", " ").split())
+    assert "bob buys 30,000 sat of inbound: leaf" in text
+    assert "the old L-stock secret revealed: True" in text
+    assert "every client paid exactly: True" in text

@@ -49,6 +49,7 @@ def run_demo(
     network: bool = True,
     breach: bool = False,
     rotation: bool = False,
+    advance: bool = False,
 ) -> int:
     console.print(
         Panel(
@@ -71,7 +72,9 @@ def run_demo(
         from superscalar.cli.netdemo import run_network_demo
 
         work = workdir or Path(tempfile.mkdtemp(prefix="superscalar-demo-"))
-        networked = run_network_demo(console, work, breach=breach, rotation=rotation)
+        networked = run_network_demo(
+            console, work, breach=breach, rotation=rotation, advance=advance
+        )
     console.print("[bold]In-process[/bold]")
     lsp = SecretKey.generate()
     clients = {name: SecretKey.generate() for name in CLIENTS}

@@ -3,7 +3,9 @@
 `dev snapshot` keeps a signed copy of every current local commitment of the
 daemon (which an honest node never does); after a payment revokes them,
 `dev breach` puts the factory path and one of them on chain, so the victim's
-watcher can be seen punishing it.
+watcher can be seen punishing it. `dev old-state` (after a leaf advance) puts the
+superseded factory state on chain: the victims' watchers answer with the newer
+leaf state, or burn the old L-stock if the old state got through.
 """
 
 from __future__ import annotations
@@ -71,6 +73,32 @@ def sweep_command(
     chain = BitcoindClient(chain_rpc, cookie_file=chain_cookie)
     try:
         done = sweep_after_breach(chain, export, txid)
+    except (ValueError, RpcError, ChainResponseError, ChainUnavailable) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        chain.close()
+    click.echo(json.dumps(done, indent=2))
+
+
+@dev_group.command("old-state")
+@_datadir
+@click.option("--position", required=True, type=click.IntRange(0), help="A client of the leaf.")
+@click.option("--pause", default=0.5, show_default=True, help="Seconds between mined blocks.")
+@click.option("--chain-rpc", required=True)
+@click.option("--chain-cookie", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def old_state_command(
+    datadir: Path, position: int, pause: float, chain_rpc: str, chain_cookie: Path
+) -> None:
+    """LSP: broadcast the SUPERSEDED factory path (kickoffs, then the leaf state as first
+    signed, once its CSV allows), mining on regtest; JSON says whether it confirmed."""
+    from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
+    from superscalar.chain.rpc import RpcError
+    from superscalar.node.devtools import broadcast_old_state
+
+    export = _call(datadir, "dev_export", position)
+    chain = BitcoindClient(chain_rpc, cookie_file=chain_cookie)
+    try:
+        done = broadcast_old_state(chain, export, chain.get_new_address(), pause)
     except (ValueError, RpcError, ChainResponseError, ChainUnavailable) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

@@ -18,6 +18,7 @@ from superscalar.cli.lsp import lsp_command
 from superscalar.cli.ops import (
     close_command,
     invoice_command,
+    liquidity_command,
     pay_command,
     report_command,
     status_command,
@@ -90,6 +91,7 @@ for _command in (
     close_command,
     invoice_command,
     pay_command,
+    liquidity_command,
     dev_group,
     watchtower_command,
     watch_command,
@@ -115,16 +117,33 @@ for _command in (
     help="Then walk the ladder: factory 0 dies, balances move to factory 1, PTLC key "
     "turnover, the LSP closes factory 0 alone, factory 1 serves and closes.",
 )
-def demo(workdir: Path | None, in_process: bool, breach: bool, rotation: bool) -> None:
+@click.option(
+    "--advance",
+    is_flag=True,
+    help="Before paying, bob buys inbound liquidity: a per-leaf DW advance moves L-stock "
+    "into his channel.",
+)
+def demo(
+    workdir: Path | None, in_process: bool, breach: bool, rotation: bool, advance: bool
+) -> None:
     """Run the end-to-end demo and print what happened."""
     from superscalar.cli.demo import run_demo
 
     if breach and in_process:
         raise click.UsageError("--breach needs the networked demo (drop --in-process)")
+    if advance and in_process:
+        raise click.UsageError("--advance needs the networked demo (drop --in-process)")
     if breach and rotation:
         raise click.UsageError("--breach and --rotation are separate demos: pick one")
     console = Console()
-    code = run_demo(console, workdir, network=not in_process, breach=breach, rotation=rotation)
+    code = run_demo(
+        console,
+        workdir,
+        network=not in_process,
+        breach=breach,
+        rotation=rotation,
+        advance=advance,
+    )
     if rotation:
         from superscalar.cli.rotation import run_rotation_demo
 

@@ -256,8 +256,64 @@ def _rotate(console: Console, workdir: Path, lsp_dir: Path, chain: BitcoindClien
     return bool(done["keys_handed_over"] == done["clients"])
 
 
+def _advance(console: Console, workdir: Path, lsp_dir: Path, amount: int = 30_000) -> bool:
+    """bob buys `amount` sat of inbound liquidity: his leaf advances one DW state."""
+    wait_for("the leaf channels to open", lambda: _channels_open(lsp_dir, len(CLIENT_AMOUNTS)))
+    bob = _lsp_position(lsp_dir, workdir, "bob")
+    leaf_of = next(
+        i
+        for i, leaf in enumerate(_leaves(lsp_dir))
+        if bob in range(leaf["first"], leaf["first"] + len(leaf["channels_sat"]))
+    )
+    before = _leaves(lsp_dir)[leaf_of]
+    result = json.loads(
+        _cli("liquidity", "--datadir", str(workdir / "bob"), "--amount", str(amount))
+    )
+    after = _leaves(lsp_dir)[leaf_of]
+    table = Table(title=f"bob buys {amount:,} sat of inbound: leaf {leaf_of} advances")
+    for column in ("", "DW state", "nSequence", "L-stock gen", "channels (sat)", "L-stock (sat)"):
+        table.add_column(column)
+    for label, leaf in (("before", before), ("after", after)):
+        table.add_row(
+            label,
+            str(leaf["dw_state"]),
+            str(leaf["sequence"]),
+            str(leaf["lstock_generation"]),
+            ", ".join(f"{v:,}" for v in leaf["channels_sat"]),
+            f"{leaf['lstock_sat']:,}",
+        )
+    console.print(table)
+    ok: bool = (
+        after["lstock_sat"] == before["lstock_sat"] - amount
+        and sum(after["channels_sat"]) == sum(before["channels_sat"]) + amount
+        and after["sequence"] < before["sequence"]
+    )
+    console.print(
+        f"   new leaf state {result['leaf_txid'][:16]}… signed by the LSP and the leaf's "
+        "clients (LEAF_ADVANCE_PROPOSE → NONCE → AGG_NONCE → PSIG → DONE); the channels "
+        "re-anchored on it, the old L-stock secret revealed: "
+        f"[{'green' if ok else 'red'}]{ok}[/]"
+    )
+    return ok
+
+
+def _leaves(lsp_dir: Path) -> list[dict[str, Any]]:
+    """The LSP's leaves, each with the position of its first client."""
+    factory = _factory(lsp_dir)
+    assert factory is not None
+    leaves, first = [], 0
+    for leaf in factory["leaves"]:
+        leaves.append({**leaf, "first": first})
+        first += len(leaf["channels_sat"])
+    return leaves
+
+
 def run_network_demo(
-    console: Console, workdir: Path, breach: bool = False, rotation: bool = False
+    console: Console,
+    workdir: Path,
+    breach: bool = False,
+    rotation: bool = False,
+    advance: bool = False,
 ) -> bool:
     """Chain + LSP + 4 clients as processes: build and fund a factory, pay, close cooperatively.
 
@@ -326,9 +382,10 @@ def run_network_demo(
                 "the leaf channels to open", lambda: _channels_open(lsp_dir, len(CLIENT_AMOUNTS))
             )
             call_control(lsp_dir, "dev_snapshot")  # the cheater keeps its signed commitments
+        advanced = _advance(console, workdir, lsp_dir) if advance else True
         paid_msat = _pay(console, workdir, lsp_dir)
         if breach:
-            ok = _breach(console, chain, miner, workdir)
+            ok = _breach(console, chain, miner, workdir) and advanced
             chain.close()
             return ok
         balances = dict(CLIENT_AMOUNTS)
@@ -348,7 +405,7 @@ def run_network_demo(
         paid = sorted(o.value for o in close.tx.outputs)
         expected = sorted(balances.values())
         everyone_paid = all(paid.count(a) >= expected.count(a) for a in expected)
-        ok = close.confirmations >= 1 and everyone_paid and rotated
+        ok = close.confirmations >= 1 and everyone_paid and rotated and advanced
         console.print(
             f"   cooperative close {close_txid}: outputs {paid} sat, confirmed "
             f"({close.confirmations}); every client paid exactly: "

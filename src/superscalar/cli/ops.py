@@ -87,6 +87,27 @@ def status_command(datadir: Path, as_json: bool) -> None:
                 ", ".join(map(str, node["outputs"])),
             )
         out.print(n)
+        if f.get("leaves"):
+            lv = Table(title="leaves (DW state / L-stock generation)")
+            for col in (
+                "leaf",
+                "DW state",
+                "nSequence",
+                "L-stock gen",
+                "channels (sat)",
+                "L-stock",
+            ):
+                lv.add_column(col)
+            for leaf in f["leaves"]:
+                lv.add_row(
+                    str(leaf["leaf"] if leaf["leaf"] is not None else "ours"),
+                    str(leaf["dw_state"]),
+                    str(leaf["sequence"]),
+                    str(leaf["lstock_generation"]),
+                    ", ".join(map(str, leaf["channels_sat"])),
+                    str(leaf["lstock_sat"]),
+                )
+            out.print(lv)
     ladder = snap.get("ladder") or {}
     if ladder.get("factories"):
         lt = Table(
@@ -177,4 +198,24 @@ def pay_command(
     if cltv_expiry is not None:
         args = (*args, cltv_expiry)
     result = _call(datadir, "pay", *args)
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@click.command("liquidity")
+@_datadir
+@click.option(
+    "--amount", "amount_sat", required=True, type=click.IntRange(1), help="Sat of inbound."
+)
+@click.option(
+    "--client",
+    "position",
+    type=click.IntRange(0),
+    default=None,
+    help="LSP only: the client position whose channel gets the liquidity.",
+)
+def liquidity_command(datadir: Path, amount_sat: int, position: int | None) -> None:
+    """Move SAT of the leaf's L-stock into a client's channel on the LSP's side (inbound
+    capacity for the client): a per-leaf DW advance signed by the LSP and the leaf's
+    clients. A client asks for its own channel; the LSP names the client with --client."""
+    result = _call(datadir, "liquidity", amount_sat, position)
     click.echo(json.dumps(result, indent=2, default=str))

@@ -57,6 +57,7 @@ __all__ = [
     "CHANNEL_CONFIG",
     "ChannelShell",
     "Journal",
+    "channel_anchor",
     "channel_capacity",
     "channel_funding",
     "channel_secrets",
@@ -75,11 +76,19 @@ Journal = Callable[[sqlite3.Connection, int, tuple[Effect, ...]], None]
 (position, the step's effects): what a payment step means for forwards or payments."""
 
 
-def channel_secrets(key: SecretKey, factory_id: bytes, position: int) -> ChannelSecrets:
-    """The channel's keys: funding = the factory key, the rest derived deterministically."""
-    seed = tagged_hash(
-        "SuperScalar/node/channel", key.to_bytes() + factory_id + position.to_bytes(4, "big")
-    )
+def channel_secrets(
+    key: SecretKey, factory_id: bytes, position: int, anchor: int = 0
+) -> ChannelSecrets:
+    """The channel's keys: funding = the factory key, the rest derived deterministically.
+
+    `anchor` counts the leaf advances the channel was re-anchored through: each anchor
+    is a fresh channel (commitment numbers restart at 0), so it needs its own
+    per-commitment secrets, or a revealed old secret would revoke the new commitment 0.
+    """
+    data = key.to_bytes() + factory_id + position.to_bytes(4, "big")
+    if anchor:
+        data += anchor.to_bytes(4, "big")
+    seed = tagged_hash("SuperScalar/node/channel", data)
     base = ChannelSecrets.from_seed(seed)
     return ChannelSecrets(
         key, base.revocation, base.payment, base.delayed_payment, base.htlc, base.shachain
@@ -215,6 +224,16 @@ class ChannelShell:
         }
 
 
+def channel_anchor(db: Database | sqlite3.Connection, factory_id: bytes, position: int) -> int:
+    """How many leaf advances re-anchored this channel (its retired anchors, see `advance`)."""
+    row = db.execute(
+        "SELECT COUNT(*) FROM channel_anchors WHERE factory_id=? AND position=?"
+        " AND stage='retired'",
+        (factory_id.hex(), position),
+    ).fetchone()
+    return int(row[0])
+
+
 def load_channel(
     db: Database, key: SecretKey, factory_id: bytes, position: int, journal: Journal | None = None
 ) -> ChannelShell | None:
@@ -226,7 +245,7 @@ def load_channel(
         return None
     return ChannelShell(
         db,
-        channel_secrets(key, factory_id, position),
+        channel_secrets(key, factory_id, position, channel_anchor(db, factory_id, position)),
         factory_id,
         position,
         decode_state(row["state"]),

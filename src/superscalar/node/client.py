@@ -83,9 +83,14 @@ from superscalar.wire.messages import (
     FactoryPsigs,
     FactoryReady,
     FactoryReadyAck,
+    LeafAdvanceAggNonce,
+    LeafAdvanceDone,
+    LeafAdvancePropose,
+    LeafAdvanceRefuse,
     RotationInvite,
 )
 
+from .advance import AdvanceRefused, ClientAdvance
 from .chancodec import decode_message
 from .channels import (
     CHANNEL_CONFIG,
@@ -177,6 +182,9 @@ class ClientDaemon:
         """The current factory's checked view (checking it costs O(N) key aggregation)."""
         self.ladder = ClientLadder(self)
         """Per-factory keys, moves into the next factory, key turnover."""
+        self.advance = ClientAdvance(self)
+        """Leaf advances: buying inbound liquidity, re-anchoring our channel."""
+        self.watch: DaemonWatch | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -211,6 +219,7 @@ class ClientDaemon:
 
     def _recover(self) -> None:
         self._abort_dead_attempts()
+        self.advance.recover()
         with self.db.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO node_kv VALUES ('lsp_pubkey', ?)",
@@ -230,6 +239,10 @@ class ClientDaemon:
                             datadir=self.config.datadir, enabled=self.config.watch,
                             dev_tools=self.config.dev_tools,
                             towers=self.config.watchtowers)  # fmt: skip
+        self.watch = watch
+        row = self._current()
+        if row is not None and row["state"] == "funded":
+            self.advance.add_watch_entries(bytes.fromhex(row["factory_id"]))
         handlers = {**self._rpc_handlers(), **watch.handlers()}
         self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()
@@ -293,6 +306,12 @@ class ClientDaemon:
                 if isinstance(msg, RotationInvite):
                     await self.ladder.on_invite(conn, msg)
                     continue
+                if isinstance(
+                    msg,
+                    LeafAdvancePropose | LeafAdvanceAggNonce | LeafAdvanceDone | LeafAdvanceRefuse,
+                ):
+                    await self._on_advance(conn, msg)
+                    continue
                 if isinstance(msg, Error):
                     # a factory the LSP never funded (it died before every READY was
                     # acknowledged) is dead: it no longer knows it
@@ -310,7 +329,27 @@ class ClientDaemon:
                     await self._maybe_open()
         finally:
             self.conn = None
+            self.advance.disconnected()
             await conn.close()
+
+    async def _on_advance(
+        self,
+        conn: PeerConnection,
+        msg: LeafAdvancePropose | LeafAdvanceAggNonce | LeafAdvanceDone | LeafAdvanceRefuse,
+    ) -> None:
+        try:
+            if isinstance(msg, LeafAdvancePropose):
+                await self.advance.on_propose(conn, msg)
+            elif isinstance(msg, LeafAdvanceAggNonce):
+                await self.advance.on_agg(conn, msg)
+            elif isinstance(msg, LeafAdvanceDone):
+                self.advance.on_done(msg)
+            else:
+                self.advance.on_refuse(msg)
+        except Refused as exc:
+            self.advance.on_refuse(LeafAdvanceRefuse(factory_id=msg.factory_id, reason=str(exc)))
+            await conn.fail(ProtocolViolationError(str(exc)), ErrorCode.UNEXPECTED_MESSAGE)
+            raise
 
     # -- the leaf channel -----------------------------------------------------------------
 
@@ -823,7 +862,29 @@ class ClientDaemon:
             except (RuntimeError, TimeoutError) as exc:
                 raise RpcError(-1, f"payment failed: {exc}") from exc
 
-        return {"status": status, "report": status, "invoice": invoice, "pay": pay}
+        def liquidity(amount_sat: int, position: int | None = None) -> dict[str, Any]:
+            if self.loop is None:
+                raise RpcError(-1, "daemon not running")
+            if position is not None:
+                raise RpcError(-8, "a client buys for its own channel: no --client")
+            if int(amount_sat) <= 0:
+                raise RpcError(-8, "amount must be positive")
+            future = asyncio.run_coroutine_threadsafe(
+                self.advance.request(int(amount_sat)), self.loop
+            )
+            try:
+                return future.result(timeout=150)
+            except (AdvanceRefused, WireError, TimeoutError) as exc:
+                why = str(exc) or type(exc).__name__
+                raise RpcError(-1, f"liquidity refused: {why}") from exc
+
+        return {
+            "status": status,
+            "report": status,
+            "invoice": invoice,
+            "pay": pay,
+            "liquidity": liquidity,
+        }
 
 
 def _record_payments(c: sqlite3.Connection, pos: int, effects: tuple[Effect, ...]) -> None:

@@ -12,6 +12,7 @@ snapshots, for `superscalar dev breach` to put on chain.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from superscalar.wire.codec import decode, decode_record
 from superscalar.wire.messages import FactoryPropose
 
 from .chancodec import decode_state
-from .channels import channel_secrets
+from .channels import channel_anchor, channel_secrets
 from .common import FactoryTerms, factory_signing_key, open_db, tree_of, view_of
 
 __all__ = ["broadcast_breach", "dev_handlers", "sweep_after_breach", "wallet_cpfp"]
@@ -50,7 +51,10 @@ def dev_handlers(datadir: Path, key: SecretKey) -> dict[str, Callable[..., Any]]
                     continue
                 fid, pos = str(r["factory_id"]), int(r["position"])
                 secrets = channel_secrets(
-                    factory_signing_key(db, key, bytes.fromhex(fid)), bytes.fromhex(fid), pos
+                    factory_signing_key(db, key, bytes.fromhex(fid)),
+                    bytes.fromhex(fid),
+                    pos,
+                    channel_anchor(db, bytes.fromhex(fid), pos),
                 )
                 commitment, tx = signed_local_commitment(secrets, state)
                 sweep = build_sweep(
@@ -200,3 +204,44 @@ def sweep_after_breach(chain: BitcoindClient, export: dict[str, Any], txid: str)
             chain.send_raw_transaction(sweep)
             return {"sweep_txid": sweep.txid_hex, "value": sweep.outputs[0].value}
     raise ValueError(f"no snapshot with txid {txid}")
+
+
+def broadcast_old_state(
+    chain: BitcoindClient, export: dict[str, Any], miner: str, pause: float = 0.5
+) -> dict[str, Any]:
+    """The cheat of a superseded factory state: the path's kickoffs and parents as usual,
+    then the OLD leaf state tx (`export` is the LSP's path as first signed), tried once
+    per block as its relative lock runs out, `pause` seconds between blocks so the
+    victims' watchers get their turn. Reports whether the old state confirmed or was
+    beaten to the kickoff output (and by which tx)."""
+    steps = [Transaction.from_hex(s["tx"]) for s in export["path"]]
+    delays = [int(s["delay"]) for s in export["path"]]
+    *parents, old = steps
+    path = []
+    for tx, delay in zip(parents, delays, strict=False):
+        if not all(_confirmed(chain, i.prevout.txid_hex) for i in tx.inputs):
+            chain.generate_to_address(1, miner)
+        if not _confirmed(chain, tx.txid_hex):
+            if delay > 1:
+                chain.generate_to_address(delay - 1, miner)
+            result = chain.submit_package([tx, wallet_cpfp(chain, tx, FEERATE)])
+            if not result.success:
+                raise ValueError(f"path tx {tx.txid_hex} refused: {result}")
+            chain.generate_to_address(1, miner)
+        path.append(tx.txid_hex)
+    prevout = old.inputs[0].prevout
+    for _ in range(delays[-1] + 1):
+        if chain.get_tx_out(prevout.txid_hex, prevout.vout, include_mempool=False) is None:
+            return {"path": path, "old_state_txid": old.txid_hex, "confirmed": False,
+                    "height": chain.get_block_count()}  # fmt: skip
+        result = chain.submit_package([old, wallet_cpfp(chain, old, FEERATE)])
+        if result.success:
+            chain.generate_to_address(1, miner)
+            if _confirmed(chain, old.txid_hex):
+                return {"path": path, "old_state_txid": old.txid_hex, "confirmed": True,
+                        "height": chain.get_block_count(),
+                        "outputs": [o.value for o in old.outputs]}  # fmt: skip
+        else:
+            chain.generate_to_address(1, miner)
+        time.sleep(pause)
+    raise ValueError(f"the old leaf state {old.txid_hex} neither confirmed nor was beaten")

@@ -108,9 +108,11 @@ from superscalar.wire.messages import (
     FactoryReady,
     FactoryReadyAck,
     JoinRequest,
+    LiquidityRequest,
     Payout,
 )
 
+from .advance import LspAdvance, replay_advances
 from .chancodec import decode_message
 from .channels import (
     CHANNEL_CONFIG,
@@ -265,11 +267,15 @@ class LspDaemon:
         """Final tree signatures by session, per signed factory (what READY carries)."""
         self.ladder = LspLadder(self)
         """Factory lifecycle, rotation into the next factory, key turnover, lone close."""
+        self.advancer = LspAdvance(self)
+        """Leaf advances: selling inbound liquidity out of a leaf's L-stock."""
+        self.watch: DaemonWatch | None = None
 
     # -- startup ------------------------------------------------------------------------
 
     def _recover(self) -> None:
         """Abort attempts that died mid-ceremony; remember the live factory."""
+        self.advancer.recover()
         with self.db.transaction() as c:
             c.execute(
                 "UPDATE factories SET state='aborted', updated=? WHERE role='lsp' AND state IN"
@@ -311,6 +317,9 @@ class LspDaemon:
                             datadir=self.config.datadir, enabled=self.config.watch,
                             dev_tools=self.config.dev_tools,
                             towers=self.config.watchtowers)  # fmt: skip
+        self.watch = watch
+        if self.factory_id is not None:
+            self.advancer.watch_entries(self.factory_id)
         handlers = {**self._rpc_handlers(), **watch.handlers()}
         self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
         self.control.start()
@@ -419,6 +428,10 @@ class LspDaemon:
             return
         position = self._position(factory_id, peer.key)
         await peer.conn.send_message(self._ready_for(factory_id, position, row["attempt"]))
+        if row["state"] == "funded" and factory_id == self.factory_id:
+            # before FUNDED: the client must switch to a re-anchored channel before it
+            # reestablishes it
+            await self.advancer.resend_done(peer, factory_id, position)
         if row["funding_txid"] and row["state"] in ("funded", "closed"):
             txid = bytes.fromhex(row["funding_txid"])[::-1]
             await peer.conn.send_message(
@@ -769,6 +782,9 @@ class LspDaemon:
         try:
             while True:
                 msg = await peer.conn.receive_message()
+                if isinstance(msg, LiquidityRequest):
+                    self.advancer.serve(peer, msg)
+                    continue
                 if not isinstance(msg, ChannelMsg):
                     peer.inbox.put_nowait(msg)
                     continue
@@ -1152,7 +1168,19 @@ class LspDaemon:
         def close() -> dict[str, Any]:
             return {"txid": self._call_in_loop(self.close_factory)}
 
-        return {"status": status, "report": status, "close": close}
+        def liquidity(amount_sat: int, position: int | None = None) -> dict[str, Any]:
+            if position is None:
+                raise RpcError(-8, "the LSP needs --client POSITION: whose channel gets it")
+            assert self.loop is not None
+            future = asyncio.run_coroutine_threadsafe(
+                self.advancer.advance(int(position), int(amount_sat)), self.loop
+            )
+            try:
+                return future.result(timeout=180)
+            except RuntimeError as exc:
+                raise RpcError(-1, str(exc)) from exc
+
+        return {"status": status, "report": status, "close": close, "liquidity": liquidity}
 
     def _call_in_loop(self, fn: Callable[[], Awaitable[str]]) -> str:
         assert self.loop is not None
@@ -1192,9 +1220,12 @@ def status_snapshot(
                 continue
             terms = decode_record(row["propose"], FactoryTerms)
             nodes = []
+            leaves = []
             if live:
-                for tx in tree_of(terms, key).txs:
+                tree = replay_advances(db, bytes.fromhex(fid), tree_of(terms, key))
+                for tx in tree.txs:
                     nodes.append(_node_status(tx.index, str(tx.kind), tx.tx))
+                leaves = _leaf_status(tree)
             factories.append(
                 {
                     "factory_id": fid,
@@ -1210,6 +1241,7 @@ def status_snapshot(
                     - sum(int(c["amount_sat"]) for c in clients),
                     "nodes": nodes,
                     "distribution": status_of(db, fid),
+                    "leaves": leaves,
                 }
             )
         nonce_uses = db.execute("SELECT COUNT(*) FROM nonce_use").fetchone()[0]
@@ -1252,6 +1284,25 @@ def _node_status(index: int, kind: str, tx: Transaction) -> dict[str, Any]:
     }
 
 
+def _leaf_status(tree: FactoryTree) -> list[dict[str, Any]]:
+    """Each leaf's DW state, nSequence, L-stock generation and allocation."""
+    shape, state = tree.shape, tree.state
+    out = []
+    for leaf, node in enumerate(shape.leaves):
+        alloc = state.allocations[leaf]
+        out.append(
+            {
+                "leaf": leaf,
+                "dw_state": state.odometer.states[node],
+                "sequence": state.odometer.sequence(shape, node),
+                "lstock_generation": state.odometer.generations[leaf],
+                "channels_sat": list(alloc.channels),
+                "lstock_sat": alloc.lstock,
+            }
+        )
+    return out
+
+
 def _count_signatures(db: Database, fid: str) -> int:
     return int(
         db.execute("SELECT COUNT(*) FROM tree_signatures WHERE factory_id=?", (fid,)).fetchone()[0]
@@ -1279,7 +1330,30 @@ def _client_factory_status(db: Database, row: Any, live: bool) -> dict[str, Any]
         "signatures": _count_signatures(db, row["factory_id"]),
         "lsp_balance_sat": None,
         "nodes": [_node_status(s.tx_index, str(s.kind), s.tx) for s in view.steps] if live else [],
+        "leaves": _client_leaf_status(db, row["factory_id"], view) if live else [],
     }
+
+
+def _client_leaf_status(db: Database, fid: str, view: Any) -> list[dict[str, Any]]:
+    """Our leaf as of its last finished advance (or as proposed)."""
+    last = db.execute(
+        "SELECT generation, new_tx FROM leaf_advances WHERE factory_id=? AND stage='done'"
+        " ORDER BY generation DESC LIMIT 1",
+        (fid,),
+    ).fetchone()
+    tx = view.steps[-1].tx if last is None else Transaction.from_hex(last["new_tx"])
+    seq = tx.inputs[0].sequence
+    outs = [o.value for o in tx.outputs]
+    return [
+        {
+            "leaf": None,
+            "dw_state": view.params.dw.state_of_sequence(seq),
+            "sequence": seq,
+            "lstock_generation": 0 if last is None else int(last["generation"]),
+            "channels_sat": outs[:-2],
+            "lstock_sat": outs[-2],
+        }
+    ]
 
 
 def _kv(db: Database, key: str) -> str | None:

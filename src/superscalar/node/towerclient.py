@@ -28,7 +28,7 @@ from superscalar.wire.errors import WireError
 from superscalar.wire.messages import Hex16, TowerAck, TowerHint
 
 from .chancodec import decode_state, decode_value
-from .channels import channel_secrets
+from .channels import channel_anchor, channel_secrets
 from .common import factory_signing_key
 
 __all__ = ["TowerAddress", "TowerPusher"]
@@ -96,7 +96,10 @@ class TowerPusher:
             revoked = decode_value(json.loads(r["revoked"]))
             assert isinstance(revoked, RevokedCommitment)
             secrets = channel_secrets(
-                factory_signing_key(self.db, self.key, bytes.fromhex(fid)), bytes.fromhex(fid), pos
+                factory_signing_key(self.db, self.key, bytes.fromhex(fid)),
+                bytes.fromhex(fid),
+                pos,
+                channel_anchor(self.db, bytes.fromhex(fid), pos),
             )
             try:
                 entry = penalty_entry(secrets, state, revoked, state.local_close_script)

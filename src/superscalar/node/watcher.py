@@ -59,7 +59,7 @@ from superscalar.watch.hints import decode_entry, encode_entry
 from superscalar.watch.responses import penalty_after_spends, penalty_entry
 
 from .chancodec import decode_state, decode_value
-from .channels import channel_secrets
+from .channels import channel_anchor, channel_secrets
 from .common import factory_signing_key, now
 from .towerclient import TowerAddress, TowerPusher
 
@@ -145,10 +145,16 @@ class ChainWatcher:
             self._persist([], [PersistScanHeight(height)])
         self.breaches = breach_report(self.db)
 
-    def add_entries(self, entries: Iterable[WatchEntry]) -> None:
-        """Watch for these too (persisted first)."""
+    def add_entries(self, entries: Iterable[WatchEntry], *, replace: bool = False) -> None:
+        """Watch for these too (persisted first); `replace`: a newer answer to the same
+        trigger (a leaf advanced again) takes the stored one's place."""
         entries = list(entries)
         with self.db.transaction() as c:
+            if replace:
+                c.executemany(
+                    "DELETE FROM watch_entries WHERE trigger_txid=?",
+                    [(e.trigger_txid.hex(),) for e in entries],
+                )
             self._store_entries(c, entries)
         self.state = self.state.with_entries(entries)
 
@@ -427,10 +433,15 @@ class ChannelDetector:
         self.key = key
         self._fundings: dict[tuple[str, int], OutPoint] = {}
         self._by_outpoint: dict[OutPoint, tuple[str, int]] = {}
+        self._anchors = 0
 
     def _refresh(self) -> dict[OutPoint, tuple[str, int]]:
         """Funding outpoint -> channel; only a channel not seen before is decoded."""
         idents = self.db.execute("SELECT factory_id, position FROM channels").fetchall()
+        anchors = int(self.db.execute("SELECT COUNT(*) FROM channel_anchors").fetchone()[0])
+        if anchors != self._anchors:  # a leaf advance moved channels to new outpoints
+            self._anchors = anchors
+            self._fundings = {}
         if len(idents) != len(self._fundings):
             for r in idents:
                 ident = (str(r["factory_id"]), int(r["position"]))
@@ -467,7 +478,10 @@ class ChannelDetector:
         if not isinstance(revoked, RevokedCommitment) or revoked.txid != tx.txid:
             return None  # e.g. our own commitment whose number the peer also revoked
         secrets = channel_secrets(
-            factory_signing_key(self.db, self.key, bytes.fromhex(fid)), bytes.fromhex(fid), position
+            factory_signing_key(self.db, self.key, bytes.fromhex(fid)),
+            bytes.fromhex(fid),
+            position,
+            channel_anchor(self.db, bytes.fromhex(fid), position),
         )
         try:
             return penalty_entry(secrets, state, revoked, state.local_close_script)
@@ -490,6 +504,7 @@ class ChannelDetector:
                 factory_signing_key(self.db, self.key, bytes.fromhex(fid)),
                 bytes.fromhex(fid),
                 position,
+                channel_anchor(self.db, bytes.fromhex(fid), position),
             )
             try:
                 return penalty_after_spends(

@@ -240,4 +240,59 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        10,
+        "leaf_advances",
+        """
+        CREATE TABLE leaf_advances (
+            factory_id TEXT NOT NULL,
+            leaf INTEGER NOT NULL,
+            generation INTEGER NOT NULL,
+            stage TEXT NOT NULL
+                CHECK (stage IN ('proposed', 'nonces', 'psigs', 'done', 'abandoned')),
+            buyer INTEGER NOT NULL,
+            amount_sat INTEGER NOT NULL CHECK (amount_sat > 0),
+            old_tx TEXT NOT NULL,
+            old_sig TEXT,
+            new_tx TEXT NOT NULL,
+            new_sig TEXT,
+            lstock_point TEXT NOT NULL,
+            lstock_secret TEXT,
+            created INTEGER NOT NULL,
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (factory_id, leaf, generation)
+        ) STRICT;
+        CREATE TABLE channel_anchors (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            generation INTEGER NOT NULL,
+            stage TEXT NOT NULL CHECK (stage IN ('pending', 'retired')),
+            state TEXT NOT NULL,
+            PRIMARY KEY (factory_id, position, generation)
+        ) STRICT;
+        CREATE TABLE channel_revoked_retired (
+            generation INTEGER NOT NULL,
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            number INTEGER NOT NULL,
+            revoked TEXT NOT NULL,
+            PRIMARY KEY (factory_id, position, generation, number)
+        ) STRICT;
+        CREATE TABLE forwards_retired (
+            generation INTEGER NOT NULL,
+            factory_id TEXT NOT NULL,
+            up_position INTEGER NOT NULL,
+            up_htlc_id INTEGER NOT NULL,
+            payment_hash TEXT NOT NULL,
+            amount_msat INTEGER NOT NULL,
+            cltv_expiry INTEGER NOT NULL,
+            payee TEXT NOT NULL,
+            state TEXT NOT NULL,
+            down_position INTEGER,
+            down_htlc_id INTEGER,
+            preimage TEXT,
+            updated INTEGER NOT NULL
+        ) STRICT;
+        """,
+    ),
 )

@@ -27,6 +27,16 @@ Ladder (a dying factory's client moves, handing over its key, see `ladder.move`)
     ...the usual ceremony; the new channel opens all on the LSP's side, then in it
     (channel_msg): the move PTLC of the old balance locked to the client's old
     factory key, fulfilled with that key's scalar (the key turnover itself)
+
+Leaf advance (selling inbound liquidity, `factory.advance`), with every client of the leaf:
+
+    client → LSP   liquidity_request   (optional: the client asks; or the LSP decides)
+    LSP → client   leaf_advance_propose (new leaf state tx + LSP's channel_open on it)
+    client → LSP   leaf_advance_nonce  (nonce + channel_open + funding_signed)
+    LSP → client   leaf_advance_agg_nonce (aggregate nonce + funding_signed)
+    client → LSP   leaf_advance_psig
+    LSP → client   leaf_advance_done   (signature + the old L-stock generation's secret)
+                   or leaf_advance_refuse (to a request: why not)
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from superscalar.wire.codec import (
     Record,
     Text,
     UInt,
+    XOnlyHex,
 )
 
 __all__ = [
@@ -63,6 +74,13 @@ __all__ = [
     "FactoryReady",
     "FactoryReadyAck",
     "JoinRequest",
+    "LeafAdvanceAggNonce",
+    "LeafAdvanceDone",
+    "LeafAdvanceNonce",
+    "LeafAdvancePropose",
+    "LeafAdvancePsig",
+    "LeafAdvanceRefuse",
+    "LiquidityRequest",
     "Payout",
     "RotationInvite",
     "TowerAck",
@@ -272,3 +290,72 @@ class RotationInvite(Message, tag="rotation_invite"):
     old_factory: Hex32
     dying_at: U32
     expires_at: U32
+
+
+class LiquidityRequest(Message, tag="liquidity_request"):
+    """Client → LSP: buy `amount_sat` of inbound capacity from my leaf's L-stock."""
+
+    factory_id: Hex32
+    amount_sat: UInt
+
+
+class LeafAdvanceRefuse(Message, tag="leaf_advance_refuse"):
+    """LSP → client: no advance for that request (leaf busy, L-stock short, odometer
+    exhausted...), and why. The factory is unchanged."""
+
+    factory_id: Hex32
+    reason: Text = ""
+
+
+class LeafAdvancePropose(Message, tag="leaf_advance_propose"):
+    """LSP → each client of `leaf`: the new leaf state tx (unsigned) at the next DW state,
+    moving `amount_sat` of L-stock into `buyer`'s channel, paying the L-stock of
+    `generation` to `lstock_point`; plus the LSP's channel_open re-anchoring this client's
+    channel on the new leaf output at its current balances (chancodec payload)."""
+
+    factory_id: Hex32
+    leaf: U32
+    generation: U32
+    buyer: U32
+    amount_sat: UInt
+    leaf_tx: Hex
+    lstock_point: XOnlyHex
+    channel_open: ChannelPayload
+
+
+class LeafAdvanceNonce(Message, tag="leaf_advance_nonce"):
+    """Client → LSP: its nonce for the new leaf state, its channel_open for the new anchor
+    and its funding_signed for the LSP's commitment 0 there (commitments before the tree)."""
+
+    factory_id: Hex32
+    generation: U32
+    bundle: Hex
+    channel_open: ChannelPayload
+    funding_signed: ChannelPayload
+
+
+class LeafAdvanceAggNonce(Message, tag="leaf_advance_agg_nonce"):
+    """LSP → client: the aggregate nonce and its funding_signed for the client's commitment."""
+
+    factory_id: Hex32
+    generation: U32
+    bundle: Hex
+    funding_signed: ChannelPayload
+
+
+class LeafAdvancePsig(Message, tag="leaf_advance_psig"):
+    """Client → LSP: its partial signature on the new leaf state tx."""
+
+    factory_id: Hex32
+    generation: U32
+    bundle: Hex
+
+
+class LeafAdvanceDone(Message, tag="leaf_advance_done"):
+    """LSP → client: the new leaf state's signature and the superseded generation's
+    L-stock secret (the client checks it against the old point, then burns with it)."""
+
+    factory_id: Hex32
+    generation: U32
+    signature: Hex
+    lstock_secret: Hex32

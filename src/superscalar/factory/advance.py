@@ -1,0 +1,166 @@
+"""Per-leaf advance that sells inbound liquidity: L-stock → one client's channel.
+
+The LSP moves `amount` sat of a leaf's L-stock into client `buyer`'s channel
+(on the LSP's side of it: the client gains inbound capacity). That is a DW
+advance of the leaf alone: the leaf's state tx is re-signed with the next
+counter (a shorter relative lock, so it confirms before the one it replaces),
+a new allocation of the same total and the next L-stock generation's point.
+Only the LSP and the leaf's clients sign, and they sign one transaction.
+
+`plan_leaf_advance` is the LSP's side (it has the whole tree);
+`verify_leaf_advance` is a leaf client's: from nothing but its current leaf
+state tx, the session it signed it under and the proposal's few numbers it
+checks the new tx itself (same input, the next DW state, every channel script
+unchanged, only the buyer's channel and the L-stock amounts moved by exactly
+`amount`, the L-stock paying the new point, no dust, zero fee) and returns the
+`SessionSpec` it will sign — never anything the LSP hands it.
+
+A leaf whose DW layer is at its last state cannot advance on its own (that
+would carry into the parents: a root advance); that is refused with
+`OdometerExhaustedError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..bitcoin.fees import dust_limit
+from ..bitcoin.script import P2A_SCRIPT
+from ..bitcoin.sighash import SighashContext
+from ..bitcoin.tx import Transaction, TxOut
+from ..crypto.keys import PublicKey, XOnlyPublicKey
+from .errors import FactoryError, OdometerExhaustedError
+from .odometer import Advance
+from .outputs import KeyAggCache, lstock_output
+from .shape import FactoryParams
+from .signing import SessionSpec, SigningPlan
+from .tree import FactoryTree, LeafAllocation, TreeTx
+
+__all__ = ["LeafAdvance", "plan_leaf_advance", "verify_leaf_advance"]
+
+
+@dataclass(frozen=True)
+class LeafAdvance:
+    """The LSP's plan for one leaf advance: the trees before and after, and what to sign."""
+
+    before: FactoryTree
+    after: FactoryTree
+    leaf: int
+    buyer: int
+    """Client position whose channel gains `amount` on the LSP's side."""
+    amount: int
+    advance: Advance
+
+    @property
+    def old_tx(self) -> TreeTx:
+        return self.before.leaf_state(self.leaf)
+
+    @property
+    def new_tx(self) -> TreeTx:
+        return self.after.leaf_state(self.leaf)
+
+    @property
+    def generation(self) -> int:
+        """The L-stock generation the new leaf state creates."""
+        return self.after.state.odometer.generations[self.leaf]
+
+    @property
+    def plan(self) -> SigningPlan:
+        """One session: the new leaf state tx (session id = its tree tx index)."""
+        return SigningPlan.for_tree(self.after, [self.new_tx.index])
+
+    @property
+    def positions(self) -> tuple[int, ...]:
+        """The leaf's client positions (each one's channel re-anchors)."""
+        node = self.before.shape.leaf_node(self.leaf)
+        return tuple(range(node.lo, node.hi))
+
+
+def plan_leaf_advance(
+    tree: FactoryTree, buyer: int, amount: int, new_point: XOnlyPublicKey
+) -> LeafAdvance:
+    """Move `amount` sat from `buyer`'s leaf L-stock into its channel at the next DW state."""
+    shape = tree.shape
+    if not 0 <= buyer < shape.spec.n_clients:
+        raise FactoryError(f"no client {buyer}")
+    if amount <= 0:
+        raise FactoryError("the amount must be positive")
+    leaf = shape.client_leaf[buyer]
+    node = shape.leaf_node(leaf)
+    state = tree.state
+    advance = state.odometer.advance_leaf(shape, leaf)
+    if advance.advanced != node.index:
+        raise OdometerExhaustedError(
+            f"leaf {leaf} is at its last DW state: only a root advance (epoch reset) or a"
+            " new factory can move liquidity now"
+        )
+    old = state.allocations[leaf]
+    if amount > old.lstock:
+        raise FactoryError(f"leaf {leaf} has only {old.lstock} sat of L-stock")
+    channels = list(old.channels)
+    channels[buyer - node.lo] += amount
+    alloc = LeafAllocation(tuple(channels), old.lstock - amount)
+    points = list(state.lstock_points)
+    points[leaf] = new_point
+    after = tree.with_state(state.advanced(advance, points, {leaf: alloc}))
+    return LeafAdvance(tree, after, leaf, buyer, amount, advance)
+
+
+def verify_leaf_advance(
+    current: Transaction,
+    session: SessionSpec,
+    spent: TxOut,
+    proposed: Transaction,
+    *,
+    params: FactoryParams,
+    lsp: PublicKey,
+    leaf_clients: tuple[PublicKey, ...],
+    buyer_offset: int,
+    amount: int,
+    new_point: XOnlyPublicKey,
+    cache: KeyAggCache | None = None,
+) -> SessionSpec:
+    """A leaf client's check of a proposed leaf state tx (see the module docstring).
+
+    `current` is the leaf state tx the client holds signed, `session` the session it
+    signed it under (its key aggregate and signers stay), `spent` the kickoff output
+    both spend; `buyer_offset` is the buyer's channel index in the leaf's outputs.
+    """
+    n = len(leaf_clients)
+    if amount <= 0:
+        raise FactoryError("the amount must be positive")
+    if not 0 <= buyer_offset < n:
+        raise FactoryError("the buyer is not a client of this leaf")
+    if (
+        proposed.version != current.version
+        or proposed.locktime != 0
+        or len(proposed.inputs) != 1
+        or proposed.inputs[0].prevout != current.inputs[0].prevout
+        or proposed.inputs[0].witness
+        or proposed.inputs[0].script_sig
+    ):
+        raise FactoryError("the new leaf state must spend the same kickoff output")
+    dw = params.dw
+    old_state = dw.state_of_sequence(current.inputs[0].sequence)
+    new_state = dw.state_of_sequence(proposed.inputs[0].sequence)
+    if old_state is None or new_state != old_state + 1:
+        raise FactoryError("the new leaf state must be the next DW state (shorter lock)")
+    old_outs, new_outs = current.outputs, proposed.outputs
+    if len(new_outs) != len(old_outs) or len(old_outs) != n + 2:
+        raise FactoryError("the new leaf state must pay the same outputs")
+    if new_outs[-1] != old_outs[-1] or new_outs[-1].script_pubkey != P2A_SCRIPT:
+        raise FactoryError("the new leaf state must keep its P2A anchor")
+    for i in range(n):
+        want = old_outs[i].value + (amount if i == buyer_offset else 0)
+        if new_outs[i] != TxOut(want, old_outs[i].script_pubkey):
+            raise FactoryError(f"channel output {i} is not the agreed one")
+    lstock = lstock_output(lsp, list(leaf_clients), new_point, params.lstock_csv_delay, cache)
+    want_lstock = TxOut(old_outs[n].value - amount, lstock.script_pubkey)
+    if new_outs[n] != want_lstock:
+        raise FactoryError("the L-stock output is not the agreed one")
+    if sum(o.value for o in new_outs) != spent.value:
+        raise FactoryError("the new leaf state does not conserve value")
+    if any(o.value < dust_limit(o.script_pubkey) for o in new_outs[:-1]):
+        raise FactoryError("the new leaf state has a dust output")
+    msg = SighashContext(proposed, (spent,)).key_path(0)
+    return replace(session, msg=msg)
