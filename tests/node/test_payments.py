@@ -128,6 +128,18 @@ def test_pay_between_clients_then_close_on_balances(cluster: Cluster) -> None:
     assert snap0 is not None and snap2 is not None
     assert [p["state"] for p in snap0["payments"]] == ["complete"]
     assert {p["payment_hash"]: p["state"] for p in snap2["payments"]}["ab" * 32] == "failed"
+    lsp_snap = cluster.status(cluster.lsp_dir)
+    assert lsp_snap is not None
+    assert [
+        (f["up_position"], f["down_position"], f["amount_msat"], f["state"])
+        for f in lsp_snap["forwards"]
+    ] == [
+        (position[0], position[1], 7_000_123, "fulfilled"),
+        (position[2], position[0], 1_500_500, "fulfilled"),
+        (position[2], position[1], 5_000, "failed"),
+    ]
+    table = run_node("status", "--datadir", str(cluster.lsp_dir))
+    assert table.returncode == 0 and "2 fulfilled" in table.stdout, table.stderr
 
     # the LSP restarts on the same database: same balances
     assert cluster.lsp is not None

@@ -7,6 +7,7 @@ tests and scripts work before the commands are registered on `superscalar`.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,26 @@ def status_command(datadir: Path, as_json: bool) -> None:
                 str(c.get("htlcs", "")),
             )
         out.print(ch)
+    forwards = snap.get("forwards") or []
+    if forwards:
+        by_state = Counter(f["state"] for f in forwards)
+        fw = Table(
+            title="forwards ("
+            + ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
+            + "; the last 10)"
+        )
+        for col in ("from", "to", "amount (msat)", "expiry", "payment hash", "state"):
+            fw.add_column(col)
+        for f in forwards[-10:]:
+            fw.add_row(
+                str(f["up_position"]),
+                "" if f["down_position"] is None else str(f["down_position"]),
+                str(f["amount_msat"]),
+                str(f["cltv_expiry"]),
+                f["payment_hash"][:16] + "…",
+                f["state"],
+            )
+        out.print(fw)
 
 
 @click.command("report")

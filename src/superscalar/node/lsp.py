@@ -1259,6 +1259,13 @@ def status_snapshot(
                 "SELECT payment_hash, amount_msat, state, created FROM invoices ORDER BY created"
             )
         ]
+        forwards = [  # the LSP's; the newest last
+            dict(r)
+            for r in db.execute(
+                "SELECT up_position, up_htlc_id, down_position, payment_hash, amount_msat,"
+                " cltv_expiry, state, updated FROM forwards ORDER BY rowid"
+            )
+        ]
         return {
             "role": role,
             "pubkey": key.hex(),
@@ -1267,6 +1274,7 @@ def status_snapshot(
             "invoices": invoices,
             "channels": channels,
             "payments": payments,
+            "forwards": forwards,
             "factories": factories,
             **(extra or {}),
         }
