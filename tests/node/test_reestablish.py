@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 from superscalar.bitcoin.tx import Transaction
+from superscalar.node.channels import CHANNEL_CONFIG
 from superscalar.node.common import CRASH_ENV
+from superscalar.node.forwarding import CLTV_DELTA
 
 from .support import NODE, Cluster, run_node, wait_for
 
@@ -77,7 +79,7 @@ class Payments:
         assert r.returncode == 0, r.stderr
         return str(json.loads(r.stdout)["payment_hash"])
 
-    def start_pay(self, payment_hash: str, amount_msat: int) -> subprocess.Popen[str]:
+    def start_pay(self, payment_hash: str, amount_msat: int, *extra: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [
                 *NODE,
@@ -90,6 +92,7 @@ class Payments:
                 payment_hash,
                 "--amount-msat",
                 str(amount_msat),
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -286,6 +289,31 @@ def test_disconnect_with_htlc_in_flight_then_payment_completes(net: Payments) ->
     assert pay.returncode == 0, err
     net.paid(5_000_005)
     wait_for("balances", net.balances_exact)
+
+
+@pytest.mark.slow
+def test_forward_waiting_for_a_payee_that_never_returns_fails_back_before_expiry(
+    net: Payments, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _restart_lsp(net, monkeypatch, "lsp-before-forward")
+    h = net.invoice(6_000_006)
+    height = net.cluster.chain.get_block_count()
+    expiry = height + CHANNEL_CONFIG.min_cltv_delta + CLTV_DELTA + 4
+    pay = net.start_pay(h, 6_000_006, "--cltv-expiry", str(expiry))
+    wait_for("lsp dies before forwarding", lambda: _exited(net.cluster.lsp))
+    net.cluster.clients[PAYEE].kill(signal.SIGTERM)  # and the payee stays away
+    net.cluster.start_lsp()
+    wait_for("payer reconnects", lambda: net.connected(PAYER))
+    time.sleep(1.0)  # the resumed forward waits for its payee: nothing fails yet
+    assert pay.poll() is None and net.payment_state(h) == "pending"
+    # at expiry - CLTV_DELTA - min_cltv_delta it could still go out; one block later not
+    net.cluster.chain.generate_to_address(5, net.cluster.mine_to)
+    _, err = pay.communicate(timeout=120)
+    assert pay.returncode != 0 and "payee did not return" in err, err
+    wait_for("the payment failed in the payer's database", lambda: net.payment_state(h) == "failed")
+    net.cluster.start_client(PAYEE, AMOUNTS[PAYEE])
+    wait_for("payee reconnects", lambda: net.connected(PAYEE))
+    wait_for("balances unchanged", net.balances_exact)
 
 
 @pytest.mark.slow

@@ -859,7 +859,11 @@ class ClientDaemon:
             )
             try:
                 return future.result(timeout=90)
-            except (RuntimeError, TimeoutError) as exc:
+            except TimeoutError as exc:
+                raise RpcError(
+                    -1, "no answer within 90 s: the payment is still pending (see `status`)"
+                ) from exc
+            except RuntimeError as exc:
                 raise RpcError(-1, f"payment failed: {exc}") from exc
 
         def liquidity(amount_sat: int, position: int | None = None) -> dict[str, Any]:

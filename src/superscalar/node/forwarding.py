@@ -155,6 +155,27 @@ class Forwarder:
             if row is not None:
                 await self._settle_upstream(row)
 
+    async def expire_waiting(self, height: int, min_cltv_delta: int) -> int:
+        """Fail back every forward still waiting for an absent payee once it could no
+        longer be offered downstream (our expiry, theirs less `CLTV_DELTA`, would leave
+        the payee under `min_cltv_delta` blocks): the payer gets its HTLC back now
+        instead of at its timeout on chain. Returns how many failed back."""
+        rows = self.db.execute(
+            "SELECT up_position, up_htlc_id FROM forwards WHERE factory_id=?"
+            " AND state='received' AND cltv_expiry < ?",
+            (self.factory_id.hex(), height + min_cltv_delta + CLTV_DELTA),
+        ).fetchall()
+        failed = 0
+        for row in rows:
+            up_pos, up_id = int(row["up_position"]), int(row["up_htlc_id"])
+            if (
+                up_pos in self.channels
+                and self.connected(up_pos)
+                and await self._apply(up_pos, FailHtlc(up_id, b"payee did not return"))
+            ):
+                failed += 1
+        return failed
+
     async def resume_payee(self, pos: int) -> None:
         """The channel at `pos` is back: forward what waited for it while it was away."""
         shell = self.channels.get(pos)

@@ -433,6 +433,12 @@ class LspLadder:
                 await self._turn_over_all(old, d.factory_id)
                 self._close_if_complete(old)
                 await self._close_with_stayers(old, d.factory_id)
+        if fid is not None and d.channels:
+            expired = await d._forwarder().expire_waiting(
+                self.height, CHANNEL_CONFIG.min_cltv_delta
+            )
+            if expired:
+                self._event(f"{expired} forward(s) failed back: the payee did not return")
         self._locked = self._locked_clients()
         self._snapshot = {
             "height": self.height,
