@@ -26,7 +26,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,10 @@ from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError
 from superscalar.channel.errors import ChannelError
+from superscalar.channel.keys import ChannelSecrets
 from superscalar.channel.penalty import revoked_number
 from superscalar.channel.revocation import RevokedCommitment
+from superscalar.channel.state import ChannelState
 from superscalar.crypto.keys import SecretKey
 from superscalar.factory.exits import cpfp_child
 from superscalar.store.db import Database
@@ -418,6 +420,10 @@ def breach_report(db: Database) -> list[dict[str, Any]]:
     ]
 
 
+Ident = tuple[str, int, int | None]
+"""(factory id hex, position, retired anchor or None for the channel's current one)."""
+
+
 class ChannelDetector:
     """Spots a peer's revoked commitment of one of our channels and builds its penalty.
 
@@ -425,33 +431,74 @@ class ChannelDetector:
     first input is looked up among our channels' outpoints (cached: a channel's
     funding never changes; the list of channels is re-read each block, cheaply).
     Only on a hit is the channel state decoded and the revoked record read; the
-    penalty pays the channel's own close script.
+    penalty pays the channel's own close script. A leaf advance re-anchors a
+    channel (`advance`): its retired anchors stay watched, because their
+    revoked commitments become spendable the moment the superseded leaf state
+    they spend confirms.
     """
 
     def __init__(self, db: Database | sqlite3.Connection, key: SecretKey) -> None:
         self.db = db
         self.key = key
-        self._fundings: dict[tuple[str, int], OutPoint] = {}
-        self._by_outpoint: dict[OutPoint, tuple[str, int]] = {}
+        self._fundings: dict[Ident, OutPoint] = {}
+        self._by_outpoint: dict[OutPoint, Ident] = {}
         self._anchors = 0
 
-    def _refresh(self) -> dict[OutPoint, tuple[str, int]]:
-        """Funding outpoint -> channel; only a channel not seen before is decoded."""
-        idents = self.db.execute("SELECT factory_id, position FROM channels").fetchall()
+    def _refresh(self) -> dict[OutPoint, Ident]:
+        """Funding outpoint -> channel anchor; only an anchor not seen before is decoded."""
+        idents: list[Ident] = [
+            (str(r["factory_id"]), int(r["position"]), None)
+            for r in self.db.execute("SELECT factory_id, position FROM channels")
+        ]
+        idents += [
+            (str(r["factory_id"]), int(r["position"]), int(r["generation"]))
+            for r in self.db.execute(
+                "SELECT factory_id, position, generation FROM channel_anchors WHERE stage='retired'"
+            )
+        ]
         anchors = int(self.db.execute("SELECT COUNT(*) FROM channel_anchors").fetchone()[0])
         if anchors != self._anchors:  # a leaf advance moved channels to new outpoints
             self._anchors = anchors
             self._fundings = {}
         if len(idents) != len(self._fundings):
-            for r in idents:
-                ident = (str(r["factory_id"]), int(r["position"]))
+            for ident in idents:
                 if ident not in self._fundings:
-                    row = self.db.execute(
-                        "SELECT state FROM channels WHERE factory_id=? AND position=?", ident
-                    ).fetchone()
-                    self._fundings[ident] = decode_state(row["state"]).funding.outpoint
+                    self._fundings[ident] = self._state(ident).funding.outpoint
             self._by_outpoint = {op: ident for ident, op in self._fundings.items()}
         return self._by_outpoint
+
+    def _state(self, ident: Ident) -> ChannelState:
+        fid, position, anchor = ident
+        if anchor is None:
+            row = self.db.execute(
+                "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, position)
+            ).fetchone()
+        else:
+            row = self.db.execute(
+                "SELECT state FROM channel_anchors WHERE factory_id=? AND position=?"
+                " AND generation=? AND stage='retired'",
+                (fid, position, anchor),
+            ).fetchone()
+        return decode_state(row["state"])
+
+    def _secrets(self, ident: Ident) -> ChannelSecrets:
+        fid, position, anchor = ident
+        factory = bytes.fromhex(fid)
+        if anchor is None:
+            anchor = channel_anchor(self.db, factory, position)
+        key = factory_signing_key(self.db, self.key, factory)
+        return channel_secrets(key, factory, position, anchor)
+
+    def _revoked_rows(self) -> Iterator[tuple[Ident, str]]:
+        for r in self.db.execute("SELECT factory_id, position, revoked FROM channel_revoked"):
+            yield (str(r["factory_id"]), int(r["position"]), None), str(r["revoked"])
+        for r in self.db.execute(
+            "SELECT factory_id, position, generation, revoked FROM channel_revoked_retired"
+        ):
+            yield (
+                (str(r["factory_id"]), int(r["position"]), int(r["generation"])),
+                str(r["revoked"]),
+            )
 
     def __call__(self, tx: Transaction) -> WatchEntry | None:
         if not tx.inputs:
@@ -459,56 +506,50 @@ class ChannelDetector:
         ident = self._refresh().get(tx.inputs[0].prevout)
         if ident is None:
             return None
-        fid, position = ident
-        row = self.db.execute(
-            "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, position)
-        ).fetchone()
-        state = decode_state(row["state"])
+        fid, position, anchor = ident
+        state = self._state(ident)
         number = revoked_number(state, tx)
         if number is None:
             return None  # a current commitment or a close: not a breach
-        rec = self.db.execute(
-            "SELECT revoked FROM channel_revoked WHERE factory_id=? AND position=? AND number=?",
-            (fid, position, number),
-        ).fetchone()
+        if anchor is None:
+            rec = self.db.execute(
+                "SELECT revoked FROM channel_revoked WHERE factory_id=? AND position=?"
+                " AND number=?",
+                (fid, position, number),
+            ).fetchone()
+        else:
+            rec = self.db.execute(
+                "SELECT revoked FROM channel_revoked_retired WHERE factory_id=? AND position=?"
+                " AND generation=? AND number=?",
+                (fid, position, anchor, number),
+            ).fetchone()
         if rec is None:
             log.error("revoked commitment %d of channel %s/%d has no record", number, fid, position)
             return None
         revoked = decode_value(json.loads(rec["revoked"]))
         if not isinstance(revoked, RevokedCommitment) or revoked.txid != tx.txid:
             return None  # e.g. our own commitment whose number the peer also revoked
-        secrets = channel_secrets(
-            factory_signing_key(self.db, self.key, bytes.fromhex(fid)),
-            bytes.fromhex(fid),
-            position,
-            channel_anchor(self.db, bytes.fromhex(fid), position),
-        )
         try:
-            return penalty_entry(secrets, state, revoked, state.local_close_script)
+            return penalty_entry(self._secrets(ident), state, revoked, state.local_close_script)
         except (ChannelError, WatchError) as exc:
             log.error("cannot build the penalty for %s: %s", tx.txid_hex, exc)
             return None
 
     def rebuild(self, entry: WatchEntry, spenders: list[Transaction]) -> WatchEntry | None:
         """`penalty_after_spends` for the channel whose revoked commitment `entry` answers."""
-        for r in self.db.execute("SELECT factory_id, position, revoked FROM channel_revoked"):
-            revoked = decode_value(json.loads(r["revoked"]))
+        for ident, record in self._revoked_rows():
+            revoked = decode_value(json.loads(record))
             if not isinstance(revoked, RevokedCommitment) or revoked.txid != entry.trigger_txid:
                 continue
-            fid, position = str(r["factory_id"]), int(r["position"])
-            row = self.db.execute(
-                "SELECT state FROM channels WHERE factory_id=? AND position=?", (fid, position)
-            ).fetchone()
-            state = decode_state(row["state"])
-            secrets = channel_secrets(
-                factory_signing_key(self.db, self.key, bytes.fromhex(fid)),
-                bytes.fromhex(fid),
-                position,
-                channel_anchor(self.db, bytes.fromhex(fid), position),
-            )
+            state = self._state(ident)
             try:
                 return penalty_after_spends(
-                    secrets, state, revoked, state.local_close_script, entry, spenders
+                    self._secrets(ident),
+                    state,
+                    revoked,
+                    state.local_close_script,
+                    entry,
+                    spenders,
                 )
             except (ChannelError, WatchError) as exc:
                 log.error("cannot rebuild the penalty for %s: %s", revoked.txid.hex(), exc)
