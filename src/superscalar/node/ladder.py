@@ -32,13 +32,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.tx import Transaction, TxOut
+from superscalar.bitcoin.tx import OutPoint, Transaction, TxOut
+from superscalar.chain.bitcoind import ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError
 from superscalar.channel import messages as chmsg
 from superscalar.channel.errors import ChannelError
 from superscalar.channel.htlc import Htlc, UpdateAddHtlc, ptlc_payment_hash
 from superscalar.channel.state import DROPPED_ON_RECONNECT
 from superscalar.channel.state import step as channel_step
+from superscalar.crypto import schnorr
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
@@ -51,7 +53,7 @@ from superscalar.factory import (
     funding_output_ref,
 )
 from superscalar.factory.errors import FactoryError
-from superscalar.factory.exits import timeout_recovery_tx
+from superscalar.factory.exits import onchain_node_outputs, timeout_recovery_tx
 from superscalar.ladder import (
     LadderParams,
     Lifecycle,
@@ -104,6 +106,7 @@ from .common import (
     spec_of,
     tree_of,
 )
+from .distribution import defense_locktime, kickoff_status, push_kickoff, record_kickoff
 from .forwarding import forward_journal
 
 if TYPE_CHECKING:
@@ -429,7 +432,11 @@ class LspLadder:
         for old in self._old_open_factories():
             if self.lifecycle(old).phase(self.height) is Phase.EXPIRED:
                 self._timeout_recovery(old)
-            elif d.factory_id is not None:
+                continue
+            self._defend(old)
+            if self._kicked_off(old):
+                continue  # the funding is (about to be) spent: no close can spend it now
+            if d.factory_id is not None:
                 await self._turn_over_all(old, d.factory_id)
                 self._close_if_complete(old)
                 await self._close_with_stayers(old, d.factory_id)
@@ -471,6 +478,7 @@ class LspLadder:
             "expires_at": lc.expires_at,
             "clients": len(propose.clients),
             "keys_handed_over": len(keys),
+            "kickoff": kickoff_status(self.d.db, fid),
         }
 
     # -- rotation ---------------------------------------------------------------------------
@@ -690,22 +698,95 @@ class LspLadder:
         if start is not None:
             self.rotation["rotation_s"] = round(asyncio.get_running_loop().time() - start, 3)
 
+    # -- the kickoff defense (see `distribution`) ---------------------------------------------
+
+    def _kicked_off(self, old: bytes) -> bool:
+        return kickoff_status(self.d.db, old) is not None
+
+    def _defend(self, old: bytes) -> None:
+        """A factory some of whose clients moved (their keys recovered) but that is still
+        open near its distribution locktime: its distribution tx would pay the movers
+        twice, so broadcast the root kickoff first (decision persisted, then pushed each
+        poll until it confirms)."""
+        d = self.d
+        if self.height is None or d._row(old)["state"] != "funded":
+            return
+        if not self._kicked_off(old):
+            locktime = defense_locktime(d.db, old, self.height)
+            if locktime is None or not self.turnovers.recovered_keys(old):
+                return
+            if self._funding_spent(old):
+                return  # closed or paid out some other way
+            tx = self._signed_root_kickoff(old)
+            with d.db.transaction() as c:
+                record_kickoff(c, old, tx, locktime, self.height)
+            self._event(
+                f"factory {old.hex()[:16]}: movers would be paid twice by its distribution tx"
+                f" (locktime {locktime}); kicking off its tree at height {self.height}"
+            )
+        what = push_kickoff(d.db, d.chain, old)
+        if what is not None:
+            self._event(what)
+
+    def _signed_root_kickoff(self, old: bytes) -> Transaction:
+        """Tree tx 0 with the aggregate signature from the factory's ceremony (checked)."""
+        tree = tree_of(self._propose(old), self.d.key.public_key)
+        row = self.d.db.execute(
+            "SELECT signature FROM tree_signatures WHERE factory_id=? AND session_id=0",
+            (old.hex(),),
+        ).fetchone()
+        kickoff = tree.txs[0]
+        sig = None if row is None else bytes.fromhex(row["signature"])
+        if sig is None or not schnorr.verify(
+            kickoff.spent_output.signing.xonly, kickoff.sighash, sig
+        ):
+            raise LadderError(f"factory {old.hex()[:16]} has no valid root kickoff signature")
+        return kickoff.tx.with_witness(0, (sig,))
+
+    # -- the CLTV timeout sweep ---------------------------------------------------------------
+
     def _timeout_recovery(self, old: bytes) -> None:
-        """Clients that never moved nor exited: after the CLTV the LSP sweeps the funding
-        (unless its distribution tx pays them their default, see `distribution`)."""
+        """After the CLTV the LSP sweeps whatever of the tree is on chain: the funding if
+        nothing spent it, else every unspent node output beneath the confirmed txs (the
+        kickoff's output after a kickoff defense) — unless its distribution tx pays the
+        clients their default (see `distribution`). Channel outputs are not touched."""
         d = self.d
         if d.distribution_pending(old):
             return
         propose = self._propose(old)
         tree = tree_of(propose, d.key.public_key)
-        tx = timeout_recovery_tx(
-            [funding_output_ref(tree)],
-            propose.cltv_timeout,
-            d.key,
-            self._lsp_script(),
-            Feerate(d.config.close_feerate),
+        chain = d.chain
+
+        def unspent(op: OutPoint) -> bool:
+            out = chain.get_tx_out(op.txid_hex, op.vout)
+            return out is not None and out.confirmations > 0
+
+        def confirmed(txid: bytes) -> bool:
+            try:
+                return chain.get_raw_transaction_verbose(txid[::-1].hex()).confirmations > 0
+            except (RpcError, ChainResponseError):
+                return False
+
+        try:
+            outputs = onchain_node_outputs(tree, unspent, confirmed)
+            if not outputs:
+                if self._next_try.get((old, -3)) is None:
+                    self._next_try[(old, -3)] = 0.0
+                    self._event(f"factory {old.hex()[:16]} expired: no node output to sweep yet")
+                return
+            tx = timeout_recovery_tx(
+                outputs,
+                propose.cltv_timeout,
+                d.key,
+                self._lsp_script(),
+                Feerate(d.config.close_feerate),
+            )
+        except (RpcError, ChainResponseError, ChainUnavailable, FactoryError) as exc:
+            self._event(f"timeout sweep of factory {old.hex()[:16]} not built: {exc}")
+            return
+        self._finish(
+            old, tx, f"recovered through the CLTV timeout path ({len(outputs)} node output(s))"
         )
-        self._finish(old, tx, "recovered through the CLTV timeout path")
 
     def _finish(self, old: bytes, tx: Transaction, how: str) -> None:
         """Persist the closing tx, then broadcast it (a restart finds it stored)."""
