@@ -1,0 +1,137 @@
+"""The kickoff defense with real processes: an old factory whose movers' keys the LSP holds
+but whose stayer never returns cannot be paid out twice by its distribution tx.
+
+Client 2 is gone before the rotation and never comes back; clients 0 and 1 move to
+factory 1 by their move PTLCs, handing the LSP their keys to factory 0. Factory 0's
+distribution tx would pay 0 and 1 their opening balances a second time, so the LSP
+broadcasts factory 0's root kickoff `KICKOFF_LEAD` blocks before its locktime; the
+stayer's copy of the distribution tx then has no input, and after the CLTV timeout the
+LSP sweeps the kickoff's node output through the timeout leaf, to the sat.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.script import P2A_SCRIPT
+from superscalar.bitcoin.tx import Transaction
+from superscalar.chain.bitcoind import ChainResponseError
+from superscalar.chain.rpc import RpcError
+from superscalar.node.common import open_db
+from superscalar.node.distribution import KICKOFF_LEAD
+
+from .support import Cluster, wait_for
+
+AMOUNTS = [100_000, 120_000, 90_000]
+ACTIVE, DYING = 40, 30
+"""Factory 0 rotates 40 blocks in; its distribution locktime is DYING // 3 = 10 blocks
+before its CLTV timeout; factory 1 (created at the rotation) stays ACTIVE to the end."""
+CLOSE_FEERATE = Feerate(2000)  # the LSP's default close feerate (sat/kvB)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, len(AMOUNTS))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _mine_to(cluster: Cluster, height: int) -> None:
+    n = height - cluster.chain.get_block_count()
+    assert n >= 0
+    if n:
+        cluster.chain.generate_to_address(n, cluster.mine_to)
+
+
+def _ladder_factory(cluster: Cluster, fid: str) -> dict[str, Any]:
+    snap = cluster.status(cluster.lsp_dir) or {"ladder": {}}
+    found = [x for x in snap["ladder"].get("factories", []) if x["factory_id"] == fid]
+    return dict(found[0]) if found else {}
+
+
+def _stored_distribution(cluster: Cluster, i: int) -> Transaction:
+    """Client i's signed distribution tx, straight from its SQLite store."""
+    db = open_db(cluster.client_dir(i))
+    try:
+        row = db.execute("SELECT tx FROM distributions WHERE state='held'").fetchone()
+        return Transaction.from_hex(row["tx"])
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twice(
+    cluster: Cluster,
+) -> None:
+    cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
+    for i, amount in enumerate(AMOUNTS):
+        cluster.start_client(i, amount)
+
+    def funded() -> bool:
+        snap = cluster.status(cluster.lsp_dir)
+        chans = [] if snap is None else snap["channels"]
+        return len(chans) == len(AMOUNTS) and all(c.get("status") == "open" for c in chans)
+
+    wait_for("factory 0 channels open", funded, 120)
+    f0 = cluster.factory(cluster.lsp_dir)
+    assert f0 is not None
+    fid0, cltv = str(f0["factory_id"]), int(f0["cltv_timeout"])
+    locktime = int(f0["distribution"]["locktime"])
+    stayer_tx = _stored_distribution(cluster, 2)
+    cluster.clients[2].kill()  # the stayer: gone before the rotation, never back
+    _mine_to(cluster, cltv - DYING)  # factory 0 is DYING: clients 0 and 1 move
+    wait_for(
+        "clients 0 and 1 moved",
+        lambda: _ladder_factory(cluster, fid0).get("keys_handed_over") == 2,
+        180,
+    )
+    _mine_to(cluster, locktime - KICKOFF_LEAD - 1)
+    time.sleep(3)  # a few ladder ticks: one block too early for the defense
+    assert _ladder_factory(cluster, fid0)["kickoff"] is None
+    _mine_to(cluster, locktime - KICKOFF_LEAD)
+
+    def broadcast() -> dict[str, Any] | None:
+        kick = _ladder_factory(cluster, fid0).get("kickoff")
+        return kick if kick is not None and kick["state"] == "broadcast" else None
+
+    kick = wait_for("kickoff broadcast", broadcast, 60)
+    _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
+    info = cluster.chain.get_raw_transaction_verbose(str(kick["txid"]))
+    kicked_at = cluster.chain.get_block_count() - info.confirmations + 1
+    assert info.confirmations == 1 and kicked_at < locktime
+    kickoff = info.tx
+    # tree tx 0: spends the funding output, its node output + the anchor, zero fee
+    assert kickoff.inputs[0].prevout == stayer_tx.inputs[0].prevout
+    assert kickoff.outputs[-1].script_pubkey == P2A_SCRIPT
+    assert kickoff.total_out == int(f0["funding_amount"])
+    wait_for(
+        "kickoff recorded confirmed",
+        lambda: _ladder_factory(cluster, fid0)["kickoff"]["confirmed_height"] == kicked_at,
+    )
+    # the stayer (or anyone with its copy) tries the distribution tx once it is final
+    _mine_to(cluster, locktime)
+    with pytest.raises((RpcError, ChainResponseError), match="missing|spent"):
+        cluster.chain.send_raw_transaction(stayer_tx)
+    # after the CLTV timeout the LSP sweeps the kickoff's node output, exact fee
+    _mine_to(cluster, cltv)
+    wait_for("factory 0 swept", lambda: _ladder_factory(cluster, fid0)["state"] == "closed", 60)
+    snap = cluster.status(cluster.lsp_dir)
+    assert snap is not None
+    sweep_txid = next(f["close_txid"] for f in snap["factories"] if f["factory_id"] == fid0)
+    _mine_to(cluster, cltv + 1)
+    assert cluster.chain.get_raw_transaction_verbose(sweep_txid).confirmations == 1
+    sweep = cluster.chain.get_raw_transaction(sweep_txid)
+    node_outputs = [kickoff.outpoint(v) for v in range(len(kickoff.outputs) - 1)]
+    assert [i.prevout for i in sweep.inputs] == node_outputs
+    total_in = sum(kickoff.outputs[o.vout].value for o in node_outputs)
+    assert len(sweep.outputs) == 1
+    assert sweep.outputs[0].value == total_in - CLOSE_FEERATE.fee_for_vsize(sweep.vsize)
+    assert sweep.locktime == cltv
