@@ -23,7 +23,7 @@ from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.bitcoin.tx import Transaction
 from superscalar.chain.bitcoind import ChainResponseError
 from superscalar.chain.rpc import RpcError
-from superscalar.node.common import open_db
+from superscalar.node.common import CRASH_ENV, open_db
 from superscalar.node.distribution import KICKOFF_LEAD
 
 from .support import Cluster, wait_for
@@ -67,10 +67,8 @@ def _stored_distribution(cluster: Cluster, i: int) -> Transaction:
         db.close()
 
 
-@pytest.mark.slow
-def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twice(
-    cluster: Cluster,
-) -> None:
+def _start_and_move_without_the_stayer(cluster: Cluster) -> dict[str, Any]:
+    """Factory 0 with 3 clients; client 2 leaves for good, 0 and 1 move to factory 1."""
     cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
     for i, amount in enumerate(AMOUNTS):
         cluster.start_client(i, amount)
@@ -83,26 +81,34 @@ def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twic
     wait_for("factory 0 channels open", funded, 120)
     f0 = cluster.factory(cluster.lsp_dir)
     assert f0 is not None
+    cluster.clients[2].kill()  # the stayer: gone before the rotation, never back
+    _mine_to(cluster, int(f0["cltv_timeout"]) - DYING)  # factory 0 is DYING: 0 and 1 move
+    wait_for(
+        "clients 0 and 1 moved",
+        lambda: _ladder_factory(cluster, str(f0["factory_id"])).get("keys_handed_over") == 2,
+        180,
+    )
+    return f0
+
+
+def _kickoff_in_state(cluster: Cluster, fid: str, state: str) -> dict[str, Any] | None:
+    kick = _ladder_factory(cluster, fid).get("kickoff")
+    return kick if kick is not None and kick["state"] == state else None
+
+
+@pytest.mark.slow
+def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twice(
+    cluster: Cluster,
+) -> None:
+    f0 = _start_and_move_without_the_stayer(cluster)
     fid0, cltv = str(f0["factory_id"]), int(f0["cltv_timeout"])
     locktime = int(f0["distribution"]["locktime"])
     stayer_tx = _stored_distribution(cluster, 2)
-    cluster.clients[2].kill()  # the stayer: gone before the rotation, never back
-    _mine_to(cluster, cltv - DYING)  # factory 0 is DYING: clients 0 and 1 move
-    wait_for(
-        "clients 0 and 1 moved",
-        lambda: _ladder_factory(cluster, fid0).get("keys_handed_over") == 2,
-        180,
-    )
     _mine_to(cluster, locktime - KICKOFF_LEAD - 1)
     time.sleep(3)  # a few ladder ticks: one block too early for the defense
     assert _ladder_factory(cluster, fid0)["kickoff"] is None
     _mine_to(cluster, locktime - KICKOFF_LEAD)
-
-    def broadcast() -> dict[str, Any] | None:
-        kick = _ladder_factory(cluster, fid0).get("kickoff")
-        return kick if kick is not None and kick["state"] == "broadcast" else None
-
-    kick = wait_for("kickoff broadcast", broadcast, 60)
+    kick = wait_for("kickoff broadcast", lambda: _kickoff_in_state(cluster, fid0, "broadcast"))
     _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
     info = cluster.chain.get_raw_transaction_verbose(str(kick["txid"]))
     kicked_at = cluster.chain.get_block_count() - info.confirmations + 1
@@ -118,7 +124,7 @@ def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twic
     )
     # the stayer (or anyone with its copy) tries the distribution tx once it is final
     _mine_to(cluster, locktime)
-    with pytest.raises((RpcError, ChainResponseError), match="missing|spent"):
+    with pytest.raises((RpcError, ChainResponseError), match="inputs-missingorspent"):
         cluster.chain.send_raw_transaction(stayer_tx)
     # after the CLTV timeout the LSP sweeps the kickoff's node output, exact fee
     _mine_to(cluster, cltv)
@@ -135,3 +141,26 @@ def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twic
     assert len(sweep.outputs) == 1
     assert sweep.outputs[0].value == total_in - CLOSE_FEERATE.fee_for_vsize(sweep.vsize)
     assert sweep.locktime == cltv
+
+
+@pytest.mark.slow
+def test_an_lsp_killed_after_deciding_the_kickoff_broadcasts_it_on_restart(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CRASH_ENV, "lsp-after-kickoff-decided")
+    f0 = _start_and_move_without_the_stayer(cluster)
+    monkeypatch.delenv(CRASH_ENV)
+    fid0, locktime = str(f0["factory_id"]), int(f0["distribution"]["locktime"])
+    _mine_to(cluster, locktime - KICKOFF_LEAD)
+    lsp = cluster.lsp
+    assert lsp is not None
+    wait_for("the LSP died after deciding", lambda: lsp.proc.poll() is not None, 60)
+    lsp.kill()  # already dead: closes its log
+    mempool = cluster.chain.get_raw_mempool()
+    cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
+    kick = wait_for("kickoff re-broadcast", lambda: _kickoff_in_state(cluster, fid0, "broadcast"))
+    assert kick["txid"] not in mempool  # the crash came before the first broadcast
+    assert kick["decided_height"] == locktime - KICKOFF_LEAD
+    _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
+    confirmed = wait_for("kickoff confirmed", lambda: _kickoff_in_state(cluster, fid0, "confirmed"))
+    assert confirmed["confirmed_height"] == locktime - KICKOFF_LEAD + 1 < locktime

@@ -720,6 +720,7 @@ class LspLadder:
             tx = self._signed_root_kickoff(old)
             with d.db.transaction() as c:
                 record_kickoff(c, old, tx, locktime, self.height)
+            crash_point("lsp-after-kickoff-decided")
             self._event(
                 f"factory {old.hex()[:16]}: movers would be paid twice by its distribution tx"
                 f" (locktime {locktime}); kicking off its tree at height {self.height}"
