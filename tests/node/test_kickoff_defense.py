@@ -164,3 +164,41 @@ def test_an_lsp_killed_after_deciding_the_kickoff_broadcasts_it_on_restart(
     _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
     confirmed = wait_for("kickoff confirmed", lambda: _kickoff_in_state(cluster, fid0, "confirmed"))
     assert confirmed["confirmed_height"] == locktime - KICKOFF_LEAD + 1 < locktime
+
+
+def _payout_script(cluster: Cluster, i: int) -> bytes:
+    db = open_db(cluster.client_dir(i))
+    try:
+        row = db.execute("SELECT value FROM node_kv WHERE key='payout_script'").fetchone()
+        return bytes.fromhex(row["value"])
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_a_stayer_back_after_the_kickoff_is_closed_out_from_the_kickoff_output(
+    cluster: Cluster,
+) -> None:
+    f0 = _start_and_move_without_the_stayer(cluster)
+    fid0, locktime = str(f0["factory_id"]), int(f0["distribution"]["locktime"])
+    _mine_to(cluster, locktime - KICKOFF_LEAD)
+    kick = wait_for("kickoff broadcast", lambda: _kickoff_in_state(cluster, fid0, "broadcast"))
+    _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
+    wait_for("kickoff confirmed", lambda: _kickoff_in_state(cluster, fid0, "confirmed"))
+    cluster.start_client(2, AMOUNTS[2])  # the stayer is back before the CLTV timeout
+    wait_for("factory 0 closed", lambda: _ladder_factory(cluster, fid0)["state"] == "closed", 120)
+    snap = cluster.status(cluster.lsp_dir)
+    assert snap is not None
+    close_txid = next(f["close_txid"] for f in snap["factories"] if f["factory_id"] == fid0)
+    _mine_to(cluster, locktime - KICKOFF_LEAD + 2)
+    assert cluster.chain.get_raw_transaction_verbose(close_txid).confirmations == 1
+    kickoff = cluster.chain.get_raw_transaction(str(kick["txid"]))
+    close = cluster.chain.get_raw_transaction(close_txid)
+    assert [i.prevout for i in close.inputs] == [kickoff.outpoint(0)]
+    paid = [o.value for o in close.outputs if o.script_pubkey == _payout_script(cluster, 2)]
+    assert paid == [AMOUNTS[2]]  # its whole channel balance, to the sat
+    fee = kickoff.outputs[0].value - close.total_out
+    assert fee == CLOSE_FEERATE.fee_for_vsize(close.vsize)
+    wait_for(
+        "the stayer sees the close", lambda: cluster.state_of(cluster.client_dir(2)) == "closed"
+    )

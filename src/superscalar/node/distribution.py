@@ -34,7 +34,9 @@ confirm. The kickoff's output has the same MuSig2/timeout script as the
 funding output, so the LSP's CLTV sweep takes it instead (`exits.
 onchain_node_outputs`). The decision (the signed kickoff) is stored in
 `kickoffs` before the first broadcast; each poll re-broadcasts it until it
-confirms, so a restarted LSP picks it up.
+confirms, so a restarted LSP picks it up. A stayer that comes back after the
+kickoff confirmed, before the CLTV, is closed out cooperatively from the
+kickoff's output instead of the funding output (`ClosePropose.from_kickoff`).
 """
 
 from __future__ import annotations

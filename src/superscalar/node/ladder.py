@@ -46,6 +46,7 @@ from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     Coordinator,
     FactoryScripts,
+    FundingRef,
     NonceBundle,
     PartialSigBundle,
     SigningPlan,
@@ -434,11 +435,13 @@ class LspLadder:
                 self._timeout_recovery(old)
                 continue
             self._defend(old)
-            if self._kicked_off(old):
-                continue  # the funding is (about to be) spent: no close can spend it now
+            kick = kickoff_status(d.db, old)
+            if kick is not None and kick["state"] != "confirmed":
+                continue  # the funding is about to be spent: no close until the kickoff is in
             if d.factory_id is not None:
                 await self._turn_over_all(old, d.factory_id)
-                self._close_if_complete(old)
+                if kick is None:
+                    self._close_if_complete(old)
                 await self._close_with_stayers(old, d.factory_id)
         self._locked = self._locked_clients()
         self._snapshot = {
@@ -729,6 +732,13 @@ class LspLadder:
         if what is not None:
             self._event(what)
 
+    def _confirmed_kickoff(self, old: bytes) -> Transaction | None:
+        """Factory `old`'s root kickoff if the defense put it in a block (None otherwise)."""
+        row = self.d.db.execute(
+            "SELECT tx FROM kickoffs WHERE factory_id=? AND state='confirmed'", (old.hex(),)
+        ).fetchone()
+        return None if row is None else Transaction.from_hex(row["tx"])
+
     def _signed_root_kickoff(self, old: bytes) -> Transaction:
         """Tree tx 0 with the aggregate signature from the factory's ceremony (checked)."""
         tree = tree_of(self._propose(old), self.d.key.public_key)
@@ -842,10 +852,22 @@ class LspLadder:
             peers.append(peer)
             payouts[pos] = TxOut(int(b["remote_msat"]) // 1000, bytes.fromhex(r["payout_script"]))
         self._next_try[(old, -2)] = loop.time() + RETRY_SECONDS
-        scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
+        spec = spec_of(propose, d.key.public_key)
+        scripts = FactoryScripts.build(build_shape(spec))
         feerate = d.config.close_feerate
         lsp_script = self._lsp_script()
-        close = close_with_stayers(scripts, d.key, held, payouts, lsp_script, Feerate(feerate))
+        kickoff = self._confirmed_kickoff(old)
+        spent = None
+        if kickoff is not None:  # the tree was kicked off: close from the kickoff's output
+            keys = tuple(c.key for c in spec.clients)
+            spent = FundingRef(kickoff.outpoint(0), kickoff.outputs[0].value, spec.lsp, keys)
+        try:
+            close = close_with_stayers(
+                scripts, d.key, held, payouts, lsp_script, Feerate(feerate), spent
+            )
+        except LadderError as exc:
+            self._event(f"close with the clients that stayed not built: {exc}")
+            return
         spend = close.spend
         msg = ClosePropose(
             factory_id=Hex32(old),
@@ -856,6 +878,7 @@ class LspLadder:
             lsp_script=Hex(lsp_script),
             feerate_sat_per_kvb=feerate,
             moved=tuple(sorted(held)),
+            from_kickoff=kickoff is not None,
         )
         coordinator = Coordinator(SigningPlan([spend.session]))
         with d.db.transaction() as c:
