@@ -27,15 +27,19 @@ from superscalar.factory import (
     LStockSecrets,
     SignedTree,
     SigningPlan,
+    TreeOutput,
+    TxKind,
     build_shape,
     cooperative_close,
     distribution_tx,
     funding_output_ref,
     lstock_burn_tx,
     lstock_output_ref,
+    onchain_node_outputs,
     run_ceremony,
     sign_tree,
     timeout_recovery_tx,
+    tx_output_ref,
     unilateral_exit,
     verify_burn_secret,
 )
@@ -186,3 +190,55 @@ def test_distribution_tx_confirms_only_after_its_locktime(node: RegtestNode) -> 
     assert node.submit_with_cpfp(tx, FEERATE).ok
     node.mine(1, MINER)
     assert confirmed(node, tx)
+
+
+def _walk(node: RegtestNode, signed: SignedTree) -> tuple[TreeOutput, ...]:
+    def unspent(op: OutPoint) -> bool:
+        found = node.utxo(op)
+        return found is not None and found[1] > 0
+
+    return onchain_node_outputs(signed.tree, unspent, lambda txid: confirmed_txid(node, txid))
+
+
+def confirmed_txid(node: RegtestNode, txid: bytes) -> bool:
+    status = node.transaction(txid)
+    return status is not None and status.height is not None
+
+
+def _mine_tree_tx(node: RegtestNode, signed: SignedTree, index: int) -> None:
+    """Tree tx `index` with CPFP, once its relative lock allows, then one block."""
+    tx = signed.signed_tx(index)
+    if signed.tree.txs[index].kind is TxKind.STATE:
+        node.mine((tx.inputs[0].sequence & 0xFFFF) - 1, MINER)
+    assert node.submit_with_cpfp(tx, FEERATE).ok
+    node.mine(1, MINER)
+    assert confirmed(node, tx)
+
+
+def test_untouched_tree_is_swept_at_its_funding_output(node: RegtestNode) -> None:
+    signed = open_factory(node, 4)
+    assert _walk(node, signed) == (funding_output_ref(signed.tree),)
+
+
+def test_timeout_sweep_takes_every_unspent_node_output_of_a_partly_broadcast_tree(
+    node: RegtestNode,
+) -> None:
+    """Root kickoff and state, then only node 1's kickoff: the sweep spends node 2's output
+    (root state vout 1) and node 1's kickoff output, nothing else, at the CLTV."""
+    signed = open_factory(node, 4, cltv_in=80)
+    tree = signed.tree
+    assert [n.children for n in tree.shape.nodes] == [(1, 2), (), ()]
+    for index in (0, 1, 2):  # root kickoff, root state, node 1's kickoff
+        _mine_tree_tx(node, signed, index)
+    expected = (tx_output_ref(tree, 1, 1), tx_output_ref(tree, 2, 0))
+    assert _walk(node, signed) == expected
+    cltv = tree.shape.params.cltv_timeout
+    tx = timeout_recovery_tx(expected, cltv, secret(0), LSP_SWEEP, FEERATE)
+    node.mine(cltv - node.height, MINER)
+    node.send(tx)
+    node.mine(1, MINER)
+    assert confirmed(node, tx)
+    assert [i.prevout for i in tx.inputs] == [r.outpoint for r in expected]
+    total = sum(r.txout.value for r in expected)
+    assert tx.outputs == (TxOut(total - FEERATE.fee_for_vsize(tx.vsize), LSP_SWEEP),)
+    assert _walk(node, signed) == ()  # nothing left: channels and L-stock are not node outputs

@@ -18,7 +18,7 @@ from superscalar.bitcoin.script import p2tr_script
 from superscalar.bitcoin.tx import TxOut
 from superscalar.chain.node import RegtestNode
 from superscalar.crypto.keys import SecretKey
-from superscalar.factory import Signer, SigningPlan, run_ceremony
+from superscalar.factory import FundingRef, Signer, SigningPlan, run_ceremony
 from superscalar.ladder import (
     LadderError,
     TurnoverContext,
@@ -109,3 +109,32 @@ def test_a_client_neither_moved_nor_paid_blocks_the_stayer_close(node: RegtestNo
     signed = open_factory(node, 2)
     with pytest.raises(LadderError, match="must be exactly"):
         close_with_stayers(signed.tree.scripts, secret(0), {0: secret(1)}, {}, LSP_SWEEP, FEERATE)
+
+
+def test_after_a_kickoff_the_stayer_close_spends_the_kickoff_output(node: RegtestNode) -> None:
+    """The root kickoff confirmed (the LSP's defense against the distribution tx): the
+    same close, signed under the funding key, spends the kickoff's node output instead."""
+    signed = open_factory(node, 4)
+    scripts = signed.tree.scripts
+    spec = scripts.shape.spec
+    kickoff = signed.signed_tx(0)
+    assert node.submit_with_cpfp(kickoff, FEERATE).ok
+    node.mine(1, MINER)
+    held = {pos: _turn_over(spec.funding_outpoint.txid, pos) for pos in (0, 1, 3)}
+    stayer_out = TxOut(123_457, p2tr_script(secret(3).xonly_public_key))
+    ref = FundingRef(
+        kickoff.outpoint(0), kickoff.outputs[0].value, spec.lsp, tuple(c.key for c in spec.clients)
+    )
+    close = close_with_stayers(scripts, secret(0), held, {2: stayer_out}, LSP_SWEEP, FEERATE, ref)
+    stayer = Signer(3, secret(3), [close.spend.session])
+    result = run_ceremony(
+        SigningPlan([close.spend.session]), {}, signers={**close.local_signers, 3: stayer}
+    )
+    tx = close.spend.signed(result.signatures[close.spend.session.id])
+    assert [i.prevout for i in tx.inputs] == [kickoff.outpoint(0)]
+    assert tx.outputs[0] == stayer_out
+    assert tx.total_out + close.spend.fee == kickoff.outputs[0].value
+    assert close.spend.fee == FEERATE.fee_for_vsize(tx.vsize)
+    node.send(tx)
+    node.mine(1, MINER)
+    assert confirmed(node, tx)

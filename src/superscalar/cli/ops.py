@@ -115,9 +115,18 @@ def status_command(datadir: Path, as_json: bool) -> None:
             title=f"ladder at height {ladder['height']} (active {ladder['active_blocks']}"
             f" + dying {ladder['dying_blocks']} blocks)"
         )
-        for col in ("factory", "state", "phase", "dying at", "expires at", "keys handed over"):
+        for col in (
+            "factory",
+            "state",
+            "phase",
+            "dying at",
+            "expires at",
+            "keys handed over",
+            "kickoff",
+        ):
             lt.add_column(col)
         for lf in ladder["factories"]:
+            kick = lf.get("kickoff")
             lt.add_row(
                 lf["factory_id"][:16] + "…",
                 lf["state"],
@@ -125,6 +134,7 @@ def status_command(datadir: Path, as_json: bool) -> None:
                 str(lf["dying_at"]),
                 str(lf["expires_at"]),
                 f"{lf['keys_handed_over']}/{lf['clients']}",
+                "" if not kick else f"{kick['state']} (locktime {kick['locktime']})",
             )
         out.print(lt)
         for event in ladder.get("events", [])[-5:]:

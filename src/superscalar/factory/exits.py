@@ -9,6 +9,11 @@
 - **Timeout recovery**: after the factory's CLTV height the LSP alone spends any
   node output still unspent (the funding output if nobody exited) through the
   timeout leaf; nLockTime = CLTV and a non-final nSequence make BIP65 pass.
+  `onchain_node_outputs` finds them: it walks the tree from the funding
+  outpoint down every branch whose txs confirmed, to the deepest confirmed tx,
+  and returns each unspent node output there. Channel and L-stock outputs are
+  never among them (channels belong to the channel layer, L-stocks have their
+  own CSV sweep and burn).
 - **L-stock burn**: when a superseded leaf state confirms, a client holding that
   generation's revealed secret spends its L-stock through the burn leaf to a
   lone OP_RETURN, giving the whole amount to miners (see `outputs`). Bitcoin
@@ -22,7 +27,7 @@ functions sign directly; nothing is broadcast from this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..bitcoin.cpfp import cpfp_child
@@ -48,6 +53,7 @@ __all__ = [
     "lstock_burn_tx",
     "lstock_output_ref",
     "lstock_sweep_tx",
+    "onchain_node_outputs",
     "timeout_recovery_tx",
     "tx_output_ref",
     "unilateral_exit",
@@ -179,6 +185,45 @@ def tx_output_ref(tree: FactoryTree, tx_index: int, vout: int) -> TreeOutput:
     else:
         output = tree.lstock_outputs[node.leaf]
     return TreeOutput(t.tx.outpoint(vout), outs[vout], output)
+
+
+def onchain_node_outputs(
+    tree: FactoryTree,
+    unspent: Callable[[OutPoint], bool],
+    confirmed: Callable[[bytes], bool],
+) -> tuple[TreeOutput, ...]:
+    """Every node output of `tree` that is confirmed and unspent (what the timeout leaf
+    can sweep), found by walking down from the funding outpoint.
+
+    `unspent(outpoint)`: the output is in a block and nothing (mined or in the mempool)
+    spends it; `confirmed(txid)`: the tx is in a block. A branch is followed only
+    through txs of this tree's DW state that confirmed: a node output spent by
+    anything else (a close, another state) ends the walk there. Nodes are visited
+    parents first, so the result is in tree order.
+    """
+    funding = funding_output_ref(tree)
+    if unspent(funding.outpoint):
+        return (funding,)
+    found: list[TreeOutput] = []
+    frontier = [0]
+    while frontier:
+        node = tree.shape.nodes[frontier.pop(0)]
+        kickoff, state = tree.kickoff(node.index), tree.state_tx(node.index)
+        if not confirmed(kickoff.txid):
+            continue
+        ref = tx_output_ref(tree, kickoff.index, 0)
+        if unspent(ref.outpoint):
+            found.append(ref)
+            continue
+        if node.leaf is not None or not confirmed(state.txid):
+            continue  # a leaf's outputs are channels and the L-stock, not node outputs
+        for vout, child in enumerate(node.children):
+            ref = tx_output_ref(tree, state.index, vout)
+            if unspent(ref.outpoint):
+                found.append(ref)
+            else:
+                frontier.append(child)
+    return tuple(found)
 
 
 def lstock_output_ref(tree: FactoryTree, leaf: int) -> TreeOutput:

@@ -17,10 +17,12 @@ from ..bitcoin.tx import Transaction, TxOut
 from ..crypto.keys import SecretKey
 from ..factory import (
     FactoryScripts,
+    FundingRef,
     FundingSpend,
     Signer,
     SigningPlan,
     cooperative_close,
+    funding_close,
     run_ceremony,
 )
 from ..factory.errors import FactoryError
@@ -107,11 +109,14 @@ def close_with_stayers(
     stayer_payouts: Mapping[int, TxOut],
     lsp_script: bytes,
     feerate: Feerate,
+    spent: FundingRef | None = None,
 ) -> StayerClose:
     """Pay each client that stayed (position → payout), the rest to the LSP, less the fee.
 
     Every client must be either a key holder (moved out, key handed over) or a
     stayer being paid: a client in neither set would be left out of the close.
+    `spent`: another output under the funding key to close from instead of the
+    funding output (the root kickoff's, after the LSP kicked the tree off).
     """
     spec = scripts.shape.spec
     if lsp_key.public_key != spec.lsp:
@@ -123,9 +128,11 @@ def close_with_stayers(
             f"paid {sorted(stayer_payouts)}"
         )
     try:
-        spend = cooperative_close(
-            scripts, [stayer_payouts[p] for p in sorted(stayer_payouts)], lsp_script, feerate
-        )
+        payouts = [stayer_payouts[p] for p in sorted(stayer_payouts)]
+        if spent is None:
+            spend = cooperative_close(scripts, payouts, lsp_script, feerate)
+        else:
+            spend = funding_close(scripts.funding, spent, payouts, lsp_script, feerate)
     except FactoryError as exc:
         raise LadderError(f"cannot close: {exc}") from exc
     local = {0: lsp_key, **{pos + 1: k for pos, k in client_keys.items() if pos not in missing}}

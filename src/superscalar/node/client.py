@@ -780,6 +780,9 @@ class ClientDaemon:
             ref = FundingRef(
                 view.funding_outpoint, view.funding_amount, view.lsp, view.participants
             )
+            if msg.from_kickoff:  # the root kickoff (path tx 0) has the funding key's output
+                root = view.steps[0].tx
+                ref = FundingRef(root.outpoint(0), root.outputs[0].value, ref.lsp, ref.clients)
             return funding_close(
                 verified.funding_output,
                 ref,

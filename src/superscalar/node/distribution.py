@@ -23,6 +23,20 @@ path. When it is due and the funding output is still unspent:
 Each broadcast is the zero-fee parent plus a wallet-funded CPFP child on the
 anchor, submitted as a package. A factory whose clients partly moved keeps
 the timeout-path recovery (the distribution tx would pay the movers twice).
+
+**Kickoff defense.** A stayer of such a factory (or anyone holding its copy)
+could still broadcast the distribution tx at its locktime and pay every
+mover its opening balance a second time, at the LSP's expense. So the LSP,
+`KICKOFF_LEAD` blocks before the locktime, broadcasts the factory's
+pre-signed root kickoff (tree tx 0, zero fee, CPFP on its anchor): once it
+confirms, the distribution tx's only input is spent and it can never
+confirm. The kickoff's output has the same MuSig2/timeout script as the
+funding output, so the LSP's CLTV sweep takes it instead (`exits.
+onchain_node_outputs`). The decision (the signed kickoff) is stored in
+`kickoffs` before the first broadcast; each poll re-broadcasts it until it
+confirms, so a restarted LSP picks it up. A stayer that comes back after the
+kickoff confirmed, before the CLTV, is closed out cooperatively from the
+kickoff's output instead of the funding output (`ClosePropose.from_kickoff`).
 """
 
 from __future__ import annotations
@@ -55,12 +69,17 @@ from .devtools import wallet_cpfp
 __all__ = [
     "DISTRIBUTION_FEERATE",
     "DISTRIBUTION_SESSION",
+    "KICKOFF_LEAD",
     "client_payout_sat",
     "client_terms_refusal",
+    "defense_locktime",
     "distribute_due",
     "distribute_loop",
+    "kickoff_status",
     "lsp_distribution",
     "new_terms",
+    "push_kickoff",
+    "record_kickoff",
     "record_signed",
     "record_terms",
     "status_of",
@@ -75,6 +94,16 @@ DISTRIBUTION_SESSION = 1 << 30
 
 DISTRIBUTION_FEERATE = Feerate(2000)
 """Package feerate of distribution tx + CPFP child (sat/kvB)."""
+
+
+KICKOFF_LEAD = 3
+"""Blocks before the distribution locktime at which the LSP broadcasts the root kickoff.
+
+The distribution tx is final for block `locktime + 1`; the kickoff broadcast at tip
+`locktime - KICKOFF_LEAD` may enter block `locktime - KICKOFF_LEAD + 1`, so it has
+KICKOFF_LEAD blocks to confirm first (one block at the package feerate, plus two to
+re-broadcast after a miss). Later would race the distribution tx; much earlier would
+give up the factory's cooperative close with its returning stayers sooner than needed."""
 
 
 def client_payout_sat(opening_msat: int, script: bytes) -> int:
@@ -280,3 +309,95 @@ async def distribute_loop(
         except Exception:
             log.exception("distribution check failed")
         await asyncio.sleep(interval)
+
+
+# -- the kickoff defense ------------------------------------------------------------------
+
+
+def defense_locktime(db: Database, fid: bytes, height: int) -> int | None:
+    """The locktime of factory `fid`'s held distribution tx if, at `height`, the LSP must
+    broadcast the kickoff now (tip ≥ locktime − KICKOFF_LEAD); else None."""
+    row = db.execute(
+        "SELECT locktime FROM distributions WHERE factory_id=? AND state='held'", (fid.hex(),)
+    ).fetchone()
+    if row is None or height < int(row["locktime"]) - KICKOFF_LEAD:
+        return None
+    return int(row["locktime"])
+
+
+def record_kickoff(
+    c: sqlite3.Connection, fid: bytes, tx: Transaction, locktime: int, height: int
+) -> None:
+    """The decision, stored before the first broadcast (a restart re-broadcasts it)."""
+    c.execute(
+        "INSERT OR IGNORE INTO kickoffs (factory_id, tx, txid, locktime, state, decided_height,"
+        " updated) VALUES (?, ?, ?, ?, 'decided', ?, ?)",
+        (fid.hex(), tx.hex(), tx.txid_hex, locktime, height, now()),
+    )
+
+
+def kickoff_status(db: Database, fid: bytes) -> dict[str, Any] | None:
+    """What `status` shows of a kickoff defense (None: none decided for `fid`)."""
+    row = db.execute("SELECT * FROM kickoffs WHERE factory_id=?", (fid.hex(),)).fetchone()
+    if row is None:
+        return None
+    return {
+        "txid": row["txid"],
+        "state": row["state"],
+        "locktime": int(row["locktime"]),
+        "decided_height": int(row["decided_height"]),
+        "confirmed_height": row["confirmed_height"],
+    }
+
+
+def _confirmations(chain: BitcoindClient, txid: str) -> int | None:
+    """None: unknown to the node; 0: in the mempool; n: confirmed n times."""
+    try:
+        return chain.get_raw_transaction_verbose(txid).confirmations
+    except (RpcError, ChainResponseError):
+        return None
+
+
+def push_kickoff(db: Database, chain: BitcoindClient, fid: bytes) -> str | None:
+    """Drive factory `fid`'s decided kickoff towards a block: record it confirmed once it
+    is, else (re)submit it with a wallet CPFP child unless the mempool has it. Returns
+    what happened worth an event (None: nothing new)."""
+    row = db.execute("SELECT * FROM kickoffs WHERE factory_id=?", (fid.hex(),)).fetchone()
+    if row is None or row["state"] == "confirmed":
+        return None
+    tx = Transaction.from_hex(row["tx"])
+    try:
+        confs = _confirmations(chain, tx.txid_hex)
+        if confs:
+            height = chain.get_block_count() - confs + 1
+            with db.transaction() as c:
+                c.execute(
+                    "UPDATE kickoffs SET state='confirmed', confirmed_height=?, updated=?"
+                    " WHERE factory_id=?",
+                    (height, now(), fid.hex()),
+                )
+            return (
+                f"kickoff {tx.txid_hex[:16]} of factory {fid.hex()[:16]} confirmed at height"
+                f" {height} (distribution locktime {row['locktime']}): its distribution tx"
+                " can never confirm"
+            )
+        if confs == 0:
+            return None
+        if not _funding_unspent(chain, tx):
+            return None  # spent by something else (a close); the walk of the sweep sees it
+        result = chain.submit_package([tx, wallet_cpfp(chain, tx, DISTRIBUTION_FEERATE)])
+    except (RpcError, ChainResponseError, ChainUnavailable, ValueError) as exc:
+        return f"kickoff {tx.txid_hex[:16]} not broadcast: {exc}"
+    if not result.success:
+        return f"kickoff {tx.txid_hex[:16]} refused: {result}"
+    first = row["state"] == "decided"
+    with db.transaction() as c:
+        c.execute(
+            "UPDATE kickoffs SET state='broadcast', updated=? WHERE factory_id=?",
+            (now(), fid.hex()),
+        )
+    return (
+        f"kickoff {tx.txid_hex[:16]} of factory {fid.hex()[:16]}"
+        f" {'broadcast' if first else 're-broadcast'} before its distribution locktime"
+        f" {row['locktime']}"
+    )

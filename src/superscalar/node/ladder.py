@@ -32,18 +32,21 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.tx import Transaction, TxOut
+from superscalar.bitcoin.tx import OutPoint, Transaction, TxOut
+from superscalar.chain.bitcoind import ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError
 from superscalar.channel import messages as chmsg
 from superscalar.channel.errors import ChannelError
 from superscalar.channel.htlc import Htlc, UpdateAddHtlc, ptlc_payment_hash
 from superscalar.channel.state import DROPPED_ON_RECONNECT
 from superscalar.channel.state import step as channel_step
+from superscalar.crypto import schnorr
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     Coordinator,
     FactoryScripts,
+    FundingRef,
     NonceBundle,
     PartialSigBundle,
     SigningPlan,
@@ -51,7 +54,7 @@ from superscalar.factory import (
     funding_output_ref,
 )
 from superscalar.factory.errors import FactoryError
-from superscalar.factory.exits import timeout_recovery_tx
+from superscalar.factory.exits import onchain_node_outputs, timeout_recovery_tx
 from superscalar.ladder import (
     LadderParams,
     Lifecycle,
@@ -104,6 +107,7 @@ from .common import (
     spec_of,
     tree_of,
 )
+from .distribution import defense_locktime, kickoff_status, push_kickoff, record_kickoff
 from .forwarding import forward_journal
 
 if TYPE_CHECKING:
@@ -429,9 +433,15 @@ class LspLadder:
         for old in self._old_open_factories():
             if self.lifecycle(old).phase(self.height) is Phase.EXPIRED:
                 self._timeout_recovery(old)
-            elif d.factory_id is not None:
+                continue
+            self._defend(old)
+            kick = kickoff_status(d.db, old)
+            if kick is not None and kick["state"] != "confirmed":
+                continue  # the funding is about to be spent: no close until the kickoff is in
+            if d.factory_id is not None:
                 await self._turn_over_all(old, d.factory_id)
-                self._close_if_complete(old)
+                if kick is None:
+                    self._close_if_complete(old)
                 await self._close_with_stayers(old, d.factory_id)
         if fid is not None and d.channels:
             expired = await d._forwarder().expire_waiting(
@@ -477,6 +487,7 @@ class LspLadder:
             "expires_at": lc.expires_at,
             "clients": len(propose.clients),
             "keys_handed_over": len(keys),
+            "kickoff": kickoff_status(self.d.db, fid),
         }
 
     # -- rotation ---------------------------------------------------------------------------
@@ -696,22 +707,103 @@ class LspLadder:
         if start is not None:
             self.rotation["rotation_s"] = round(asyncio.get_running_loop().time() - start, 3)
 
+    # -- the kickoff defense (see `distribution`) ---------------------------------------------
+
+    def _kicked_off(self, old: bytes) -> bool:
+        return kickoff_status(self.d.db, old) is not None
+
+    def _defend(self, old: bytes) -> None:
+        """A factory some of whose clients moved (their keys recovered) but that is still
+        open near its distribution locktime: its distribution tx would pay the movers
+        twice, so broadcast the root kickoff first (decision persisted, then pushed each
+        poll until it confirms)."""
+        d = self.d
+        if self.height is None or d._row(old)["state"] != "funded":
+            return
+        if not self._kicked_off(old):
+            locktime = defense_locktime(d.db, old, self.height)
+            if locktime is None or not self.turnovers.recovered_keys(old):
+                return
+            if self._funding_spent(old):
+                return  # closed or paid out some other way
+            tx = self._signed_root_kickoff(old)
+            with d.db.transaction() as c:
+                record_kickoff(c, old, tx, locktime, self.height)
+            crash_point("lsp-after-kickoff-decided")
+            self._event(
+                f"factory {old.hex()[:16]}: movers would be paid twice by its distribution tx"
+                f" (locktime {locktime}); kicking off its tree at height {self.height}"
+            )
+        what = push_kickoff(d.db, d.chain, old)
+        if what is not None:
+            self._event(what)
+
+    def _confirmed_kickoff(self, old: bytes) -> Transaction | None:
+        """Factory `old`'s root kickoff if the defense put it in a block (None otherwise)."""
+        row = self.d.db.execute(
+            "SELECT tx FROM kickoffs WHERE factory_id=? AND state='confirmed'", (old.hex(),)
+        ).fetchone()
+        return None if row is None else Transaction.from_hex(row["tx"])
+
+    def _signed_root_kickoff(self, old: bytes) -> Transaction:
+        """Tree tx 0 with the aggregate signature from the factory's ceremony (checked)."""
+        tree = tree_of(self._propose(old), self.d.key.public_key)
+        row = self.d.db.execute(
+            "SELECT signature FROM tree_signatures WHERE factory_id=? AND session_id=0",
+            (old.hex(),),
+        ).fetchone()
+        kickoff = tree.txs[0]
+        sig = None if row is None else bytes.fromhex(row["signature"])
+        if sig is None or not schnorr.verify(
+            kickoff.spent_output.signing.xonly, kickoff.sighash, sig
+        ):
+            raise LadderError(f"factory {old.hex()[:16]} has no valid root kickoff signature")
+        return kickoff.tx.with_witness(0, (sig,))
+
+    # -- the CLTV timeout sweep ---------------------------------------------------------------
+
     def _timeout_recovery(self, old: bytes) -> None:
-        """Clients that never moved nor exited: after the CLTV the LSP sweeps the funding
-        (unless its distribution tx pays them their default, see `distribution`)."""
+        """After the CLTV the LSP sweeps whatever of the tree is on chain: the funding if
+        nothing spent it, else every unspent node output beneath the confirmed txs (the
+        kickoff's output after a kickoff defense) — unless its distribution tx pays the
+        clients their default (see `distribution`). Channel outputs are not touched."""
         d = self.d
         if d.distribution_pending(old):
             return
         propose = self._propose(old)
         tree = tree_of(propose, d.key.public_key)
-        tx = timeout_recovery_tx(
-            [funding_output_ref(tree)],
-            propose.cltv_timeout,
-            d.key,
-            self._lsp_script(),
-            Feerate(d.config.close_feerate),
+        chain = d.chain
+
+        def unspent(op: OutPoint) -> bool:
+            out = chain.get_tx_out(op.txid_hex, op.vout)
+            return out is not None and out.confirmations > 0
+
+        def confirmed(txid: bytes) -> bool:
+            try:
+                return chain.get_raw_transaction_verbose(txid[::-1].hex()).confirmations > 0
+            except (RpcError, ChainResponseError):
+                return False
+
+        try:
+            outputs = onchain_node_outputs(tree, unspent, confirmed)
+            if not outputs:
+                if self._next_try.get((old, -3)) is None:
+                    self._next_try[(old, -3)] = 0.0
+                    self._event(f"factory {old.hex()[:16]} expired: no node output to sweep yet")
+                return
+            tx = timeout_recovery_tx(
+                outputs,
+                propose.cltv_timeout,
+                d.key,
+                self._lsp_script(),
+                Feerate(d.config.close_feerate),
+            )
+        except (RpcError, ChainResponseError, ChainUnavailable, FactoryError) as exc:
+            self._event(f"timeout sweep of factory {old.hex()[:16]} not built: {exc}")
+            return
+        self._finish(
+            old, tx, f"recovered through the CLTV timeout path ({len(outputs)} node output(s))"
         )
-        self._finish(old, tx, "recovered through the CLTV timeout path")
 
     def _finish(self, old: bytes, tx: Transaction, how: str) -> None:
         """Persist the closing tx, then broadcast it (a restart finds it stored)."""
@@ -766,10 +858,22 @@ class LspLadder:
             peers.append(peer)
             payouts[pos] = TxOut(int(b["remote_msat"]) // 1000, bytes.fromhex(r["payout_script"]))
         self._next_try[(old, -2)] = loop.time() + RETRY_SECONDS
-        scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
+        spec = spec_of(propose, d.key.public_key)
+        scripts = FactoryScripts.build(build_shape(spec))
         feerate = d.config.close_feerate
         lsp_script = self._lsp_script()
-        close = close_with_stayers(scripts, d.key, held, payouts, lsp_script, Feerate(feerate))
+        kickoff = self._confirmed_kickoff(old)
+        spent = None
+        if kickoff is not None:  # the tree was kicked off: close from the kickoff's output
+            keys = tuple(c.key for c in spec.clients)
+            spent = FundingRef(kickoff.outpoint(0), kickoff.outputs[0].value, spec.lsp, keys)
+        try:
+            close = close_with_stayers(
+                scripts, d.key, held, payouts, lsp_script, Feerate(feerate), spent
+            )
+        except LadderError as exc:
+            self._event(f"close with the clients that stayed not built: {exc}")
+            return
         spend = close.spend
         msg = ClosePropose(
             factory_id=Hex32(old),
@@ -780,6 +884,7 @@ class LspLadder:
             lsp_script=Hex(lsp_script),
             feerate_sat_per_kvb=feerate,
             moved=tuple(sorted(held)),
+            from_kickoff=kickoff is not None,
         )
         coordinator = Coordinator(SigningPlan([spend.session]))
         with d.db.transaction() as c:

@@ -295,4 +295,21 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        11,
+        "distribution_kickoffs",
+        """
+        CREATE TABLE kickoffs (
+            factory_id TEXT PRIMARY KEY,
+            tx TEXT NOT NULL,
+            txid TEXT NOT NULL,
+            locktime INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'decided'
+                CHECK (state IN ('decided', 'broadcast', 'confirmed')),
+            decided_height INTEGER NOT NULL,
+            confirmed_height INTEGER,
+            updated INTEGER NOT NULL
+        ) STRICT;
+        """,
+    ),
 )

@@ -226,6 +226,9 @@ class ClosePropose(Message, tag="close_propose"):
     moved: tuple[U32, ...] = ()
     """Positions that moved to the next factory and handed over their key: no payout here
     (the LSP signs for them); `payouts` lists the others, in position order."""
+    from_kickoff: bool = False
+    """Close from the root kickoff's output (same key, funding amount less its anchor):
+    the LSP kicked the tree off to keep the distribution tx from paying movers twice."""
 
 
 class CloseNonce(Message, tag="close_nonce"):
