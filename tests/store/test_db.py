@@ -257,3 +257,16 @@ def test_a_transaction_opened_behind_our_back_is_refused(db: Database) -> None:
     with pytest.raises(StoreError, match="outside"), db.transaction():
         pass
     db.execute("ROLLBACK")
+
+
+def test_commits_count_outermost_transactions_only_and_not_rollbacks(tmp_path: Path) -> None:
+    with Database.open(tmp_path / "node.db", HISTORY) as db:
+        before = db.commits
+        with db.transaction() as c:
+            c.execute("INSERT INTO account VALUES (1, 'a')")
+            with db.transaction() as inner:  # a savepoint: part of the same commit
+                inner.execute("INSERT INTO account VALUES (2, 'b')")
+        with pytest.raises(RuntimeError), db.transaction() as c:
+            c.execute("INSERT INTO account VALUES (3, 'c')")
+            raise RuntimeError("rolled back")
+        assert db.commits == before + 1

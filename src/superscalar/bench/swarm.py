@@ -68,7 +68,9 @@ def _chain(url: str, cookie: str) -> Any:
     return BitcoindClient(url, cookie_file=Path(cookie), timeout=600)
 
 
-def _lsp_main(root: str, url: str, cookie: str, n: int, out: Queue[Any], stop: Any) -> None:
+def _lsp_main(
+    root: str, url: str, cookie: str, n: int, out: Queue[Any], go: Any, stop: Any
+) -> None:
     _quiet_after_stop()
     from superscalar.node.common import load_or_create_key
     from superscalar.node.lsp import LspConfig, LspDaemon
@@ -88,10 +90,13 @@ def _lsp_main(root: str, url: str, cookie: str, n: int, out: Queue[Any], stop: A
                 task.result()
             await asyncio.sleep(0.02)
         out.put(("ceremony", daemon.ceremony_seconds, _peak_rss_mb(), _cpu_seconds()))
+        while not go.is_set():
+            await asyncio.sleep(0.02)
+        commits = daemon.db.commits  # the payments' SQLite commits start here
         while not stop.is_set():
             await asyncio.sleep(0.05)
         logging.disable(logging.CRITICAL)  # clients hanging up now is expected
-        out.put(("lsp_rss", _peak_rss_mb()))
+        out.put(("lsp_rss", _peak_rss_mb(), daemon.db.commits - commits))
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -224,7 +229,7 @@ def _swarm(node: RegtestNode, url: str, cookie: str, n: int, workers: int) -> di
     timeout = 120 + n * 1.0
     rounds = payments_per_client(n)
     with tempfile.TemporaryDirectory(prefix="superscalar-bench-swarm-") as root:
-        lsp = ctx.Process(target=_lsp_main, args=(root, url, cookie, n, out, stop))
+        lsp = ctx.Process(target=_lsp_main, args=(root, url, cookie, n, out, go, stop))
         lsp.start()
         procs = [lsp]
         try:
@@ -262,11 +267,12 @@ def _swarm(node: RegtestNode, url: str, cookie: str, n: int, workers: int) -> di
             paid = [_get(out, "paid", timeout) for _ in range(workers)]
             stop.set()
             lsp_rss = lsp_rss_at_funding
+            lsp_commits = 0
             per_worker: list[tuple[int, float, float]] = []
             for _ in range(workers + 1):
                 item = out.get(timeout=60)
                 if item[0] == "lsp_rss":
-                    lsp_rss = float(item[1])
+                    lsp_rss, lsp_commits = float(item[1]), int(item[2])
                 elif item[0] == "worker_rss":
                     per_worker.append((int(item[1]), float(item[2]), float(item[3])))
             for p in procs:
@@ -299,6 +305,7 @@ def _swarm(node: RegtestNode, url: str, cookie: str, n: int, workers: int) -> di
         "payments_failed": failed,
         "payment_seconds": round(pay_seconds, 3),
         "payments_per_second": round(settled / pay_seconds, 1) if pay_seconds > 0 else None,
+        "lsp_sqlite_commits_per_payment": round(lsp_commits / settled, 1) if settled else None,
     }
 
 

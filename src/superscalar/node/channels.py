@@ -22,7 +22,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from superscalar.bitcoin.tx import OutPoint
@@ -43,6 +43,7 @@ from superscalar.channel import (
     step,
 )
 from superscalar.channel import messages as chmsg
+from superscalar.channel.revocation import RevokedCommitment
 from superscalar.crypto.hashes import tagged_hash
 from superscalar.crypto.keys import SecretKey
 from superscalar.factory import FactoryTree, VerifiedView
@@ -156,33 +157,50 @@ class ChannelShell:
             payload=encode_message(message),
         )
 
-    def persist(self, state: ChannelState, effects: tuple[Effect, ...] = ()) -> None:
+    def _persist(
+        self,
+        state: ChannelState | None,
+        revoked: Sequence[RevokedCommitment],
+        effects: tuple[Effect, ...],
+    ) -> None:
+        """One SQLite transaction (one fsync) for a whole step: the newest state, the
+        revocation records and the daemon's journal rows."""
         with self.db.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
-                (self.factory_id.hex(), self.position, encode_state(state), now()),
-            )
-            if self.journal is not None and effects:
+            if state is not None:
+                c.execute(
+                    "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
+                    (self.factory_id.hex(), self.position, encode_state(state), now()),
+                )
+            for r in revoked:
+                c.execute(
+                    "INSERT OR REPLACE INTO channel_revoked VALUES (?, ?, ?, ?)",
+                    (
+                        self.factory_id.hex(),
+                        self.position,
+                        r.number,
+                        json.dumps(encode_value(r)),
+                    ),
+                )
+            if self.journal is not None and state is not None:
                 self.journal(c, self.position, effects)
 
     async def run_effects(self, effects: tuple[Effect, ...], send: Sender) -> list[Effect]:
-        """Carry out `effects` in order; return the ones for the daemon."""
+        """Persist everything `effects` asks to keep, then send, then return the daemon's part.
+
+        Every state in `effects` is persisted before any message goes out: each
+        `PersistState` carries the whole channel state, so the newest one covers
+        the earlier ones, and a message sent after it never commits to more than
+        what is on disk (a crash before sending is what reestablish repairs).
+        """
+        states = [e.state for e in effects if isinstance(e, PersistState)]
+        revoked = [e.revoked for e in effects if isinstance(e, PersistRevokedCommitment)]
+        if states or revoked:
+            self._persist(states[-1] if states else None, revoked, effects)
         notices: list[Effect] = []
         for effect in effects:
-            if isinstance(effect, PersistState):
-                self.persist(effect.state, effects)
-            elif isinstance(effect, PersistRevokedCommitment):
-                with self.db.transaction() as c:
-                    c.execute(
-                        "INSERT OR REPLACE INTO channel_revoked VALUES (?, ?, ?, ?)",
-                        (
-                            self.factory_id.hex(),
-                            self.position,
-                            effect.revoked.number,
-                            json.dumps(encode_value(effect.revoked)),
-                        ),
-                    )
-            elif isinstance(effect, SendMessage):
+            if isinstance(effect, PersistState | PersistRevokedCommitment):
+                continue
+            if isinstance(effect, SendMessage):
                 await send(self.wrap(effect.message))
             else:
                 if isinstance(effect, chmsg.ChannelReady):
@@ -191,7 +209,11 @@ class ChannelShell:
         return notices
 
     async def apply(self, event: Event, send: Sender) -> list[Effect]:
-        """Step the core with `event` (then sign if needed); raises `ChannelError` on refusal."""
+        """Step the core with `event` (then sign if needed); raises `ChannelError` on refusal.
+
+        The event and the signing it triggers are one unit on disk: a single
+        transaction, then every message in order.
+        """
         async with self.lock:
             assert self.state is not None
             transition = step(self.secrets, self.state, event)
@@ -199,11 +221,14 @@ class ChannelShell:
             if isinstance(event, chmsg.ChannelReestablish):
                 ms = (time.monotonic() - self._reestablish_started) * 1000
                 log.info("channel %d reestablished in %.1f ms", self.position, ms)
-            notices = await self.run_effects(transition.effects, send)
-            while has_changes_to_sign(self.state):
-                transition = step(self.secrets, self.state, SignCommitment())
-                self.state = transition.state
-                notices += await self.run_effects(transition.effects, send)
+            effects = list(transition.effects)
+            try:
+                while has_changes_to_sign(self.state):
+                    transition = step(self.secrets, self.state, SignCommitment())
+                    self.state = transition.state
+                    effects += transition.effects
+            finally:  # a refused signing still keeps (and sends) what the event did
+                notices = await self.run_effects(tuple(effects), send)
             return notices
 
     async def reestablish(self, send: Sender) -> list[Effect]:

@@ -46,6 +46,8 @@ class Database:
         """Wrap an already configured connection; use `Database.open` instead."""
         self._conn = conn
         self._depth = 0
+        self.commits = 0
+        """Outermost transactions committed (each one fsync): what `bench swarm` counts."""
         self.path = path
 
     @classmethod
@@ -108,6 +110,7 @@ class Database:
                 raise
             try:
                 conn.execute("COMMIT")
+                self.commits += 1
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
