@@ -8,16 +8,12 @@ and checks what the watcher put on chain to the satoshi.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from superscalar.bitcoin.script import is_p2a
 from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.node import RegtestNode
-from superscalar.chain.service import serve_node
 from superscalar.channel import AddHtlc, FulfillHtlc, Funding, LoopbackChannel
 from superscalar.channel.htlc import Direction
 from superscalar.channel.onchain import htlc_second_stage
@@ -49,20 +45,6 @@ from ..factory.helpers import LSTOCK_SEED
 from ..factory.test_chain_exit import _advanced_leaf, open_factory
 
 AMOUNT = 1_000_000
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[RegtestNode]:
-    with RegtestNode(tmp_path / "node") as n:
-        n.mine_to_address(110, n.new_address())
-        yield n
-
-
-@pytest.fixture
-def rpc(node: RegtestNode) -> Iterator[BitcoindClient]:
-    with serve_node(node) as (_, client):
-        yield client
-        client.close()
 
 
 def _watcher(tmp_path: Path, rpc: BitcoindClient, node: RegtestNode) -> ChainWatcher:

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from superscalar.bitcoin.tx import OutPoint
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.node import RegtestNode
-from superscalar.chain.service import serve_node
 from superscalar.channel import AddHtlc, FulfillHtlc, Funding, LoopbackChannel
 from superscalar.channel.scripts import funding_output
 from superscalar.channel.state import signed_local_commitment
@@ -37,20 +33,6 @@ FID = bytes(range(32))
 POS = 1
 AMOUNT = 1_000_000
 CHEATER, US = SecretKey(bytes(31) + b"\x07"), SecretKey(bytes(31) + b"\x09")
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[RegtestNode]:
-    with RegtestNode(tmp_path / "node") as n:
-        n.mine_to_address(110, n.new_address())
-        yield n
-
-
-@pytest.fixture
-def rpc(node: RegtestNode) -> Iterator[BitcoindClient]:
-    with serve_node(node) as (_, client):
-        yield client
-        client.close()
 
 
 def _channel(anchor: int, funding: Funding, height: int) -> LoopbackChannel:
