@@ -136,6 +136,19 @@ class Cluster:
         f = self.factory(datadir)
         return None if f is None else str(f["state"])
 
+    def mine_until(self, height: int) -> None:
+        """Mine (to `mine_to`) until the chain is at `height`; never backwards."""
+        n = height - self.chain.get_block_count()
+        assert n >= 0, f"the chain is already past {height}"
+        if n:
+            self.chain.generate_to_address(n, self.mine_to)
+
+    def channels_open(self, datadir: Path, count: int) -> bool:
+        """`count` channels in `datadir`'s status, every one open."""
+        snap = self.status(datadir)
+        chans = [] if snap is None else snap["channels"]
+        return len(chans) == count and all(c.get("status") == "open" for c in chans)
+
     def stop(self) -> None:
         for p in [*self.clients.values(), *([self.lsp] if self.lsp else [])]:
             p.kill(signal.SIGTERM)

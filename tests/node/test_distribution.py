@@ -43,13 +43,7 @@ def _start(cluster: Cluster, active: int = ACTIVE, dying: int = DYING) -> dict[s
     cluster.start_lsp("--active-blocks", str(active), "--dying-blocks", str(dying))
     for i, amount in enumerate(AMOUNTS):
         cluster.start_client(i, amount)
-
-    def channels_open() -> bool:
-        snap = cluster.status(cluster.lsp_dir)
-        chans = [] if snap is None else snap["channels"]
-        return len(chans) == len(AMOUNTS) and all(c.get("status") == "open" for c in chans)
-
-    wait_for("channels open", channels_open, 120)
+    wait_for("channels open", lambda: cluster.channels_open(cluster.lsp_dir, len(AMOUNTS)), 120)
     f = cluster.factory(cluster.lsp_dir)
     assert f is not None and f["state"] == "funded"
     return f
@@ -68,13 +62,6 @@ def _payout_script(cluster: Cluster, i: int) -> bytes:
         return bytes.fromhex(row["value"])
     finally:
         db.close()
-
-
-def _mine_to(cluster: Cluster, height: int) -> None:
-    n = height - cluster.chain.get_block_count()
-    assert n >= 0
-    if n:
-        cluster.chain.generate_to_address(n, cluster.mine_to)
 
 
 def _check_payouts(cluster: Cluster, tx: Transaction, funding_amount: int) -> None:
@@ -108,18 +95,18 @@ def test_lsp_gone_clients_broadcast_the_distribution_tx_and_are_paid_exactly(
         for i, o in enumerate(cluster.chain.get_raw_transaction(funding).outputs)
         if o.value == int(f["funding_amount"])
     )
-    _mine_to(cluster, locktime - 1)  # one block short: not final in the next block
+    cluster.mine_until(locktime - 1)  # one block short: not final in the next block
     time.sleep(3)
     assert cluster.chain.get_tx_out(funding, vout) is not None
     assert all(_distribution(cluster, cluster.client_dir(i))["state"] == "held" for i in (0, 1))
-    _mine_to(cluster, locktime)  # nLockTime < next height: final
+    cluster.mine_until(locktime)  # nLockTime < next height: final
     for i in range(len(AMOUNTS)):
         wait_for(
             f"client {i} broadcast",
             lambda i=i: _distribution(cluster, cluster.client_dir(i))["state"] == "broadcast",
             60,
         )
-    _mine_to(cluster, locktime + 1)
+    cluster.mine_until(locktime + 1)
     txid = str(lsp_dist["txid"])
     assert cluster.chain.get_raw_transaction_verbose(txid).confirmations == 1
     _check_payouts(cluster, cluster.chain.get_raw_transaction(txid), int(f["funding_amount"]))
@@ -133,13 +120,13 @@ def test_clients_gone_the_lsp_pays_their_default_by_the_distribution_tx(cluster:
     locktime = int(dist["locktime"])
     for p in cluster.clients.values():
         p.kill()  # both clients vanish (never return)
-    _mine_to(cluster, locktime)
+    cluster.mine_until(locktime)
     wait_for(
         "LSP broadcast",
         lambda: _distribution(cluster, cluster.lsp_dir)["state"] == "broadcast",
         60,
     )
-    _mine_to(cluster, int(f["cltv_timeout"]) + 2)  # past the timeout path: no sweep instead
+    cluster.mine_until(int(f["cltv_timeout"]) + 2)  # past the timeout path: no sweep instead
     txid = str(dist["txid"])
     confirmations = cluster.chain.get_block_count() - locktime  # mined in block locktime + 1
     assert cluster.chain.get_raw_transaction_verbose(txid).confirmations == confirmations
@@ -232,7 +219,7 @@ def test_a_client_offline_during_rotation_returns_while_dying_and_is_closed_out_
         ),
     )
     cluster.clients[1].kill()  # offline during the rotation
-    _mine_to(cluster, cluster.chain.get_block_count() + active)
+    cluster.mine_until(cluster.chain.get_block_count() + active)
 
     def ladder_factory(fid: str) -> dict[str, Any] | None:
         snap = cluster.status(cluster.lsp_dir) or {"ladder": {}}
@@ -249,7 +236,7 @@ def test_a_client_offline_during_rotation_returns_while_dying_and_is_closed_out_
     snap = cluster.status(cluster.lsp_dir)
     assert snap is not None
     close_txid = next(x["close_txid"] for x in snap["factories"] if x["factory_id"] == fid0)
-    _mine_to(cluster, cluster.chain.get_block_count() + 1)
+    cluster.mine_until(cluster.chain.get_block_count() + 1)
     tx = cluster.chain.get_raw_transaction(close_txid)
     paid = [o.value for o in tx.outputs if o.script_pubkey == _payout_script(cluster, 1)]
     assert paid == [(120_000_000 + 7_000_123) // 1000]

@@ -44,13 +44,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.stop()
 
 
-def _mine_to(cluster: Cluster, height: int) -> None:
-    n = height - cluster.chain.get_block_count()
-    assert n >= 0
-    if n:
-        cluster.chain.generate_to_address(n, cluster.mine_to)
-
-
 def _ladder_factory(cluster: Cluster, fid: str) -> dict[str, Any]:
     snap = cluster.status(cluster.lsp_dir) or {"ladder": {}}
     found = [x for x in snap["ladder"].get("factories", []) if x["factory_id"] == fid]
@@ -72,17 +65,15 @@ def _start_and_move_without_the_stayer(cluster: Cluster) -> dict[str, Any]:
     cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
     for i, amount in enumerate(AMOUNTS):
         cluster.start_client(i, amount)
-
-    def funded() -> bool:
-        snap = cluster.status(cluster.lsp_dir)
-        chans = [] if snap is None else snap["channels"]
-        return len(chans) == len(AMOUNTS) and all(c.get("status") == "open" for c in chans)
-
-    wait_for("factory 0 channels open", funded, 120)
+    wait_for(
+        "factory 0 channels open",
+        lambda: cluster.channels_open(cluster.lsp_dir, len(AMOUNTS)),
+        120,
+    )
     f0 = cluster.factory(cluster.lsp_dir)
     assert f0 is not None
     cluster.clients[2].kill()  # the stayer: gone before the rotation, never back
-    _mine_to(cluster, int(f0["cltv_timeout"]) - DYING)  # factory 0 is DYING: 0 and 1 move
+    cluster.mine_until(int(f0["cltv_timeout"]) - DYING)  # factory 0 is DYING: 0 and 1 move
     wait_for(
         "clients 0 and 1 moved",
         lambda: _ladder_factory(cluster, str(f0["factory_id"])).get("keys_handed_over") == 2,
@@ -104,12 +95,12 @@ def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twic
     fid0, cltv = str(f0["factory_id"]), int(f0["cltv_timeout"])
     locktime = int(f0["distribution"]["locktime"])
     stayer_tx = _stored_distribution(cluster, 2)
-    _mine_to(cluster, locktime - KICKOFF_LEAD - 1)
+    cluster.mine_until(locktime - KICKOFF_LEAD - 1)
     time.sleep(3)  # a few ladder ticks: one block too early for the defense
     assert _ladder_factory(cluster, fid0)["kickoff"] is None
-    _mine_to(cluster, locktime - KICKOFF_LEAD)
+    cluster.mine_until(locktime - KICKOFF_LEAD)
     kick = wait_for("kickoff broadcast", lambda: _kickoff_in_state(cluster, fid0, "broadcast"))
-    _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
+    cluster.mine_until(locktime - KICKOFF_LEAD + 1)
     info = cluster.chain.get_raw_transaction_verbose(str(kick["txid"]))
     kicked_at = cluster.chain.get_block_count() - info.confirmations + 1
     assert info.confirmations == 1 and kicked_at < locktime
@@ -123,16 +114,16 @@ def test_lsp_kicks_off_a_factory_with_movers_before_its_stayer_can_pay_them_twic
         lambda: _ladder_factory(cluster, fid0)["kickoff"]["confirmed_height"] == kicked_at,
     )
     # the stayer (or anyone with its copy) tries the distribution tx once it is final
-    _mine_to(cluster, locktime)
+    cluster.mine_until(locktime)
     with pytest.raises((RpcError, ChainResponseError), match="inputs-missingorspent"):
         cluster.chain.send_raw_transaction(stayer_tx)
     # after the CLTV timeout the LSP sweeps the kickoff's node output, exact fee
-    _mine_to(cluster, cltv)
+    cluster.mine_until(cltv)
     wait_for("factory 0 swept", lambda: _ladder_factory(cluster, fid0)["state"] == "closed", 60)
     snap = cluster.status(cluster.lsp_dir)
     assert snap is not None
     sweep_txid = next(f["close_txid"] for f in snap["factories"] if f["factory_id"] == fid0)
-    _mine_to(cluster, cltv + 1)
+    cluster.mine_until(cltv + 1)
     assert cluster.chain.get_raw_transaction_verbose(sweep_txid).confirmations == 1
     sweep = cluster.chain.get_raw_transaction(sweep_txid)
     node_outputs = [kickoff.outpoint(v) for v in range(len(kickoff.outputs) - 1)]
@@ -151,7 +142,7 @@ def test_an_lsp_killed_after_deciding_the_kickoff_broadcasts_it_on_restart(
     f0 = _start_and_move_without_the_stayer(cluster)
     monkeypatch.delenv(CRASH_ENV)
     fid0, locktime = str(f0["factory_id"]), int(f0["distribution"]["locktime"])
-    _mine_to(cluster, locktime - KICKOFF_LEAD)
+    cluster.mine_until(locktime - KICKOFF_LEAD)
     lsp = cluster.lsp
     assert lsp is not None
     wait_for("the LSP died after deciding", lambda: lsp.proc.poll() is not None, 60)
@@ -161,7 +152,7 @@ def test_an_lsp_killed_after_deciding_the_kickoff_broadcasts_it_on_restart(
     kick = wait_for("kickoff re-broadcast", lambda: _kickoff_in_state(cluster, fid0, "broadcast"))
     assert kick["txid"] not in mempool  # the crash came before the first broadcast
     assert kick["decided_height"] == locktime - KICKOFF_LEAD
-    _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
+    cluster.mine_until(locktime - KICKOFF_LEAD + 1)
     confirmed = wait_for("kickoff confirmed", lambda: _kickoff_in_state(cluster, fid0, "confirmed"))
     assert confirmed["confirmed_height"] == locktime - KICKOFF_LEAD + 1 < locktime
 
@@ -181,16 +172,16 @@ def test_a_stayer_back_after_the_kickoff_is_closed_out_from_the_kickoff_output(
 ) -> None:
     f0 = _start_and_move_without_the_stayer(cluster)
     fid0, locktime = str(f0["factory_id"]), int(f0["distribution"]["locktime"])
-    _mine_to(cluster, locktime - KICKOFF_LEAD)
+    cluster.mine_until(locktime - KICKOFF_LEAD)
     kick = wait_for("kickoff broadcast", lambda: _kickoff_in_state(cluster, fid0, "broadcast"))
-    _mine_to(cluster, locktime - KICKOFF_LEAD + 1)
+    cluster.mine_until(locktime - KICKOFF_LEAD + 1)
     wait_for("kickoff confirmed", lambda: _kickoff_in_state(cluster, fid0, "confirmed"))
     cluster.start_client(2, AMOUNTS[2])  # the stayer is back before the CLTV timeout
     wait_for("factory 0 closed", lambda: _ladder_factory(cluster, fid0)["state"] == "closed", 120)
     snap = cluster.status(cluster.lsp_dir)
     assert snap is not None
     close_txid = next(f["close_txid"] for f in snap["factories"] if f["factory_id"] == fid0)
-    _mine_to(cluster, locktime - KICKOFF_LEAD + 2)
+    cluster.mine_until(locktime - KICKOFF_LEAD + 2)
     assert cluster.chain.get_raw_transaction_verbose(close_txid).confirmations == 1
     kickoff = cluster.chain.get_raw_transaction(str(kick["txid"]))
     close = cluster.chain.get_raw_transaction(close_txid)
