@@ -36,6 +36,8 @@ class Scene:
     local_msat: int
     exit: dict[str, Any]
     pay_after: Any
+    restarted_after: int
+    """Exit steps confirmed when the client daemon was killed and started again."""
 
 
 def _exit_entry(cluster: Cluster) -> dict[str, Any]:
@@ -45,14 +47,24 @@ def _exit_entry(cluster: Cluster) -> dict[str, Any]:
     return dict(entry)
 
 
-def _mine_until_done(cluster: Cluster, timeout: float = 240) -> dict[str, Any]:
+def _mine_until_done(
+    cluster: Cluster, restart_after: int, timeout: float = 240
+) -> tuple[dict[str, Any], int]:
     """Mine what the exit waits for (up to its height when it waits for a relative lock,
-    else one block) until the daemon reports it done."""
+    else one block) until the daemon reports it done; kill and restart the client once
+    `restart_after` steps confirmed."""
     deadline = time.monotonic() + timeout
+    restarted = -1
     while time.monotonic() < deadline:
         entry = _exit_entry(cluster)
         if entry["state"] == "done":
-            return entry
+            return entry, restarted
+        if restarted < 0 and entry["confirmed_steps"] >= restart_after:
+            restarted = entry["confirmed_steps"]
+            cluster.clients[EXITER].kill(signal.SIGKILL)
+            cluster.start_client(EXITER, AMOUNTS[EXITER])
+            wait_for("client back", lambda: cluster.status(cluster.client_dir(EXITER)))
+            continue
         current = next(s for s in entry["steps"] if s["state"] != "confirmed")
         tip = cluster.chain.get_block_count()
         if current["wait_height"] is not None and current["wait_height"] > tip:
@@ -89,7 +101,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
             "pay", "--datadir", str(cluster.client_dir(EXITER)),
             "--to-pubkey", _pubkey(cluster, 1), "--payment-hash", "ab" * 32, "--amount-msat", "1000",
         )  # fmt: skip
-        yield Scene(cluster, local, _mine_until_done(cluster), pay_after)
+        entry, restarted = _mine_until_done(cluster, restart_after=2)
+        yield Scene(cluster, local, entry, pay_after, restarted)
     finally:
         cluster.stop()
 
@@ -157,6 +170,12 @@ def test_sweep_pays_the_channel_balance_minus_its_explicit_fee(scene: Scene) -> 
     assert out.value + fee == _input_value(scene, sweep)
     assert out.value == to_local - fee
     assert out.script_pubkey == _payout_script(scene)
+
+
+@pytest.mark.slow
+def test_exit_resumes_after_the_client_restarts(scene: Scene) -> None:
+    assert 0 < scene.restarted_after < len(scene.exit["steps"])
+    assert scene.exit["confirmed_steps"] == len(scene.exit["steps"])
 
 
 @pytest.mark.slow
