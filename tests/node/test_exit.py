@@ -9,6 +9,7 @@ outcome on chain or at the command line.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import sqlite3
 import time
@@ -99,7 +100,8 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         assert r.returncode == 0, r.stderr + r.stdout
         pay_after = run_node(
             "pay", "--datadir", str(cluster.client_dir(EXITER)),
-            "--to-pubkey", _pubkey(cluster, 1), "--payment-hash", "ab" * 32, "--amount-msat", "1000",
+            "--to-pubkey", _pubkey(cluster, 1), "--payment-hash", "ab" * 32,
+            "--amount-msat", "1000",
         )  # fmt: skip
         entry, restarted = _mine_until_done(cluster, restart_after=2)
         yield Scene(cluster, local, entry, pay_after, restarted)
@@ -137,14 +139,14 @@ def test_every_exit_tx_confirms_in_order_each_spending_the_previous(scene: Scene
     assert funding is not None
     first = _tx(scene, steps[0]["txid"])
     assert first.inputs[0].prevout.txid_hex == funding["funding_txid"]
-    for prev, nxt in zip(steps, steps[1:], strict=False):
+    for prev, nxt in itertools.pairwise(steps):
         assert _tx(scene, nxt["txid"]).inputs[0].prevout.txid_hex == prev["txid"]
 
 
 @pytest.mark.slow
 def test_relative_locks_are_respected_on_chain(scene: Scene) -> None:
     steps = scene.exit["steps"]
-    for prev, nxt in zip(steps, steps[1:], strict=False):
+    for prev, nxt in itertools.pairwise(steps):
         assert nxt["confirmed_height"] - prev["confirmed_height"] >= nxt["delay"]
     assert steps[-1]["delay"] == 144  # to_self_delay of our to_local
 
