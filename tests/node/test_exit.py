@@ -10,6 +10,7 @@ outcome on chain or at the command line.
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import sqlite3
 import time
@@ -38,6 +39,8 @@ class Scene:
     exit: dict[str, Any]
     pay_after: Any
     restarted_after: int
+    advance: dict[str, Any]
+    """What `liquidity` answered: the leaf advanced once before the exit."""
     """Exit steps confirmed when the client daemon was killed and started again."""
 
 
@@ -86,6 +89,10 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
         wait_for("lsp channels open", lambda: _open(cluster, cluster.lsp_dir, 2), timeout=90)
         for i in range(2):
             wait_for(f"client {i} open", lambda i=i: _open(cluster, cluster.client_dir(i), 1))
+        bought = run_node(
+            "liquidity", "--datadir", str(cluster.client_dir(EXITER)), "--amount", "20000"
+        )
+        assert bought.returncode == 0, bought.stderr + bought.stdout
         _pay(cluster, EXITER, 1, PAID_MSAT)
         local = AMOUNTS[EXITER] * 1000 - PAID_MSAT
 
@@ -104,7 +111,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
             "--amount-msat", "1000",
         )  # fmt: skip
         entry, restarted = _mine_until_done(cluster, restart_after=2)
-        yield Scene(cluster, local, entry, pay_after, restarted)
+        yield Scene(cluster, local, entry, pay_after, restarted, json.loads(bought.stdout))
     finally:
         cluster.stop()
 
@@ -141,6 +148,16 @@ def test_every_exit_tx_confirms_in_order_each_spending_the_previous(scene: Scene
     assert first.inputs[0].prevout.txid_hex == funding["funding_txid"]
     for prev, nxt in itertools.pairwise(steps):
         assert _tx(scene, nxt["txid"]).inputs[0].prevout.txid_hex == prev["txid"]
+
+
+@pytest.mark.slow
+def test_the_exit_uses_the_newest_leaf_state(scene: Scene) -> None:
+    leaf = scene.exit["steps"][-3]
+    assert leaf["kind"] == "state"
+    assert leaf["txid"] == scene.advance["leaf_txid"]
+    assert leaf["delay"] == scene.advance["sequence"] & 0xFFFF
+    on_chain = _tx(scene, leaf["txid"]).inputs[0].sequence & 0xFFFF
+    assert on_chain == leaf["delay"] and leaf["delay"] < 30  # newer waits less
 
 
 @pytest.mark.slow
