@@ -17,6 +17,7 @@ from superscalar.cli.dev import dev_group
 from superscalar.cli.lsp import lsp_command
 from superscalar.cli.ops import (
     close_command,
+    exit_command,
     invoice_command,
     liquidity_command,
     pay_command,
@@ -89,9 +90,11 @@ for _command in (
     status_command,
     report_command,
     close_command,
+    exit_command,
     invoice_command,
     pay_command,
     liquidity_command,
+    exit_command,
     dev_group,
     watchtower_command,
     watch_command,

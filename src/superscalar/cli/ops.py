@@ -152,6 +152,8 @@ def status_command(datadir: Path, as_json: bool) -> None:
                 str(c.get("htlcs", "")),
             )
         out.print(ch)
+    for e in snap.get("exits") or []:
+        _print_exit(e)
     forwards = snap.get("forwards") or []
     if forwards:
         by_state = Counter(f["state"] for f in forwards)
@@ -249,4 +251,44 @@ def liquidity_command(datadir: Path, amount_sat: int, position: int | None) -> N
     capacity for the client): a per-leaf DW advance signed by the LSP and the leaf's
     clients. A client asks for its own channel; the LSP names the client with --client."""
     result = _call(datadir, "liquidity", amount_sat, position)
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+def _print_exit(e: dict[str, Any]) -> None:
+    steps = e["steps"]
+    now_at = next((s for s in steps if s["state"] != "confirmed"), None)
+    if now_at is None:
+        head = "done"
+    elif now_at["state"] == "broadcast":
+        head = f"step {now_at['index'] + 1}/{len(steps)} ({now_at['kind']}) in the mempool"
+    elif now_at["wait_height"] is not None:
+        head = (
+            f"step {now_at['index'] + 1}/{len(steps)} ({now_at['kind']}) waiting for height"
+            f" {now_at['wait_height']}"
+        )
+    else:
+        head = f"step {now_at['index'] + 1}/{len(steps)} ({now_at['kind']}) waiting for its parent"
+    t = Table(title=f"unilateral exit from factory {e['factory_id'][:16]}…: {head}")
+    for col in ("step", "kind", "txid", "state", "delay", "confirmed at", "last error"):
+        t.add_column(col)
+    for s in steps:
+        t.add_row(
+            f"{s['index'] + 1}/{len(steps)}",
+            s["kind"],
+            s["txid"],
+            s["state"],
+            str(s["delay"]),
+            "" if s["confirmed_height"] is None else str(s["confirmed_height"]),
+            s["last_error"] or "",
+        )
+    out.print(t)
+
+
+@click.command("exit")
+@_datadir
+def exit_command(datadir: Path) -> None:
+    """Client: leave the factory without the LSP (it is gone or misbehaving): put our path,
+    our latest commitment and then our to_local sweep on chain, block by block. Returns at
+    once; `status` shows the progress."""
+    result = _call(datadir, "exit")
     click.echo(json.dumps(result, indent=2, default=str))

@@ -119,6 +119,7 @@ from .distribution import (
     stored_terms,
     view_distribution,
 )
+from .exit import ExitRefused, exit_loop, exit_requested, exit_status, plan_exit
 from .ladder import ClientLadder
 from .lsp import script_for_address, status_snapshot
 from .watcher import DaemonWatch
@@ -251,8 +252,12 @@ class ClientDaemon:
         distribute = asyncio.create_task(
             distribute_loop(self.db, self.chain, "client", self._may_distribute, self._distributed)
         )
+        exits = asyncio.create_task(exit_loop(self.db, self.chain))
         try:
             while True:
+                if self._exiting():
+                    await asyncio.sleep(1.0)  # no channel updates once we are leaving
+                    continue
                 try:
                     await self._session()
                 except HandshakeError as exc:
@@ -265,9 +270,46 @@ class ClientDaemon:
                 await asyncio.sleep(1.0)
         finally:
             distribute.cancel()
+            exits.cancel()
             await watch.stop()
             self.control.stop()
             self.db.close()
+
+    def _exiting(self) -> bool:
+        """An exit from our current factory was requested: the LSP is not talked to."""
+        row = self._current()
+        return row is not None and exit_requested(self.db, bytes.fromhex(row["factory_id"]))
+
+    async def request_exit(self) -> dict[str, Any]:
+        """Start our unilateral exit (see `exit`): plan and store it, then drop the LSP."""
+        row = self._current()
+        if row is None or row["state"] != "funded":
+            have = "no factory" if row is None else f"factory is {row['state']}"
+            raise ExitRefused(f"no funded factory to exit from ({have})")
+        fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
+        if not exit_requested(self.db, fid):
+            shell = self.channel
+            if shell is None or shell.factory_id != fid:
+                shell = load_channel(self.db, self.ladder.key_for(fid), fid, pos, _record_payments)
+            if shell is None:
+                raise ExitRefused("our channel is not open: nothing to exit with")
+            payout = bytes.fromhex(self._kv("payout_script") or "")
+            async with shell.lock:
+                plan_exit(
+                    self.db,
+                    fid,
+                    pos,
+                    self._verified_of(row),
+                    shell,
+                    payout,
+                    self.chain.get_block_count(),
+                )
+            self.channel = shell
+            log.warning("unilateral exit from factory %s requested", fid.hex()[:16])
+            if self.conn is not None:
+                await self.conn.close()
+        (entry,) = [e for e in exit_status(self.db) if e["factory_id"] == fid.hex()]
+        return entry
 
     def _may_distribute(self, fid: bytes) -> bool:
         """Not a factory we moved out of: our balance is in the next one (and once we handed
@@ -509,6 +551,8 @@ class ClientDaemon:
     ) -> dict[str, Any]:
         """Offer an HTLC to the LSP for `payee`; wait for the preimage."""
         shell = self.channel
+        if self._exiting():
+            raise RuntimeError("we are exiting this factory unilaterally: no new payments")
         if self.conn is None or shell is None or shell.state is None or not shell.ready.is_set():
             raise RuntimeError("no open channel with the LSP (yet)")
         loop = asyncio.get_running_loop()
@@ -829,6 +873,11 @@ class ClientDaemon:
         datadir = self.config.datadir
 
         def status() -> dict[str, Any]:
+            db = open_db(datadir)
+            try:
+                exits = exit_status(db)
+            finally:
+                db.close()
             return status_snapshot(
                 datadir,
                 "client",
@@ -839,6 +888,7 @@ class ClientDaemon:
                     "amount_sat": self.config.amount_sat,
                     "connected": self.connected,
                     "last_error": self.last_error,
+                    "exits": exits,
                 },
             )
 
@@ -869,6 +919,15 @@ class ClientDaemon:
             except RuntimeError as exc:
                 raise RpcError(-1, f"payment failed: {exc}") from exc
 
+        def exit_() -> dict[str, Any]:
+            if self.loop is None:
+                raise RpcError(-1, "daemon not running")
+            future = asyncio.run_coroutine_threadsafe(self.request_exit(), self.loop)
+            try:
+                return future.result(timeout=60)
+            except ExitRefused as exc:
+                raise RpcError(-1, f"exit refused: {exc}") from exc
+
         def liquidity(amount_sat: int, position: int | None = None) -> dict[str, Any]:
             if self.loop is None:
                 raise RpcError(-1, "daemon not running")
@@ -891,6 +950,7 @@ class ClientDaemon:
             "invoice": invoice,
             "pay": pay,
             "liquidity": liquidity,
+            "exit": exit_,
         }
 
 

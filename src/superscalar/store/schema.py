@@ -312,4 +312,34 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        12,
+        "client_exits",
+        """
+        CREATE TABLE exits (
+            factory_id TEXT PRIMARY KEY,
+            position INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+            requested_height INTEGER NOT NULL,
+            created INTEGER NOT NULL,
+            updated INTEGER NOT NULL
+        ) STRICT;
+        CREATE TABLE exit_steps (
+            factory_id TEXT NOT NULL REFERENCES exits(factory_id),
+            idx INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            tx TEXT NOT NULL,
+            txid TEXT NOT NULL,
+            delay INTEGER NOT NULL,
+            cpfp INTEGER NOT NULL,
+            state TEXT NOT NULL DEFAULT 'waiting'
+                CHECK (state IN ('waiting', 'broadcast', 'confirmed')),
+            child TEXT,
+            wait_height INTEGER,
+            confirmed_height INTEGER,
+            last_error TEXT,
+            PRIMARY KEY (factory_id, idx)
+        ) STRICT;
+        """,
+    ),
 )

@@ -1,0 +1,289 @@
+"""A client's unilateral exit, driven block by block: "the LSP is gone — get my money out".
+
+`superscalar exit` asks the client daemon (control RPC `exit`) to leave its
+funded factory without the LSP. The request is decided in one SQLite
+transaction and then only carried out:
+
+- the exit's whole plan: the factory path root→leaf (`client_exit` of our
+  verified view, with the NEWEST leaf state from `leaf_advances`), our latest
+  local commitment (the channel core's `ForceClose`, which also marks the channel
+  force-closed so no update is ever signed again) and the sweep of its to_local
+  to our payout script with an explicit fee — all signed now, all stored as
+  `exit_steps` rows, together with the force-closed channel state;
+- `exit_tick` (each second, on the daemon's loop) then walks the steps in order:
+  a confirmed step is passed, a step in the mempool is waited for, and the next
+  one goes out once its parent is confirmed and its relative lock (nSequence in
+  blocks) can be met by the next block. Zero-fee tree txs and the commitment go
+  as a package with a wallet CPFP child on their P2A anchor (the child is stored
+  before it is sent); the sweep pays its own fee. The mempool is the judge of
+  BIP68: a refusal is kept as `last_error` and tried again next time.
+
+Everything the loop needs is in the database, so a restarted daemon resumes
+where the chain says it is. Other clients' outputs are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.tx import Transaction
+from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
+from superscalar.chain.rpc import RpcError
+from superscalar.channel import (
+    BroadcastTransaction,
+    ChannelError,
+    ForceClose,
+    signed_local_commitment,
+    step,
+)
+from superscalar.channel.onchain import build_sweep, sweep_to_local
+from superscalar.factory import TxKind
+from superscalar.factory.errors import FactoryError
+from superscalar.factory.exits import client_exit
+from superscalar.store.db import Database
+
+from .chancodec import encode_state
+from .channels import ChannelShell
+from .common import now
+from .devtools import wallet_cpfp
+
+__all__ = [
+    "CPFP_FEERATE",
+    "SWEEP_FEERATE",
+    "ExitRefused",
+    "exit_loop",
+    "exit_requested",
+    "exit_status",
+    "exit_tick",
+    "plan_exit",
+]
+
+log = logging.getLogger(__name__)
+
+CPFP_FEERATE = Feerate.from_sat_per_vb(2)
+"""What a CPFP child pays for itself and its zero-fee parent together."""
+SWEEP_FEERATE = Feerate.from_sat_per_vb(2)
+"""The to_local sweep's own (explicit) fee rate."""
+
+
+class ExitRefused(RuntimeError):
+    """The exit cannot start (no funded factory, no open channel, nothing to sweep)."""
+
+
+def exit_requested(db: Database, fid: bytes) -> bool:
+    row = db.execute("SELECT 1 FROM exits WHERE factory_id=?", (fid.hex(),)).fetchone()
+    return row is not None
+
+
+def _newest_leaf(db: Database, fid: bytes) -> Transaction | None:
+    """Our leaf's newest state tx (signed) after leaf advances; None: the first one."""
+    row = db.execute(
+        "SELECT new_tx, new_sig FROM leaf_advances WHERE factory_id=? AND stage='done'"
+        " ORDER BY generation DESC LIMIT 1",
+        (fid.hex(),),
+    ).fetchone()
+    if row is None:
+        return None
+    return Transaction.from_hex(row["new_tx"]).with_witness(0, (bytes.fromhex(row["new_sig"]),))
+
+
+def plan_exit(
+    db: Database,
+    fid: bytes,
+    position: int,
+    verified: Any,
+    shell: ChannelShell,
+    payout_script: bytes,
+    height: int,
+) -> None:
+    """Sign every step of the exit and store them with the force-closed channel, atomically.
+
+    The caller holds `shell.lock`; afterwards the shell's state is force-closed.
+    """
+    state = shell.state
+    if state is None or state.local_commit is None:
+        raise ExitRefused("our channel is not open: nothing to exit with")
+    sigs = {
+        int(r["session_id"]): bytes.fromhex(r["signature"])
+        for r in db.execute(
+            "SELECT session_id, signature FROM tree_signatures WHERE factory_id=?", (fid.hex(),)
+        )
+    }
+    try:
+        path = client_exit(verified, sigs)
+    except FactoryError as exc:
+        raise ExitRefused(f"cannot build our exit path: {exc}") from exc
+    plan: list[tuple[str, Transaction, int, bool]] = []
+    for s in path.steps:
+        plan.append((str(s.kind), s.tx, s.relative_delay, True))
+    leaf = _newest_leaf(db, fid)
+    if leaf is not None:
+        last = path.steps[-1]
+        if leaf.inputs[0].prevout != last.tx.inputs[0].prevout:
+            raise ExitRefused("the newest leaf state does not spend our leaf's kickoff")
+        plan[-1] = (str(TxKind.STATE), leaf, leaf.inputs[0].sequence & 0xFFFF, True)
+    try:
+        commitment, ctx = signed_local_commitment(shell.secrets, state)
+        t = step(shell.secrets, state, ForceClose())
+        sweep = build_sweep(
+            [sweep_to_local(shell.secrets, commitment)], payout_script, SWEEP_FEERATE
+        )
+    except ChannelError as exc:
+        raise ExitRefused(f"cannot close our channel: {exc}") from exc
+    broadcast = [e.tx for e in t.effects if isinstance(e, BroadcastTransaction)]
+    if [b.txid for b in broadcast] != [ctx.txid]:  # pragma: no cover - one core, one answer
+        raise AssertionError("force close broadcasts a different commitment")
+    if ctx.inputs[0].prevout.txid != plan[-1][1].txid:
+        raise ExitRefused("our commitment does not spend the newest leaf state")
+    plan.append(("commitment", ctx, 0, True))
+    plan.append(("sweep", sweep, commitment.to_self_delay, False))
+    with db.transaction() as c:
+        c.execute(
+            "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
+            (fid.hex(), position, encode_state(t.state), now()),
+        )
+        c.execute(
+            "INSERT INTO exits VALUES (?, ?, 'running', ?, ?, ?)",
+            (fid.hex(), position, height, now(), now()),
+        )
+        c.executemany(
+            "INSERT INTO exit_steps (factory_id, idx, kind, tx, txid, delay, cpfp)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (fid.hex(), i, kind, tx.hex(), tx.txid_hex, delay, int(cpfp))
+                for i, (kind, tx, delay, cpfp) in enumerate(plan)
+            ],
+        )
+    shell.state = t.state
+
+
+def _height_of(chain: BitcoindClient, txid: str, tip: int) -> int | None:
+    """The height `txid` confirmed at; 0 while in the mempool; None if the chain has no idea."""
+    try:
+        conf = chain.get_raw_transaction_verbose(txid).confirmations
+    except (RpcError, ChainResponseError):
+        return None
+    return 0 if conf <= 0 else tip - conf + 1
+
+
+def _set(db: Database, fid: str, idx: int, **cols: Any) -> None:
+    sets = ", ".join(f"{k}=?" for k in cols)
+    with db.transaction() as c:
+        c.execute(
+            f"UPDATE exit_steps SET {sets} WHERE factory_id=? AND idx=?",
+            (*cols.values(), fid, idx),
+        )
+
+
+def _drive(db: Database, chain: BitcoindClient, fid: str) -> None:
+    tip = chain.get_block_count()
+    steps = db.execute(
+        "SELECT * FROM exit_steps WHERE factory_id=? ORDER BY idx", (fid,)
+    ).fetchall()
+    for s in steps:
+        idx = int(s["idx"])
+        if s["state"] == "confirmed":
+            continue
+        at = _height_of(chain, s["txid"], tip)
+        if at is not None and at > 0:
+            _set(db, fid, idx, state="confirmed", confirmed_height=at, last_error=None)
+            log.warning("exit step %d (%s) %s confirmed at %d", idx, s["kind"], s["txid"], at)
+            continue
+        if at == 0:
+            return  # in the mempool: wait for a block
+        tx = Transaction.from_hex(s["tx"])
+        parent = _height_of(chain, tx.inputs[0].prevout.txid_hex, tip)
+        if parent is None or parent == 0:
+            _set(db, fid, idx, wait_height=None)
+            return  # its parent is not confirmed (yet)
+        ready = parent + int(s["delay"]) - 1  # from this tip the next block may hold it
+        if tip < ready:
+            _set(db, fid, idx, wait_height=ready)
+            return
+        _broadcast(db, chain, fid, idx, tx, bool(s["cpfp"]))
+        return
+    with db.transaction() as c:
+        c.execute(
+            "UPDATE exits SET state='done', updated=? WHERE factory_id=? AND state='running'",
+            (now(), fid),
+        )
+
+
+def _broadcast(
+    db: Database, chain: BitcoindClient, fid: str, idx: int, tx: Transaction, cpfp: bool
+) -> None:
+    """Persist what goes out, then send it; a refusal is kept and retried next tick."""
+    try:
+        if cpfp:
+            child = wallet_cpfp(chain, tx, CPFP_FEERATE)
+            _set(db, fid, idx, state="broadcast", child=child.hex())
+            result = chain.submit_package([tx, child])
+            if not result.success:
+                why = "; ".join(r.error for r in result.results if r.error is not None)
+                raise ValueError(f"{result.package_msg}: {why}")
+        else:
+            _set(db, fid, idx, state="broadcast")
+            chain.send_raw_transaction(tx)
+    except (RpcError, ChainResponseError, ValueError) as exc:
+        _set(db, fid, idx, state="waiting", last_error=str(exc)[:500])
+        log.info("exit step %d %s not accepted yet: %s", idx, tx.txid_hex, exc)
+        return
+    _set(db, fid, idx, last_error=None)
+    log.warning("exit step %d %s broadcast", idx, tx.txid_hex)
+
+
+def exit_tick(db: Database, chain: BitcoindClient) -> None:
+    """One pass over every running exit."""
+    for row in db.execute("SELECT factory_id FROM exits WHERE state='running'").fetchall():
+        _drive(db, chain, str(row["factory_id"]))
+
+
+async def exit_loop(db: Database, chain: BitcoindClient, interval: float = 1.0) -> None:
+    """`exit_tick` every `interval` seconds on the daemon's loop (it shares the daemon's db)."""
+    while True:
+        try:
+            exit_tick(db, chain)
+        except asyncio.CancelledError:
+            raise
+        except ChainUnavailable as exc:
+            log.warning("exit: chain unavailable: %s", exc)
+        except Exception:
+            log.exception("exit step failed")
+        await asyncio.sleep(interval)
+
+
+def exit_status(db: Database) -> list[dict[str, Any]]:
+    """Each exit's progress for `status`: step i/n, what it waits for, txids."""
+    out = []
+    for e in db.execute("SELECT * FROM exits ORDER BY created").fetchall():
+        steps = [
+            {
+                "index": int(s["idx"]),
+                "kind": s["kind"],
+                "txid": s["txid"],
+                "state": s["state"],
+                "delay": int(s["delay"]),
+                "wait_height": s["wait_height"],
+                "confirmed_height": s["confirmed_height"],
+                "last_error": s["last_error"],
+            }
+            for s in db.execute(
+                "SELECT * FROM exit_steps WHERE factory_id=? ORDER BY idx", (e["factory_id"],)
+            )
+        ]
+        done = sum(1 for s in steps if s["state"] == "confirmed")
+        out.append(
+            {
+                "factory_id": e["factory_id"],
+                "position": int(e["position"]),
+                "state": e["state"],
+                "requested_height": int(e["requested_height"]),
+                "confirmed_steps": done,
+                "total_steps": len(steps),
+                "steps": steps,
+            }
+        )
+    return out
