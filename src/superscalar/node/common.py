@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from superscalar.bitcoin.tx import OutPoint, Transaction
+from superscalar.bitcoin.fees import Feerate
+from superscalar.bitcoin.script import is_p2a
+from superscalar.bitcoin.tx import OutPoint, Transaction, TxIn, TxOut
+from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     ClientSpec,
@@ -59,6 +62,7 @@ __all__ = [
     "spec_of",
     "tree_of",
     "view_of",
+    "wallet_cpfp",
 ]
 
 KEY_FILE = "node_key"
@@ -192,3 +196,18 @@ def record_close_nonce_use(c: Any, factory_id: bytes, close_tx: Transaction | No
             "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
             (close_tx.hex(), now(), factory_id.hex()),
         )
+
+
+def wallet_cpfp(chain: BitcoindClient, parent: Transaction, feerate: Feerate) -> Transaction:
+    """A child spending `parent`'s P2A anchor plus the wallet's largest coin, wallet-signed."""
+    anchor_vout = next(i for i, o in enumerate(parent.outputs) if is_p2a(o.script_pubkey))
+    anchor = parent.outputs[anchor_vout]
+    coin = max(chain.list_unspent(1), key=lambda u: u.amount_sat)
+    inputs = (TxIn(parent.outpoint(anchor_vout)), TxIn(coin.outpoint))
+    draft = Transaction(parent.version, inputs, (TxOut(0, coin.script_pubkey),))
+    vsize = draft.with_witnesses([(), (bytes(64),)]).vsize
+    fee = feerate.fee_for_vsize(parent.vsize + vsize)
+    child = Transaction(
+        parent.version, inputs, (TxOut(coin.amount_sat + anchor.value - fee, coin.script_pubkey),)
+    )
+    return chain.sign_with_wallet(child, {parent.outpoint(anchor_vout): anchor})

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.script import is_p2a
-from superscalar.bitcoin.tx import Transaction, TxIn, TxOut
+from superscalar.bitcoin.tx import Transaction
 from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError
 from superscalar.chain.rpc import RpcError
 from superscalar.channel.onchain import build_sweep, sweep_to_local
@@ -31,9 +30,9 @@ from superscalar.wire.messages import FactoryPropose
 
 from .chancodec import decode_state
 from .channels import channel_anchor, channel_secrets
-from .common import FactoryTerms, factory_signing_key, open_db, tree_of, view_of
+from .common import FactoryTerms, factory_signing_key, open_db, tree_of, view_of, wallet_cpfp
 
-__all__ = ["broadcast_breach", "dev_handlers", "sweep_after_breach", "wallet_cpfp"]
+__all__ = ["broadcast_breach", "dev_handlers", "sweep_after_breach"]
 
 FEERATE = Feerate.from_sat_per_vb(2)
 
@@ -125,21 +124,6 @@ def dev_handlers(datadir: Path, key: SecretKey) -> dict[str, Callable[..., Any]]
         }
 
     return {"dev_snapshot": dev_snapshot, "dev_export": dev_export}
-
-
-def wallet_cpfp(chain: BitcoindClient, parent: Transaction, feerate: Feerate) -> Transaction:
-    """A child spending `parent`'s P2A anchor plus the wallet's largest coin, wallet-signed."""
-    anchor_vout = next(i for i, o in enumerate(parent.outputs) if is_p2a(o.script_pubkey))
-    anchor = parent.outputs[anchor_vout]
-    coin = max(chain.list_unspent(1), key=lambda u: u.amount_sat)
-    inputs = (TxIn(parent.outpoint(anchor_vout)), TxIn(coin.outpoint))
-    draft = Transaction(parent.version, inputs, (TxOut(0, coin.script_pubkey),))
-    vsize = draft.with_witnesses([(), (bytes(64),)]).vsize
-    fee = feerate.fee_for_vsize(parent.vsize + vsize)
-    child = Transaction(
-        parent.version, inputs, (TxOut(coin.amount_sat + anchor.value - fee, coin.script_pubkey),)
-    )
-    return chain.sign_with_wallet(child, {parent.outpoint(anchor_vout): anchor})
 
 
 def _confirmed(chain: BitcoindClient, txid: str) -> bool:

@@ -63,8 +63,7 @@ from superscalar.store.db import Database
 from superscalar.wire.codec import Hex, decode_record, encode_record
 from superscalar.wire.messages import DistributionTerms, Payout
 
-from .common import now
-from .devtools import wallet_cpfp
+from .common import now, wallet_cpfp
 
 __all__ = [
     "DISTRIBUTION_FEERATE",

@@ -47,8 +47,7 @@ from superscalar.store.db import Database
 
 from .chancodec import encode_state
 from .channels import ChannelShell
-from .common import now
-from .devtools import wallet_cpfp
+from .common import now, wallet_cpfp
 
 __all__ = [
     "CPFP_FEERATE",
