@@ -10,9 +10,7 @@ consensus, by the kernel itself when forced into a block.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -50,13 +48,6 @@ from .helpers import LSTOCK_SEED, initial_state, keys_for, make_params, make_spe
 MINER = P2A_SCRIPT  # coinbase destination nobody needs to spend
 FEERATE = Feerate.from_sat_per_vb(2)
 LSP_SWEEP = p2tr_script(secret(0).xonly_public_key)
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[RegtestNode]:
-    with RegtestNode(tmp_path / "node") as n:
-        n.mine_to_address(110, n.new_address())
-        yield n
 
 
 def open_factory(node: RegtestNode, n: int, cltv_in: int = 300, anchor: int = 240) -> SignedTree:

@@ -9,8 +9,6 @@ into a block the kernel accepts.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -34,13 +32,6 @@ from ..factory.helpers import secret
 from ..factory.test_chain_exit import FEERATE, LSP_SWEEP, MINER, confirmed, open_factory
 
 NEXT_FACTORY = hashlib.sha256(b"factory 1").digest()
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[RegtestNode]:
-    with RegtestNode(tmp_path / "node") as n:
-        n.mine_to_address(110, n.new_address())
-        yield n
 
 
 def _turn_over(old_factory: bytes, position: int) -> SecretKey:

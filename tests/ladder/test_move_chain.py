@@ -12,9 +12,7 @@ closes factory 0 alone with it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -53,13 +51,6 @@ from ..factory.test_chain_exit import FEERATE, LSP_SWEEP, MINER, confirmed, open
 
 CAPACITY = 1_000_000
 OLD_BALANCE_MSAT = 321_000_123  # the client's balance in factory 0 (msat, not round)
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[RegtestNode]:
-    with RegtestNode(tmp_path / "node") as n:
-        n.mine_to_address(110, n.new_address())
-        yield n
 
 
 @dataclass

@@ -9,14 +9,13 @@ to read the hint before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from superscalar.chain.bitcoind import BitcoindClient
 from superscalar.chain.node import RegtestNode
-from superscalar.chain.service import serve_node
 from superscalar.crypto.keys import SecretKey
 from superscalar.node.watchtower import TowerConfig, WatchtowerDaemon
 from superscalar.watch import encrypt_hint
@@ -29,20 +28,6 @@ from ..watch.test_chain_watch import _penalty_watch, _revoked_channel
 
 TOWER_KEY = SecretKey.from_int(0x70E2)
 CLIENT_KEY = SecretKey.from_int(0xC11E)
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[RegtestNode]:
-    with RegtestNode(tmp_path / "node") as n:
-        n.mine_to_address(110, n.new_address())
-        yield n
-
-
-@pytest.fixture
-def rpc(node: RegtestNode) -> Iterator[BitcoindClient]:
-    with serve_node(node) as (_, client):
-        yield client
-        client.close()
 
 
 async def _with_tower(
