@@ -23,15 +23,12 @@ from .move import MOVE_MARGIN_BLOCKS, MovePtlc, check_move_ptlc, move_amount, pl
 from .rotation import Member, RotationPlan, Staying, plan_rotation
 from .turnover import (
     ClientStage,
-    ClientTurnover,
     LspStage,
     LspTurnover,
     TurnoverContext,
-    client_step,
     complete_turnover,
     extract_turnover_key,
     factory_key,
-    lsp_step,
     presign_turnover,
 )
 
@@ -40,7 +37,6 @@ __all__ = [
     "MOVE_MARGIN_BLOCKS",
     "REGTEST_LADDER",
     "ClientStage",
-    "ClientTurnover",
     "Ladder",
     "LadderError",
     "LadderParams",
@@ -57,14 +53,12 @@ __all__ = [
     "TurnoverContext",
     "TurnoverError",
     "check_move_ptlc",
-    "client_step",
     "close_with_stayers",
     "complete_turnover",
     "extract_turnover_key",
     "factory_key",
     "ladder_params_for",
     "lsp_alone_close",
-    "lsp_step",
     "missing_keys",
     "move_amount",
     "plan_move",
