@@ -7,7 +7,6 @@ tests and scripts work before the commands are registered on `superscalar`.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -156,10 +155,10 @@ def status_command(datadir: Path, as_json: bool) -> None:
         _print_exit(e)
     forwards = snap.get("forwards") or []
     if forwards:
-        by_state = Counter(f["state"] for f in forwards)
+        counts = snap.get("forward_counts") or {}
         fw = Table(
             title="forwards ("
-            + ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
+            + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
             + "; the last 10)"
         )
         for col in ("from", "to", "amount (msat)", "expiry", "payment hash", "state"):

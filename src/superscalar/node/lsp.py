@@ -159,6 +159,9 @@ from .watcher import DaemonWatch
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
 
+STATUS_FORWARDS = 100
+"""How many of the latest forwards `status` lists (their counts by state cover all)."""
+
 log = logging.getLogger(__name__)
 
 STEP_TIMEOUT = 60.0
@@ -1259,13 +1262,18 @@ def status_snapshot(
                 "SELECT payment_hash, amount_msat, state, created FROM invoices ORDER BY created"
             )
         ]
-        forwards = [  # the LSP's; the newest last
+        forwards = [  # the LSP's latest (the table only grows), the newest last
             dict(r)
             for r in db.execute(
                 "SELECT up_position, up_htlc_id, down_position, payment_hash, amount_msat,"
-                " cltv_expiry, state, updated FROM forwards ORDER BY rowid"
+                " cltv_expiry, state, updated FROM forwards ORDER BY rowid DESC LIMIT ?",
+                (STATUS_FORWARDS,),
             )
-        ]
+        ][::-1]
+        forward_counts = {
+            str(r["state"]): int(r["n"])
+            for r in db.execute("SELECT state, COUNT(*) AS n FROM forwards GROUP BY state")
+        }
         return {
             "role": role,
             "pubkey": key.hex(),
@@ -1275,6 +1283,7 @@ def status_snapshot(
             "channels": channels,
             "payments": payments,
             "forwards": forwards,
+            "forward_counts": forward_counts,
             "factories": factories,
             **(extra or {}),
         }
