@@ -10,7 +10,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from .lsp import daemon_identity, run_until_signal, watch_options
+from superscalar.node.misbehave import ClientMisbehaviour
+
+from .lsp import (
+    check_misbehave,
+    daemon_identity,
+    misbehave_option,
+    run_until_signal,
+    watch_options,
+)
 
 err = Console(stderr=True)
 
@@ -35,6 +43,7 @@ err = Console(stderr=True)
     is_flag=True,
     help="Decline to move to the LSP's next factory (stay on a dying one until it closes).",
 )
+@misbehave_option(ClientMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
     datadir: Path,
@@ -48,11 +57,13 @@ def client_command(
     watchtowers: tuple[str, ...],
     dev_tools: bool,
     refuse_turnover: bool,
+    misbehave: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run a client: connect to the LSP over BOLT-8, join, verify and sign the factory."""
     from superscalar.crypto.keys import PublicKey
     from superscalar.node.client import ClientConfig, ClientDaemon
+    from superscalar.node.misbehave import Misbehaviour
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     host, sep, port_text = lsp_addr.rpartition(":")
@@ -63,6 +74,7 @@ def client_command(
     except ValueError as exc:
         raise click.BadParameter(f"not a public key: {exc}", param_hint="--lsp-pubkey") from None
     key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
+    check_misbehave(chain, misbehave, dev_tools)
     config = ClientConfig(
         datadir,
         host,
@@ -74,6 +86,7 @@ def client_command(
         dev_tools=dev_tools,
         watchtowers=watchtowers,
         refuse_turnover=refuse_turnover,
+        misbehave=Misbehaviour(frozenset(ClientMisbehaviour(m) for m in misbehave)),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

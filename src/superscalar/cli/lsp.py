@@ -7,11 +7,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
+
+from superscalar.node.misbehave import LspMisbehaviour
 
 if TYPE_CHECKING:
     from superscalar.chain.bitcoind import BitcoindClient
@@ -33,6 +36,31 @@ def chain_client(url: str, cookie: Path) -> object:
     except (ChainUnavailable, ValueError) as exc:
         raise click.ClickException(f"chain at {url} unreachable: {exc}") from exc
     return chain
+
+
+def check_misbehave(chain: BitcoindClient, names: tuple[str, ...], dev_tools: bool) -> None:
+    """`--dev-misbehave` only with `--dev-tools` on a regtest chain (see `node.misbehave`)."""
+    from superscalar.node.misbehave import Misbehaviour, MisbehaviourRefused
+
+    if not names:
+        return
+    network = str(chain.get_blockchain_info().get("chain", "?"))
+    try:
+        Misbehaviour.check_allowed(names, dev_tools, network)
+    except MisbehaviourRefused as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def misbehave_option(switches: type[StrEnum]) -> Callable[[F], F]:
+    """The hidden `--dev-misbehave NAME` (repeatable): one attack switch of `node.misbehave`."""
+    return click.option(
+        "--dev-misbehave",
+        "misbehave",
+        multiple=True,
+        hidden=True,
+        type=click.Choice([s.value for s in switches]),
+        help="Regtest attack switch for tests (needs --dev-tools).",
+    )
 
 
 def daemon_identity(
@@ -140,6 +168,7 @@ def parse_arity(text: str) -> tuple[int, ...]:
     help="Seconds every client gets per ceremony step [default: 60 + 0.5 per client].",
 )
 @watch_options
+@misbehave_option(LspMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
 def lsp_command(
     datadir: Path,
@@ -158,14 +187,17 @@ def lsp_command(
     dev_tools: bool,
     active_blocks: int | None,
     dying_blocks: int | None,
+    misbehave: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run the LSP: wait for CLIENTS joins, build and sign the factory with them, fund it."""
     from superscalar.node.lsp import LspConfig, LspDaemon
+    from superscalar.node.misbehave import Misbehaviour
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
     arities = parse_arity(arity)
     key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
+    check_misbehave(chain, misbehave, dev_tools)
     config = LspConfig(
         datadir,
         host,
@@ -181,6 +213,7 @@ def lsp_command(
         watchtowers=watchtowers,
         active_blocks=active_blocks,
         dying_blocks=dying_blocks,
+        misbehave=Misbehaviour(frozenset(LspMisbehaviour(m) for m in misbehave)),
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

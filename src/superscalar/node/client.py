@@ -122,6 +122,7 @@ from .distribution import (
 from .exit import ExitRefused, exit_loop, exit_requested, exit_status, plan_exit
 from .ladder import ClientLadder
 from .lsp import script_for_address, status_snapshot
+from .misbehave import ClientMisbehaviour, Misbehaviour
 from .watcher import DaemonWatch
 
 __all__ = ["ClientConfig", "ClientDaemon", "Refused"]
@@ -155,6 +156,8 @@ class ClientConfig:
     watchtowers: tuple[str, ...] = ()
     refuse_turnover: bool = False
     """Decline every rotation invite (stay on a dying factory; for tests and cautious users)."""
+    misbehave: Misbehaviour[ClientMisbehaviour] = Misbehaviour()
+    """Dev-only attacks on the LSP (`--dev-misbehave`, regtest + --dev-tools)."""
 
 
 class ClientDaemon:

@@ -155,6 +155,7 @@ from .ladder import (
     opening_balances_of,
     record_opening_balances,
 )
+from .misbehave import LspMisbehaviour, Misbehaviour
 from .watcher import DaemonWatch
 
 __all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
@@ -221,6 +222,8 @@ class LspConfig:
     """Ladder: blocks a factory serves before it starts dying (None: the network default)."""
     dying_blocks: int | None = None
     """Ladder: blocks of handover before the CLTV timeout (None: the network default)."""
+    misbehave: Misbehaviour[LspMisbehaviour] = Misbehaviour()
+    """Dev-only attacks on our own clients (`--dev-misbehave`, regtest + --dev-tools)."""
 
 
 @dataclass(eq=False)
