@@ -24,7 +24,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ class ClientConfig:
     watchtowers: tuple[str, ...] = ()
     refuse_turnover: bool = False
     """Decline every rotation invite (stay on a dying factory; for tests and cautious users)."""
-    misbehave: Misbehaviour[ClientMisbehaviour] = Misbehaviour()
+    misbehave: Misbehaviour[ClientMisbehaviour] = field(default_factory=Misbehaviour)
     """Dev-only attacks on the LSP (`--dev-misbehave`, regtest + --dev-tools)."""
 
 

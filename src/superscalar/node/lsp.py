@@ -222,7 +222,7 @@ class LspConfig:
     """Ladder: blocks a factory serves before it starts dying (None: the network default)."""
     dying_blocks: int | None = None
     """Ladder: blocks of handover before the CLTV timeout (None: the network default)."""
-    misbehave: Misbehaviour[LspMisbehaviour] = Misbehaviour()
+    misbehave: Misbehaviour[LspMisbehaviour] = field(default_factory=Misbehaviour)
     """Dev-only attacks on our own clients (`--dev-misbehave`, regtest + --dev-tools)."""
 
 
