@@ -88,6 +88,8 @@ class Cluster:
                 # a long life: tests that mine (breaches, exits) must not trip a rotation;
                 # the ladder's own tests pass shorter lives, which win (last flag counts)
                 *("--active-blocks", "5000", "--dying-blocks", "500"),
+                # the operator's credit: each newcomer opens with its amount on its side
+                *("--client-credit-sat", "10000000"),
                 *extra,
                 "-v",
             ],

@@ -103,13 +103,26 @@ def test_honest_propose_gets_nonces_and_the_view_is_stored(daemon: ClientDaemon)
     assert stored_terms(daemon.db, b"\x11" * 32) == honest_terms()
 
 
-def test_distribution_underpaying_us_is_refused(daemon: ClientDaemon) -> None:
+def paying_us(amount_sat: int) -> DistributionTerms:
     terms = honest_terms()
     payouts = list(terms.payouts)
-    payouts[CLIENT] = Payout(script=payouts[CLIENT].script, amount_sat=CHANNEL // 2 - 1)
-    evil = DistributionTerms(payouts=tuple(payouts), lsp_script=terms.lsp_script, locktime=LOCKTIME)
+    payouts[CLIENT] = Payout(script=payouts[CLIENT].script, amount_sat=amount_sat)
+    return DistributionTerms(payouts=tuple(payouts), lsp_script=terms.lsp_script, locktime=LOCKTIME)
+
+
+def test_a_smaller_credit_opens_our_channel_with_exactly_what_the_distribution_pays(
+    daemon: ClientDaemon,
+) -> None:
+    """What a newcomer opens with is the LSP's credit (a join never sets it): the client
+    takes any, as long as its channel and its distribution payout agree to the sat."""
     view = extract_view(TREE, CLIENT)
-    assert_refused_before_nonces(daemon, propose(view, evil), "does not pay us")
+    assert isinstance(daemon._on_propose(propose(view, paying_us(CHANNEL // 2 - 1))), FactoryNonces)
+    assert daemon.ladder.opening_msat(b"\x11" * 32) == (CHANNEL // 2 - 1) * 1000
+
+
+def test_distribution_paying_more_than_our_channel_holds_is_refused(daemon: ClientDaemon) -> None:
+    view = extract_view(TREE, CLIENT)
+    assert_refused_before_nonces(daemon, propose(view, paying_us(CHANNEL + 1)), "does not pay us")
 
 
 def test_distribution_valid_only_after_the_cltv_timeout_is_refused(daemon: ClientDaemon) -> None:

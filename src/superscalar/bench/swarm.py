@@ -78,7 +78,11 @@ def _lsp_main(
     async def main() -> None:
         datadir = Path(root) / "lsp"
         key, _ = load_or_create_key(datadir)
-        daemon = LspDaemon(LspConfig(datadir, "127.0.0.1", 0, n), key, _chain(url, cookie))
+        daemon = LspDaemon(
+            LspConfig(datadir, "127.0.0.1", 0, n, client_credit_sat=_AMOUNT),
+            key,
+            _chain(url, cookie),
+        )
         task = asyncio.create_task(daemon.run())
         while daemon.server is None:
             if task.done():

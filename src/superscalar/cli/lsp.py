@@ -167,6 +167,21 @@ def parse_arity(text: str) -> tuple[int, ...]:
     default=None,
     help="Seconds every client gets per ceremony step [default: 60 + 0.5 per client].",
 )
+@click.option(
+    "--client-credit-sat",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 21_000_000 * 100_000_000),
+    help="Sat you give each new client on its side of its channel (at most its amount), from "
+    "your wallet: a join never sets its own balance.",
+)
+@click.option(
+    "--max-client-sat",
+    default=10_000_000,
+    show_default=True,
+    type=click.IntRange(1000, 21_000_000 * 100_000_000),
+    help="Largest amount a join may ask for (its channel is twice that, half your inbound).",
+)
 @watch_options
 @misbehave_option(LspMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
@@ -182,6 +197,8 @@ def lsp_command(
     step_blocks: int,
     lstock_sat: int,
     step_timeout: float | None,
+    client_credit_sat: int,
+    max_client_sat: int,
     watch: bool,
     watchtowers: tuple[str, ...],
     dev_tools: bool,
@@ -208,6 +225,8 @@ def lsp_command(
         step_blocks,
         lstock_sat,
         step_timeout=step_timeout,
+        client_credit_sat=client_credit_sat,
+        max_client_sat=max_client_sat,
         watch=watch,
         dev_tools=dev_tools,
         watchtowers=watchtowers,

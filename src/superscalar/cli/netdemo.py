@@ -344,6 +344,8 @@ def run_network_demo(
         procs.start(
             lsp_dir / "log.txt", "lsp", "--datadir", str(lsp_dir), "--port", str(lsp_port),
             "--clients", str(len(CLIENT_AMOUNTS)), *chain_args,
+            # the operator credits each newcomer its amount (a join never sets its balance)
+            "--client-credit-sat", str(max(CLIENT_AMOUNTS.values())),
             *(("--dev-tools",) if breach else ()),
         )  # fmt: skip
         lsp_key = wait_for("the LSP's node key", lambda: pubkey_from_log(lsp_dir / "log.txt"))

@@ -98,7 +98,6 @@ from .channels import (
     channel_capacity,
     channel_secrets,
     load_channel,
-    opening_balances,
     view_funding,
 )
 from .common import (
@@ -646,12 +645,13 @@ class ClientDaemon:
         pos = view.client
         fid = bytes(msg.factory_id)
         payout_script = bytes.fromhex(self._kv("payout_script") or "")
+        opening_msat = self._proposed_opening_msat(msg, pos)
         refusal = client_terms_refusal(
             msg.distribution,
             pos,
             len(view.participants),
             payout_script,
-            self._proposed_opening_msat(),
+            opening_msat,
             msg.cltv_timeout,
         )
         if refusal is not None:
@@ -679,7 +679,7 @@ class ClientDaemon:
             c.execute(
                 "INSERT INTO nonce_use VALUES (?, ?, 'tree', ?)", (fid.hex(), msg.attempt, now())
             )
-            self.ladder.record_join(c, fid, pos)
+            self.ladder.record_join(c, fid, pos, opening_msat)
             record_terms(
                 c,
                 fid,
@@ -716,15 +716,17 @@ class ClientDaemon:
             factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(psigs.to_bytes())
         )
 
-    def _proposed_opening_msat(self) -> int:
+    def _proposed_opening_msat(self, msg: FactoryPropose, pos: int) -> int:
         """Our opening balance in the factory being proposed: 0 for a move (the balance
-        comes later as the move PTLC), else our amount."""
+        comes later as the move PTLC), else what the LSP credits us, which its distribution
+        tx must pay us (any credit is the LSP's gift: we never claim one), at most our
+        channel's capacity."""
         pending = self.ladder._pending()
         if pending is not None and pending["rotating_from"] is not None:
             return 0
-        if pending is not None and pending["balance_msat"] is not None:
-            return int(pending["balance_msat"])
-        return opening_balances(self.config.amount_sat)[0]
+        payouts = () if msg.distribution is None else msg.distribution.payouts
+        granted = payouts[pos].amount_sat * 1000 if pos < len(payouts) else 0
+        return min(granted, channel_capacity(self.config.amount_sat) * 1000)
 
     def _distribution_of(self, row: Any) -> FundingSpend | None:
         """The factory's distribution tx as we agreed to it (None: a factory from before)."""
@@ -817,7 +819,7 @@ class ClientDaemon:
         ):
             raise Refused("close pays a different set of clients")
         ours = msg.payouts[pos - sum(1 for m in moved if m < pos)]
-        expected = int(self.config.amount_sat)
+        expected = self.ladder.opening_msat(bytes.fromhex(row["factory_id"])) // 1000
         if self.channel is not None and self.channel.state is not None:
             expected = int(self.channel.balances().get("local_msat", expected * 1000)) // 1000
         if bytes(ours.script).hex() != self._kv("payout_script") or ours.amount_sat < expected:

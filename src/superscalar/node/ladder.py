@@ -109,6 +109,7 @@ from .common import (
 )
 from .distribution import defense_locktime, kickoff_status, push_kickoff, record_kickoff
 from .forwarding import forward_journal
+from .misbehave import ClientMisbehaviour
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
@@ -202,11 +203,22 @@ def client_factory_key(node_key: PublicKey, join: JoinRequest) -> PublicKey:
     return join.factory_key.to_key() if join.factory_key is not None else node_key
 
 
-def record_opening_balances(c: sqlite3.Connection, fid: bytes, peers: Sequence[Peer]) -> None:
-    """Moving clients open their new channel with nothing on their side; their old balance
-    comes as the move PTLC (`ladder.move`), planned here with the factory."""
+def record_opening_balances(
+    c: sqlite3.Connection,
+    fid: bytes,
+    peers: Sequence[Peer],
+    opening_msat: Callable[[JoinRequest], int],
+) -> None:
+    """Every client's opening balance, as the LSP decided it (`opening_msat`). Moving
+    clients open their new channel with nothing on their side; their old balance comes as
+    the move PTLC (`ladder.move`), planned here with the factory."""
     for pos, p in enumerate(peers):
-        if p.join.balance_msat is not None and p.join.rotating_from is not None:
+        if p.join.rotating_from is None:
+            c.execute(
+                "INSERT OR REPLACE INTO factory_balances VALUES (?, ?, ?, 0)",
+                (fid.hex(), pos, opening_msat(p.join)),
+            )
+        elif p.join.balance_msat is not None:
             c.execute(
                 "INSERT OR REPLACE INTO factory_balances VALUES (?, ?, 0, 0)", (fid.hex(), pos)
             )
@@ -948,10 +960,18 @@ class ClientLadder:
         return factory_signing_key(self.d.db, self.d.key, fid)
 
     def opening_msat(self, fid: bytes) -> int:
+        """Our opening balance in `fid`: as recorded with our join, else what its
+        distribution tx pays us (the LSP's credit), else (a factory from before the
+        distribution tx) our amount."""
         row = self._balance_row(fid)
-        if row is None:
-            return opening_balances(self.d.config.amount_sat)[0]
-        return int(row["client_msat"])
+        if row is not None:
+            return int(row["client_msat"])
+        paid = self.d.db.execute(
+            "SELECT payout_sat FROM distributions WHERE factory_id=?", (fid.hex(),)
+        ).fetchone()
+        if paid is not None and paid["payout_sat"] is not None:
+            return int(paid["payout_sat"]) * 1000
+        return opening_balances(self.d.config.amount_sat)[0]
 
     def _next_rung(self) -> int:
         row = self.d.db.execute(
@@ -995,6 +1015,12 @@ class ClientLadder:
             amount_sat=cfg.amount_sat,
             payout_script=Hex(payout),
             factory_key=PublicKeyHex.of(factory_key(self.d.key, rung).public_key),
+            # dev-misbehave: claim an opening balance of our whole channel, never paid for
+            balance_msat=(
+                2 * cfg.amount_sat * 1000
+                if cfg.misbehave(ClientMisbehaviour.FREE_BALANCE)
+                else None
+            ),
         )
 
     def proposal_allowed(self, current: Any) -> bool:
@@ -1012,14 +1038,15 @@ class ClientLadder:
         pending = self._pending()
         return self.d.key if pending is None else factory_key(self.d.key, int(pending["rung"]))
 
-    def record_join(self, c: sqlite3.Connection, fid: bytes, pos: int) -> None:
-        """In the proposal's transaction: which key and opening balance this factory uses."""
+    def record_join(self, c: sqlite3.Connection, fid: bytes, pos: int, opening_msat: int) -> None:
+        """In the proposal's transaction: which key and opening balance this factory uses
+        (`opening_msat`: what the LSP credits a newcomer; a mover's is its moved balance)."""
         pending = self._pending()
         if pending is None:
             return
         balance = pending["balance_msat"]
         if balance is None:
-            balance = opening_balances(self.d.config.amount_sat)[0]
+            balance = opening_msat
         elif pending["rotating_from"] is not None:  # a move: the balance comes as a PTLC
             old = bytes.fromhex(pending["rotating_from"])
             c.execute(

@@ -112,6 +112,7 @@ from superscalar.wire.messages import (
     Payout,
 )
 
+from .admission import join_refusal, opening_credit_msat
 from .advance import LspAdvance, replay_advances
 from .chancodec import decode_message
 from .channels import (
@@ -121,7 +122,6 @@ from .channels import (
     channel_funding,
     channel_secrets,
     load_channel,
-    opening_balances,
     stored_balances,
 )
 from .common import (
@@ -222,6 +222,13 @@ class LspConfig:
     """Ladder: blocks a factory serves before it starts dying (None: the network default)."""
     dying_blocks: int | None = None
     """Ladder: blocks of handover before the CLTV timeout (None: the network default)."""
+    client_credit_sat: int = 0
+    """What the LSP gives each new (not moving) client on the client's side of its channel at
+    opening, at most the client's `amount_sat`: the operator's own gift, paid from its
+    wallet. A join never sets it: a client's balance comes from what it paid (a payment
+    received, a moved balance); what a join gets for free is inbound capacity."""
+    max_client_sat: int = 10_000_000
+    """The largest `amount_sat` a join may ask for (its channel is twice that)."""
     misbehave: Misbehaviour[LspMisbehaviour] = field(default_factory=Misbehaviour)
     """Dev-only attacks on our own clients (`--dev-misbehave`, regtest + --dev-tools)."""
 
@@ -391,6 +398,10 @@ class LspDaemon:
         remote = conn.remote_pubkey
         await exchange_init(conn, Init(user_agent="superscalar-lsp"))
         join = await _expect(conn, JoinRequest)
+        refusal = join_refusal(join, self.config.max_client_sat)
+        if refusal is not None:
+            await conn.fail(ProtocolViolationError(refusal), ErrorCode.PROTOCOL)
+            return
         peer = Peer(conn, remote, join)
         if join.factory_id is not None:
             if not self._reattach(peer, bytes(join.factory_id)):
@@ -541,13 +552,12 @@ class LspDaemon:
         locktime = cltv_timeout - self.ladder.params().distribution_margin
         return new_terms(opening, lsp_script, locktime)
 
-    @staticmethod
-    def _opening_client_msat(join: JoinRequest) -> int:
+    def _opening_client_msat(self, join: JoinRequest) -> int:
+        """A mover opens with 0 (its balance comes as the move PTLC); a newcomer with the
+        operator's credit (`LspConfig.client_credit_sat`), never with what it asked for."""
         if join.rotating_from is not None:
             return 0
-        if join.balance_msat is not None:
-            return int(join.balance_msat)
-        return opening_balances(join.amount_sat)[0]
+        return opening_credit_msat(self.config.client_credit_sat, join)
 
     def _propose_for(self, built: Built, position: int) -> FactoryPropose:
         """Client `position`'s PROPOSE: the parameters and its path view only."""
@@ -606,7 +616,7 @@ class LspDaemon:
                     for pos, p in enumerate(peers)
                 ],
             )
-            record_opening_balances(c, fid, peers)
+            record_opening_balances(c, fid, peers, self._opening_client_msat)
             if built.distribution is not None:
                 record_terms(c, fid, built.distribution, None)
         try:
