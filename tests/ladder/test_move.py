@@ -8,12 +8,24 @@ import pytest
 from superscalar.channel.config import ChannelConfig
 from superscalar.channel.htlc import Htlc, ptlc_payment_hash
 from superscalar.crypto.keys import SecretKey
-from superscalar.ladder import LadderError, TurnoverError, check_move_ptlc, factory_key, plan_move
+from superscalar.ladder import (
+    CLAIM_MARGIN_BLOCKS,
+    MOVE_MARGIN_BLOCKS,
+    LadderError,
+    TurnoverError,
+    check_move_ptlc,
+    claim_deadline,
+    claim_lead,
+    factory_key,
+    plan_move,
+)
 
 CONFIG = ChannelConfig(min_cltv_delta=18, channel_reserve_sat=1_000)
 NODE = SecretKey.from_int(0xC11E)
 OLD_KEY = factory_key(NODE, 0)
 HEIGHT, OLD_TIMEOUT = 500, 560
+NEW_EXIT_DELAY = 20
+"""The new factory's worst-case exit delay (the client takes it from its verified view)."""
 
 
 def _plan(balance_msat: int = 150_000_000, **kw: int) -> Htlc:
@@ -37,6 +49,7 @@ def _check(htlc: Htlc, expected: int = 150_000_000, key: SecretKey = OLD_KEY) ->
         height=HEIGHT,
         min_cltv_delta=CONFIG.min_cltv_delta,
         old_timeout=OLD_TIMEOUT,
+        new_exit_delay=NEW_EXIT_DELAY,
     )
 
 
@@ -81,6 +94,45 @@ def test_the_client_refuses_an_expiry_too_soon_or_too_late() -> None:
         htlc = Htlc(0, 150_000_000, ptlc_payment_hash(point), expiry, point=point)
         with pytest.raises(TurnoverError, match=match):
             _check(htlc)
+
+
+def test_the_expiry_must_leave_room_for_the_new_factorys_whole_exit() -> None:
+    """Attack 4: ≥ height + min_cltv_delta is not enough; the client needs the new
+    factory's worst-case exit, its own margin and the claim budget (`claim_lead`)."""
+    point = OLD_KEY.public_key
+    lead = claim_lead(NEW_EXIT_DELAY, CONFIG.min_cltv_delta)
+    assert lead == NEW_EXIT_DELAY + CLAIM_MARGIN_BLOCKS + CONFIG.min_cltv_delta
+    short = Htlc(0, 150_000_000, ptlc_payment_hash(point), HEIGHT + lead - 1, point=point)
+    with pytest.raises(TurnoverError, match="too soon") as err:
+        _check(short)
+    assert err.value.code == "ptlc-expiry-too-soon"
+    # what the stock check took (≥ height + 18) is refused
+    assert HEIGHT + CONFIG.min_cltv_delta < short.cltv_expiry
+    ok = Htlc(0, 150_000_000, ptlc_payment_hash(point), HEIGHT + lead, point=point)
+    assert SecretKey(_check(ok)).public_key == point
+    assert claim_deadline(ok.cltv_expiry, NEW_EXIT_DELAY, CONFIG.min_cltv_delta) == HEIGHT
+
+
+def test_the_lsp_plan_refuses_an_expiry_the_client_would_refuse() -> None:
+    lead = claim_lead(NEW_EXIT_DELAY, CONFIG.min_cltv_delta)
+    timeout = HEIGHT + lead + MOVE_MARGIN_BLOCKS
+    assert _plan_with(timeout - 1).startswith("no expiry fits")
+    plan = plan_move(
+        150_000_000, 400_000, CONFIG, OLD_KEY.public_key, height=HEIGHT, old_timeout=timeout,
+        new_exit_delay=NEW_EXIT_DELAY,
+    )  # fmt: skip
+    assert plan.cltv_expiry == HEIGHT + lead
+
+
+def _plan_with(old_timeout: int) -> str:
+    try:
+        plan_move(
+            150_000_000, 400_000, CONFIG, OLD_KEY.public_key, height=HEIGHT,
+            old_timeout=old_timeout, new_exit_delay=NEW_EXIT_DELAY,
+        )  # fmt: skip
+    except LadderError as exc:
+        return str(exc)
+    return "planned"
 
 
 def test_the_client_refuses_a_plain_htlc() -> None:

@@ -152,6 +152,7 @@ def test_a_client_claiming_on_chain_hands_the_lsp_its_key_and_factory_0_closes_a
         height=node.height,
         min_cltv_delta=CONFIG.min_cltv_delta,
         old_timeout=factory0.tree.shape.spec.params.cltv_timeout,
+        new_exit_delay=0,  # the new channel here is funded on chain directly: no tree to exit
     )
     honest.pair.apply(honest.pair.b, FulfillHtlc(honest.ptlc, scalar))
     honest.pair.settle()

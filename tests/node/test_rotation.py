@@ -22,10 +22,12 @@ from superscalar.node.common import CRASH_ENV, open_db
 from .support import Cluster, run_node, wait_for
 from .test_payments import _pay, _pubkey
 
-ACTIVE, DYING = 70, 40
+ACTIVE, DYING = 70, 64
 """Long enough that a payment's HTLC (exit budget + the LSP's forwarding delta) expires
 before the distribution tx's locktime, 13 blocks before the CLTV timeout (the LSP refuses
-HTLCs it could not enforce within the factory's life)."""
+HTLCs it could not enforce within the factory's life). DYING leaves the move PTLC's expiry
+(6 blocks before the CLTV) room for factory 1's whole exit + 6 + min_cltv_delta, which the
+clients require (`ladder.move.claim_lead`)."""
 AMOUNTS = [100_000, 120_000]
 CLOSE_FEERATE = Feerate(2000)  # the LSP's default close feerate (sat/kvB)
 

@@ -285,9 +285,15 @@ def _print_exit(e: dict[str, Any]) -> None:
 
 @click.command("exit")
 @_datadir
-def exit_command(datadir: Path) -> None:
-    """Client: leave the factory without the LSP (it is gone or misbehaving): put our path,
+@click.option(
+    "--factory",
+    "factory_id",
+    default=None,
+    help="Factory id to exit (default: every factory still holding our money).",
+)
+def exit_command(datadir: Path, factory_id: str | None) -> None:
+    """Client: leave a factory without the LSP (it is gone or misbehaving): put our path,
     our latest commitment and then our to_local sweep on chain, block by block. Returns at
     once; `status` shows the progress."""
-    result = _call(datadir, "exit")
+    result = _call(datadir, "exit", *(() if factory_id is None else (factory_id,)))
     click.echo(json.dumps(result, indent=2, default=str))

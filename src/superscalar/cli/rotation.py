@@ -266,6 +266,7 @@ class _World:
                 height=height,
                 min_cltv_delta=CHANNEL_CONFIG.min_cltv_delta,
                 old_timeout=timeout,
+                new_exit_delay=new.signed.tree.shape.worst_case_exit_delay,
             )
             ch.apply(ch.b, FulfillHtlc(incoming.htlc.id, scalar))
             ch.settle()
@@ -288,8 +289,14 @@ class _World:
         return status is not None and status.height is not None
 
 
+DEMO_LADDER = LadderParams(REGTEST_LADDER.active_blocks, 50)
+"""Regtest's active period, and a dying period long enough for a move PTLC the clients
+accept: its expiry (a margin before factory 0's CLTV) must leave them factory 1's whole
+exit, a margin and the claim budget (`ladder.move.claim_lead`)."""
+
+
 def run_rotation(
-    workdir: Path, console: Console | None = None, params: LadderParams = REGTEST_LADDER
+    workdir: Path, console: Console | None = None, params: LadderParams = DEMO_LADDER
 ) -> RotationResult:
     """The whole rotation on a fresh kernel chain under `workdir`; prints if `console`."""
     say = console.print if console is not None else (lambda *_a, **_k: None)

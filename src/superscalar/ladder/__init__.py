@@ -19,7 +19,16 @@ from .lifecycle import (
     Phase,
     ladder_params_for,
 )
-from .move import MOVE_MARGIN_BLOCKS, MovePtlc, check_move_ptlc, move_amount, plan_move
+from .move import (
+    CLAIM_MARGIN_BLOCKS,
+    MOVE_MARGIN_BLOCKS,
+    MovePtlc,
+    check_move_ptlc,
+    claim_deadline,
+    claim_lead,
+    move_amount,
+    plan_move,
+)
 from .rotation import Member, RotationPlan, Staying, plan_rotation
 from .turnover import (
     ClientStage,
@@ -33,6 +42,7 @@ from .turnover import (
 )
 
 __all__ = [
+    "CLAIM_MARGIN_BLOCKS",
     "MAINNET_LADDER",
     "MOVE_MARGIN_BLOCKS",
     "REGTEST_LADDER",
@@ -53,6 +63,8 @@ __all__ = [
     "TurnoverContext",
     "TurnoverError",
     "check_move_ptlc",
+    "claim_deadline",
+    "claim_lead",
     "close_with_stayers",
     "complete_turnover",
     "extract_turnover_key",

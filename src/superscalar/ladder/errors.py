@@ -6,7 +6,12 @@ __all__ = ["LadderError", "TurnoverError"]
 
 
 class LadderError(ValueError):
-    """Base class for every ladder-layer refusal."""
+    """Base class for every ladder-layer refusal (`code`: a short machine-readable reason
+    where one was given, else "ladder")."""
+
+    def __init__(self, message: str, *, code: str = "ladder") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TurnoverError(LadderError):

@@ -33,10 +33,39 @@ from ..channel.htlc import Htlc
 from ..crypto.keys import PublicKey, SecretKey
 from .errors import LadderError, TurnoverError
 
-__all__ = ["MOVE_MARGIN_BLOCKS", "MovePtlc", "check_move_ptlc", "move_amount", "plan_move"]
+__all__ = [
+    "CLAIM_MARGIN_BLOCKS",
+    "MOVE_MARGIN_BLOCKS",
+    "MovePtlc",
+    "check_move_ptlc",
+    "claim_deadline",
+    "claim_lead",
+    "move_amount",
+    "plan_move",
+]
 
 MOVE_MARGIN_BLOCKS = 6
 """Blocks the LSP keeps between a move PTLC's expiry and the old factory's timeout."""
+
+CLAIM_MARGIN_BLOCKS = 6
+"""The client's own confirmation margin on top of the new factory's worst-case exit delay:
+blocks for the exit's txs (tree path, commitment, PTLC-success) to get mined, each
+possibly a block late."""
+
+
+def claim_lead(new_exit_delay: int, min_cltv_delta: int, margin: int = CLAIM_MARGIN_BLOCKS) -> int:
+    """Blocks before a move PTLC's expiry by which the client must have started going on
+    chain to claim it: the new factory's whole exit path, a confirmation margin, and the
+    channel's own claim budget (commitment + PTLC-success tx)."""
+    return new_exit_delay + margin + min_cltv_delta
+
+
+def claim_deadline(
+    cltv_expiry: int, new_exit_delay: int, min_cltv_delta: int, margin: int = CLAIM_MARGIN_BLOCKS
+) -> int:
+    """The last height at which a client holding a fulfilled but not irrevocably committed
+    move PTLC can still start its exit of the new factory and claim the PTLC in time."""
+    return cltv_expiry - claim_lead(new_exit_delay, min_cltv_delta, margin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +92,7 @@ def plan_move(
     height: int,
     old_timeout: int,
     margin: int = MOVE_MARGIN_BLOCKS,
+    new_exit_delay: int = 0,
 ) -> MovePtlc:
     """The PTLC moving `balance_msat` into a new channel of `capacity_sat` opened all on the
     LSP's side, or a `LadderError` saying why the channel cannot carry it.
@@ -71,6 +101,9 @@ def plan_move(
     the PTLC is trimmed from the commitments (enforced off-chain only; the most
     either side can lose on chain is that dust), and a zero balance moves as a
     1-msat PTLC (`move_amount`) — a key guarding nothing is handed over for a gift.
+
+    With `new_exit_delay` (the new factory's worst-case exit delay) the plan refuses an
+    expiry the client would refuse (`check_move_ptlc` needs `claim_lead` blocks).
     """
     if isinstance(balance_msat, bool) or not isinstance(balance_msat, int) or balance_msat < 0:
         raise LadderError(f"moved balance must be a non-negative int, got {balance_msat!r}")
@@ -86,7 +119,11 @@ def plan_move(
         )
     if amount < config.htlc_minimum_msat:
         raise LadderError(f"moved balance is below the HTLC minimum of {config.htlc_minimum_msat}")
-    earliest = height + config.min_cltv_delta
+    earliest = height + (
+        claim_lead(new_exit_delay, config.min_cltv_delta)
+        if new_exit_delay
+        else config.min_cltv_delta
+    )
     latest = min(old_timeout - margin, height + config.max_cltv_delta)
     if config.cltv_deadline is not None:
         latest = min(latest, config.cltv_deadline)
@@ -106,10 +143,19 @@ def check_move_ptlc(
     height: int,
     min_cltv_delta: int,
     old_timeout: int,
+    new_exit_delay: int,
+    margin: int = CLAIM_MARGIN_BLOCKS,
 ) -> bytes:
     """The client's check before revealing its old key: the exact balance, locked to that
     very key, claimable on chain in time, and expiring before the old factory does (so
-    our old balance is still ours if the LSP lets it time out). Returns the scalar."""
+    our old balance is still ours if the LSP lets it time out). Returns the scalar.
+
+    "Claimable in time" is the client's own bound, never the message's: should the LSP
+    not complete the update after our fulfil, we must exit the NEW factory (its
+    worst-case exit delay, `new_exit_delay`, from our verified view of it), then confirm
+    our commitment and the PTLC-success tx — all before the expiry, when the LSP's
+    timeout path opens. So expiry − height ≥ new_exit_delay + margin + min_cltv_delta
+    (`claim_lead`); `min_cltv_delta` and `margin` are our channel config's constants."""
     if htlc.point is None:
         raise TurnoverError("not a PTLC: a move is locked to our old factory key")
     if htlc.point != key.public_key:
@@ -118,11 +164,18 @@ def check_move_ptlc(
         raise TurnoverError(
             f"move PTLC carries {htlc.amount_msat} msat, expected {move_amount(expected_msat)}"
         )
-    if htlc.cltv_expiry < height + min_cltv_delta:
-        raise TurnoverError(f"move PTLC expires at {htlc.cltv_expiry}: too soon to claim on chain")
+    lead = claim_lead(new_exit_delay, min_cltv_delta, margin)
+    if htlc.cltv_expiry - height < lead:
+        raise TurnoverError(
+            f"move PTLC expires at {htlc.cltv_expiry}: too soon to claim on chain (needs"
+            f" {lead} blocks from height {height}: exit {new_exit_delay} + margin {margin}"
+            f" + claim {min_cltv_delta})",
+            code="ptlc-expiry-too-soon",
+        )
     if htlc.cltv_expiry >= old_timeout:
         raise TurnoverError(
             f"move PTLC expires at {htlc.cltv_expiry}, not before the old factory's timeout"
-            f" {old_timeout}"
+            f" {old_timeout}",
+            code="ptlc-expiry-too-late",
         )
     return key.to_bytes()

@@ -255,6 +255,7 @@ class ClientDaemon:
             distribute_loop(self.db, self.chain, "client", self._may_distribute, self._distributed)
         )
         exits = asyncio.create_task(exit_loop(self.db, self.chain))
+        deadlines = asyncio.create_task(self.ladder.run())
         try:
             while True:
                 if self._exiting():
@@ -273,56 +274,89 @@ class ClientDaemon:
         finally:
             distribute.cancel()
             exits.cancel()
+            deadlines.cancel()
             await watch.stop()
             self.control.stop()
             self.db.close()
 
     def _exiting(self) -> bool:
-        """An exit from our current factory was requested: the LSP is not talked to."""
+        """An exit from our current (newest) factory was requested: the LSP is not talked
+        to. Exits of older factories leave the session to the current one alone."""
         row = self._current()
         return row is not None and exit_requested(self.db, bytes.fromhex(row["factory_id"]))
 
-    async def request_exit(self) -> dict[str, Any]:
-        """Start our unilateral exit (see `exit`): plan and store it, then drop the LSP."""
-        row = self._current()
-        if row is None or row["state"] != "funded":
-            have = "no factory" if row is None else f"factory is {row['state']}"
-            raise ExitRefused(f"no funded factory to exit from ({have})")
-        fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
-        if not exit_requested(self.db, fid):
-            shell = self.channel
-            if shell is None or shell.factory_id != fid:
-                shell = load_channel(self.db, self.ladder.key_for(fid), fid, pos, _record_payments)
-            if shell is None:
-                raise ExitRefused("our channel is not open: nothing to exit with")
-            payout = bytes.fromhex(self._kv("payout_script") or "")
-            async with shell.lock:
-                plan_exit(
-                    self.db,
-                    fid,
-                    pos,
-                    self._verified_of(row),
-                    shell,
-                    payout,
-                    self.chain.get_block_count(),
+    async def request_exit(self, factory: bytes | None = None) -> list[dict[str, Any]]:
+        """Start our unilateral exit (see `exit`) of `factory`, or of every factory still
+        holding our money (`ClientLadder.holding`: funded, no key handed over, something on
+        our side); each is planned and stored, then carried out by the exit loop. Exiting
+        the current factory drops the LSP; an older one's channel is loaded by its id."""
+        if factory is None:
+            rows = [
+                r
+                for r in self.ladder.holding()
+                if not exit_requested(self.db, bytes.fromhex(r["factory_id"]))
+            ]
+            running = [
+                r
+                for r in self.db.execute(
+                    "SELECT f.* FROM factories f JOIN exits e ON e.factory_id = f.factory_id"
+                    " WHERE f.role='client' AND e.state='running'"
                 )
+            ]
+            rows += running
+            if not rows:
+                row = self._current()
+                have = "no factory" if row is None else f"factory is {row['state']}"
+                raise ExitRefused(f"no funded factory to exit from ({have})")
+        else:
+            row = self.db.execute(
+                "SELECT * FROM factories WHERE role='client' AND factory_id=?", (factory.hex(),)
+            ).fetchone()
+            if row is None or row["state"] != "funded":
+                have = "unknown" if row is None else f"factory is {row['state']}"
+                raise ExitRefused(f"no funded factory to exit from ({have})")
+            if self.ladder.handed_over(factory):
+                raise ExitRefused("we handed our key in that factory over: nothing of ours left")
+            rows = [row]
+        fids = []
+        for row in rows:
+            fid = bytes.fromhex(row["factory_id"])
+            fids.append(fid.hex())
+            if not exit_requested(self.db, fid):
+                await self._plan_exit(row)
+        return [e for e in exit_status(self.db) if e["factory_id"] in fids]
+
+    async def _plan_exit(self, row: Any) -> None:
+        fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
+        current = self._current()
+        is_current = current is not None and current["factory_id"] == row["factory_id"]
+        shell = self.channel
+        if shell is None or shell.factory_id != fid:
+            shell = load_channel(self.db, self.ladder.key_for(fid), fid, pos, _record_payments)
+        if shell is None:
+            raise ExitRefused("our channel is not open: nothing to exit with")
+        payout = bytes.fromhex(self._kv("payout_script") or "")
+        async with shell.lock:
+            plan_exit(
+                self.db,
+                fid,
+                pos,
+                self.ladder.verified(row),
+                shell,
+                payout,
+                self.chain.get_block_count(),
+            )
+        log.warning("unilateral exit from factory %s requested", fid.hex()[:16])
+        if is_current:
             self.channel = shell
-            log.warning("unilateral exit from factory %s requested", fid.hex()[:16])
             if self.conn is not None:
                 await self.conn.close()
-        (entry,) = [e for e in exit_status(self.db) if e["factory_id"] == fid.hex()]
-        return entry
 
     def _may_distribute(self, fid: bytes) -> bool:
-        """Not a factory we moved out of: our balance is in the next one (and once we handed
-        over our key the LSP holds it), so its default is no longer ours to take."""
-        row = self.db.execute(
-            "SELECT 1 FROM turnovers WHERE old_factory=? AND role='client' UNION ALL"
-            " SELECT 1 FROM factories WHERE role='client' AND state IN ('ready', 'funded',"
-            " 'closed') AND rowid > (SELECT rowid FROM factories WHERE factory_id=?)",
-            (fid.hex(), fid.hex()),
-        ).fetchone()
-        return row is None
+        """Broadcast factory `fid`'s distribution tx unless we handed our key in it over (the
+        evidence: the handover recorded when we fulfilled the move PTLC). Merely joining a
+        newer factory disarms nothing: a move whose PTLC never came left our balance here."""
+        return not self.ladder.handed_over(fid)
 
     def _distributed(self, fid: bytes, tx: Transaction) -> None:
         self._set_state(fid, "closed", close_txid=tx.txid_hex)
@@ -881,6 +915,7 @@ class ClientDaemon:
             db = open_db(datadir)
             try:
                 exits = exit_status(db)
+                moves = self.ladder.moves_status(db)
             finally:
                 db.close()
             return status_snapshot(
@@ -894,6 +929,7 @@ class ClientDaemon:
                     "connected": self.connected,
                     "last_error": self.last_error,
                     "exits": exits,
+                    "moves": moves,
                 },
             )
 
@@ -924,10 +960,16 @@ class ClientDaemon:
             except RuntimeError as exc:
                 raise RpcError(-1, f"payment failed: {exc}") from exc
 
-        def exit_() -> dict[str, Any]:
+        def exit_(factory_id: str | None = None) -> list[dict[str, Any]]:
             if self.loop is None:
                 raise RpcError(-1, "daemon not running")
-            future = asyncio.run_coroutine_threadsafe(self.request_exit(), self.loop)
+            try:
+                fid = None if factory_id is None else bytes.fromhex(factory_id)
+                if fid is not None and len(fid) != 32:
+                    raise ValueError("a factory id is 32 bytes")
+            except ValueError as exc:
+                raise RpcError(-8, f"bad factory id: {exc}") from exc
+            future = asyncio.run_coroutine_threadsafe(self.request_exit(fid), self.loop)
             try:
                 return future.result(timeout=60)
             except ExitRefused as exc:

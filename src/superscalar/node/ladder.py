@@ -50,8 +50,10 @@ from superscalar.factory import (
     NonceBundle,
     PartialSigBundle,
     SigningPlan,
+    VerifiedView,
     build_shape,
     funding_output_ref,
+    verify_view,
 )
 from superscalar.factory.errors import FactoryError
 from superscalar.factory.exits import onchain_node_outputs, timeout_recovery_tx
@@ -66,7 +68,7 @@ from superscalar.ladder import (
     missing_keys,
 )
 from superscalar.ladder.errors import LadderError
-from superscalar.ladder.move import check_move_ptlc, move_amount, plan_move
+from superscalar.ladder.move import MovePtlc, check_move_ptlc, move_amount, plan_move
 from superscalar.ladder.turnover import (
     ClientStage,
     LspStage,
@@ -106,10 +108,18 @@ from .common import (
     record_close_nonce_use,
     spec_of,
     tree_of,
+    view_of,
 )
-from .distribution import defense_locktime, kickoff_status, push_kickoff, record_kickoff
+from .distribution import (
+    client_payout_sat,
+    defense_locktime,
+    kickoff_status,
+    push_kickoff,
+    record_kickoff,
+)
+from .exit import exit_requested
 from .forwarding import forward_journal
-from .misbehave import ClientMisbehaviour
+from .misbehave import ClientMisbehaviour, LspMisbehaviour
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
@@ -631,6 +641,8 @@ class LspLadder:
         """Plan, persist, then add the move PTLC (a refusal is recorded: the client stays)."""
         d = self.d
         assert shell.state is not None and self.height is not None
+        if d.config.misbehave(LspMisbehaviour.SKIP_MOVE_PTLC):  # dev-misbehave: attack 3
+            return  # the client moved into the new factory; its balance never follows
         propose = self._propose(old)
         reason: str | None = None
         if self._funding_spent(old):
@@ -651,6 +663,8 @@ class LspLadder:
             self._set_move(new, pos, "failed", reason=reason)
             self._event(f"no move PTLC for client {pos}: {reason}")
             return
+        if d.config.misbehave(LspMisbehaviour.SHORT_PTLC_EXPIRY):  # dev-misbehave: attack 4
+            plan = MovePtlc(plan.amount_msat, plan.point, self.height + 20)
         self._set_move(
             new,
             pos,
@@ -935,6 +949,10 @@ class LspLadder:
 
 _PENDING_JOIN = "pending_join"
 
+DEADLINE_MARGIN_BLOCKS = 6
+"""Blocks a client keeps before an old factory's deadlines (its CLTV minus our worst-case
+exit, its distribution locktime) when it starts that factory's exit on its own."""
+
 
 class ClientLadder:
     """A client's keys per factory, its moves between factories, and its turnovers.
@@ -947,6 +965,7 @@ class ClientLadder:
 
     def __init__(self, daemon: ClientDaemon) -> None:
         self.d = daemon
+        self._views: dict[bytes, VerifiedView] = {}
 
     # -- keys and opening balances ------------------------------------------------------------
 
@@ -1113,7 +1132,7 @@ class ClientLadder:
         except LadderError as exc:
             log.info("failing PTLC %d: %s", htlc.id, exc)
             if row is not None:
-                self._set_client_move(shell, "failed", str(exc))
+                self._set_client_move(shell, "failed", f"{exc.code}: {exc}")
             return await shell.apply(chmsg.FailHtlc(htlc.id, str(exc)[:200].encode()), send)
         fulfil = chmsg.FulfillHtlc(htlc.id, scalar)
         assert shell.state is not None
@@ -1163,15 +1182,174 @@ class ClientLadder:
         propose = decode(old_row["propose"])
         assert isinstance(propose, FactoryPropose)
         assert shell.state is not None
+        new_row = self._factory_row(shell.factory_id)
+        if new_row is None:
+            raise LadderError("the new factory is unknown", code="unknown-factory")
         scalar = check_move_ptlc(
             htlc,
             expected_msat=int(row["amount_msat"]),
             key=key,
-            height=shell.state.chain_height,
+            # our own view of the height: the chain's tip, never below the channel's
+            height=max(shell.state.chain_height, d.chain.get_block_count()),
             min_cltv_delta=CHANNEL_CONFIG.min_cltv_delta,
             old_timeout=int(propose.cltv_timeout),
+            new_exit_delay=self.verified(new_row).worst_case_exit_delay,
         )
         return scalar, ctx
+
+    # -- safety nets: which factories still hold our money, and their deadlines ----------------
+
+    def _factory_row(self, fid: bytes) -> Any:
+        return self.d.db.execute(
+            "SELECT * FROM factories WHERE factory_id=? AND role='client'", (fid.hex(),)
+        ).fetchone()
+
+    def verified(self, row: Any) -> VerifiedView:
+        """Our checked view of factory `row` (cached per factory: the daemon's own cache
+        holds only the current one, and checking costs O(N) key aggregation)."""
+        fid = bytes.fromhex(row["factory_id"])
+        cached = self._views.get(fid)
+        if cached is None:
+            current = self.d._verified
+            if current is not None and current[0] == fid:
+                cached = current[1]
+            else:
+                msg = decode(row["propose"])
+                assert isinstance(msg, FactoryPropose)
+                expect = self.d._expectation(msg, self.key_for(fid).public_key)
+                cached = verify_view(view_of(msg, self.d.config.lsp_pubkey), expect)
+            self._views[fid] = cached
+        return cached
+
+    def handed_over(self, fid: bytes) -> bool:
+        """Evidence that factory `fid` is no longer ours: we gave our key in it away (the
+        handover is recorded, in the fulfil's own transaction, before the key leaves)."""
+        row = self.d.db.execute(
+            "SELECT 1 FROM turnovers WHERE old_factory=? AND role='client' AND stage=?",
+            (fid.hex(), ClientStage.HANDED_OVER.value),
+        ).fetchone()
+        return row is not None
+
+    def holding(self) -> list[Any]:
+        """Funded factories that still hold our money: no handover, our channel there open
+        with something on our side (oldest first)."""
+        out = []
+        for row in self.d.db.execute(
+            "SELECT * FROM factories WHERE role='client' AND state='funded' ORDER BY created, rowid"
+        ).fetchall():
+            fid = bytes.fromhex(row["factory_id"])
+            if self.handed_over(fid):
+                continue
+            b = self.channel_balances(row)
+            if b.get("open") and int(b["local_msat"]) > 0:
+                out.append(row)
+        return out
+
+    def channel_balances(self, row: Any) -> dict[str, Any]:
+        """Our channel in factory `row`, loaded by factory id (not the daemon's current one)."""
+        fid = bytes.fromhex(row["factory_id"])
+        shell = self.d.channel
+        if shell is None or shell.factory_id != fid:
+            shell = load_channel(self.d.db, self.key_for(fid), fid, int(row["position"]))
+        return shell.balances() if shell is not None and shell.state is not None else {}
+
+    def _is_old(self, row: Any) -> bool:
+        newer = self.d.db.execute(
+            "SELECT 1 FROM factories WHERE role='client' AND state IN ('ready', 'funded',"
+            " 'closed') AND rowid > (SELECT rowid FROM factories WHERE factory_id=?)",
+            (row["factory_id"],),
+        ).fetchone()
+        return newer is not None
+
+    def exit_deadline(self, row: Any) -> int:
+        """The height at which we start the exit of factory `row` at the latest: our whole
+        exit path (its worst case) plus a margin before its CLTV timeout, and a margin
+        before its distribution locktime, so our root kickoff confirms before the
+        distribution tx is valid (client constants, nothing from the LSP)."""
+        msg = decode(row["propose"])
+        assert isinstance(msg, FactoryPropose)
+        worst = self.verified(row).worst_case_exit_delay
+        deadline = int(msg.cltv_timeout) - worst - DEADLINE_MARGIN_BLOCKS
+        dist = self.d.db.execute(
+            "SELECT locktime FROM distributions WHERE factory_id=?", (row["factory_id"],)
+        ).fetchone()
+        if dist is not None:
+            deadline = min(deadline, int(dist["locktime"]) - DEADLINE_MARGIN_BLOCKS)
+        return deadline
+
+    def deadline_exit_reason(self, row: Any, height: int) -> str | None:
+        """Why we must start the unilateral exit of factory `row` now (None: not needed).
+
+        A factory we moved out of but never handed our key over in (the LSP never offered
+        the move PTLC, or we refused it) still holds our balance, and no one else will
+        close it for us: at its CLTV the LSP's timeout path takes it. Its distribution tx
+        pays us our *opening* balance; if that is not our channel balance, go on chain
+        ourselves before the deadline."""
+        fid = bytes.fromhex(row["factory_id"])
+        if not self._is_old(row) or self.handed_over(fid) or exit_requested(self.d.db, fid):
+            return None
+        if height < self.exit_deadline(row):
+            return None
+        b = self.channel_balances(row)
+        if not b.get("open"):
+            return None
+        local = int(b["local_msat"])
+        dist = self.d.db.execute(
+            "SELECT payout_sat, state FROM distributions WHERE factory_id=?", (fid.hex(),)
+        ).fetchone()
+        script = bytes.fromhex(self.d._kv("payout_script") or "")
+        if (
+            dist is not None
+            and dist["state"] != "unsigned"
+            and dist["payout_sat"] is not None
+            and client_payout_sat(local, script) == int(dist["payout_sat"])
+        ):
+            return None  # its distribution tx pays us exactly our balance
+        return (
+            f"factory {fid.hex()[:16]} still holds our {local} msat (no key handed over) and"
+            f" its deadline {self.exit_deadline(row)} is here (height {height})"
+        )
+
+    async def check_deadlines(self) -> None:
+        """Start the exit of every old factory whose deadline came (see above)."""
+        d = self.d
+        height = d.chain.get_block_count()
+        rows = d.db.execute(
+            "SELECT * FROM factories WHERE role='client' AND state='funded' ORDER BY created, rowid"
+        ).fetchall()
+        for row in rows:
+            reason = self.deadline_exit_reason(row, height)
+            if reason is None:
+                continue
+            log.warning("exiting on our own: %s", reason)
+            await d.request_exit(bytes.fromhex(row["factory_id"]))
+
+    async def run(self, interval: float = 1.0) -> None:
+        """`check_deadlines` each `interval` seconds on the daemon's loop."""
+        while True:
+            try:
+                await self.check_deadlines()
+            except asyncio.CancelledError:
+                raise
+            except ChainUnavailable as exc:
+                log.warning("deadline check: chain unavailable: %s", exc)
+            except Exception:
+                log.exception("deadline check failed")
+            await asyncio.sleep(interval)
+
+    def moves_status(self, db: Database) -> list[dict[str, Any]]:
+        """Our moves for `status`: stage and the refusal (`code: message`) if any."""
+        return [
+            {
+                "new_factory": r["new_factory"],
+                "old_factory": r["old_factory"],
+                "amount_msat": int(r["amount_msat"]),
+                "stage": r["stage"],
+                "cltv_expiry": r["cltv_expiry"],
+                "reason": r["reason"],
+            }
+            for r in db.execute("SELECT * FROM ptlc_moves WHERE role='client' ORDER BY updated")
+        ]
 
     def _set_client_move(self, shell: ChannelShell, stage: str, reason: str) -> None:
         with self.d.db.transaction() as c:
