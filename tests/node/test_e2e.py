@@ -116,16 +116,18 @@ def test_lsp_killed_after_ready_resumes(cluster: Cluster) -> None:
     assert cluster.factory(cluster.lsp_dir) == f
     close = run_node("close", "--datadir", str(cluster.lsp_dir))
     assert close.returncode == 0, close.stderr + close.stdout
-    # a client that crashed before it recorded CLOSE_DONE learns the close on reconnect
-    wait_for("client 0 closed", lambda: cluster.state_of(cluster.client_dir(0)) == "closed")
+    # signed and announced, but only a confirmed close we signed makes the factory closed
+    wait_for("client 0 closing", lambda: cluster.state_of(cluster.client_dir(0)) == "closing")
+    # a client down when the close confirms learns it from the chain once back
     cluster.clients[0].kill(signal.SIGKILL)
+    cluster.chain.generate_to_address(1, cluster.mine_to)
     db = sqlite3.connect(cluster.client_dir(0) / "node.sqlite3")
-    with db:
-        db.execute("UPDATE factories SET state='funded', close_txid=NULL WHERE state='closed'")
+    (state,) = db.execute("SELECT state FROM factories WHERE role='client'").fetchone()
     db.close()
+    assert state == "closing"
     cluster.start_client(0)
     closed = wait_for(
-        "client 0 closed again",
+        "client 0 closed",
         lambda: (f := cluster.factory(cluster.client_dir(0))) and f["close_txid"] and f,
     )
     assert closed["state"] == "closed"

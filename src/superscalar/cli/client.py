@@ -43,6 +43,13 @@ err = Console(stderr=True)
     is_flag=True,
     help="Decline to move to the LSP's next factory (stay on a dying one until it closes).",
 )
+@click.option(
+    "--close-exit-blocks",
+    type=click.IntRange(1, 2016),
+    default=None,
+    help="Blocks a close we signed may stay unconfirmed before we exit alone "
+    "[default: 144, 6 on regtest].",
+)
 @misbehave_option(ClientMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
@@ -57,6 +64,7 @@ def client_command(
     watchtowers: tuple[str, ...],
     dev_tools: bool,
     refuse_turnover: bool,
+    close_exit_blocks: int | None,
     misbehave: tuple[str, ...],
     verbose: bool,
 ) -> None:
@@ -87,6 +95,7 @@ def client_command(
         watchtowers=watchtowers,
         refuse_turnover=refuse_turnover,
         misbehave=Misbehaviour(frozenset(ClientMisbehaviour(m) for m in misbehave)),
+        close_exit_blocks=close_exit_blocks,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

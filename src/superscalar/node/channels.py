@@ -28,6 +28,7 @@ from typing import Any
 from superscalar.bitcoin.tx import OutPoint
 from superscalar.channel import (
     ChannelConfig,
+    ChannelError,
     ChannelSecrets,
     ChannelState,
     Effect,
@@ -56,6 +57,7 @@ from .common import now
 
 __all__ = [
     "CHANNEL_CONFIG",
+    "ChannelFrozen",
     "ChannelShell",
     "Journal",
     "channel_anchor",
@@ -124,6 +126,15 @@ def opening_balances(amount_sat: int) -> tuple[int, int]:
     return client, channel_capacity(amount_sat) * 1000 - client
 
 
+class ChannelFrozen(ChannelError):
+    """The channel is frozen (a close we signed is pending): no update, no new commitment."""
+
+    code = "channel-frozen"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"{self.code}: {why}")
+
+
 class ChannelShell:
     """One channel side: secrets, latest state, persistence and the wire."""
 
@@ -147,6 +158,9 @@ class ChannelShell:
         self.ready = asyncio.Event()
         self.held_reestablish: chmsg.ChannelReestablish | None = None
         """The peer's channel_reestablish, held while an open a crash interrupted finishes."""
+        self.frozen: str | None = None
+        """Why the channel takes no update (None: it does). Set by the daemon from what it
+        persisted (a close it signed); only a reestablish gets through."""
         if state is not None and state.local_commit is not None:
             self.ready.set()
 
@@ -216,6 +230,10 @@ class ChannelShell:
         """
         async with self.lock:
             assert self.state is not None
+            if self.frozen is not None and not isinstance(
+                event, Reestablish | chmsg.ChannelReestablish
+            ):
+                raise ChannelFrozen(self.frozen)
             transition = step(self.secrets, self.state, event)
             self.state = transition.state
             if isinstance(event, chmsg.ChannelReestablish):

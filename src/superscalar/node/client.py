@@ -3,6 +3,8 @@
 State of the current factory (`factories.state`, role 'client'):
 
     proposed → nonces_sent → psigs_sent → ready → funded → closed   (or aborted)
+                                                     ↕        ↑
+                                                  closing ────┘  (a close we signed, see `closing`)
 
 Rules this shell keeps (the checks themselves are `factory.verify_view` and
 `factory.cooperative_close`):
@@ -94,11 +96,25 @@ from .advance import AdvanceRefused, ClientAdvance
 from .chancodec import decode_message
 from .channels import (
     CHANNEL_CONFIG,
+    ChannelFrozen,
     ChannelShell,
     channel_capacity,
     channel_secrets,
     load_channel,
     view_funding,
+)
+from .closing import (
+    CLOSE_EXIT_BLOCKS,
+    CLOSE_EXIT_BLOCKS_REGTEST,
+    CloseVerdict,
+    Closing,
+    SignedClose,
+    clear_closing,
+    close_verdict,
+    closing_status,
+    load_closing,
+    observe,
+    save_closing,
 )
 from .common import (
     client_step_timeout,
@@ -128,14 +144,20 @@ __all__ = ["ClientConfig", "ClientDaemon", "Refused"]
 
 log = logging.getLogger(__name__)
 
-LIVE = ("psigs_sent", "ready", "funded", "closed")
+LIVE = ("psigs_sent", "ready", "funded", "closing", "closed")
 
 PAY_CLTV_DELTA = 300
 """Blocks ahead a payment's HTLC expires by default (capped by the factory's life)."""
 
 
 class Refused(Exception):
-    """The message does not fit our state or fails our checks: Error + disconnect."""
+    """The message does not fit our state or fails our checks: Error + disconnect.
+
+    `code` (when set) is a short machine-readable reason, also the message's prefix."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message if code is None else f"{code}: {message}")
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -157,6 +179,9 @@ class ClientConfig:
     """Decline every rotation invite (stay on a dying factory; for tests and cautious users)."""
     misbehave: Misbehaviour[ClientMisbehaviour] = field(default_factory=Misbehaviour)
     """Dev-only attacks on the LSP (`--dev-misbehave`, regtest + --dev-tools)."""
+    close_exit_blocks: int | None = None
+    """Blocks a close we signed may stay unconfirmed before we exit alone (None:
+    `CLOSE_EXIT_BLOCKS`, or `CLOSE_EXIT_BLOCKS_REGTEST` on regtest)."""
 
 
 class ClientDaemon:
@@ -188,6 +213,7 @@ class ClientDaemon:
         self.advance = ClientAdvance(self)
         """Leaf advances: buying inbound liquidity, re-anchoring our channel."""
         self.watch: DaemonWatch | None = None
+        self._exit_after: int | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -222,6 +248,7 @@ class ClientDaemon:
 
     def _recover(self) -> None:
         self._abort_dead_attempts()
+        self._drop_unsigned_close()
         self.advance.recover()
         with self.db.transaction() as c:
             c.execute(
@@ -244,7 +271,7 @@ class ClientDaemon:
                             towers=self.config.watchtowers)  # fmt: skip
         self.watch = watch
         row = self._current()
-        if row is not None and row["state"] == "funded":
+        if row is not None and row["state"] in ("funded", "closing"):
             self.advance.add_watch_entries(bytes.fromhex(row["factory_id"]))
         handlers = {**self._rpc_handlers(), **watch.handlers()}
         self.control = RpcServer(handlers, port=0, cookie_dir=self.config.datadir)
@@ -256,6 +283,7 @@ class ClientDaemon:
         )
         exits = asyncio.create_task(exit_loop(self.db, self.chain))
         deadlines = asyncio.create_task(self.ladder.run())
+        closes = asyncio.create_task(self._closing_loop())
         try:
             while True:
                 if self._exiting():
@@ -275,6 +303,7 @@ class ClientDaemon:
             distribute.cancel()
             exits.cancel()
             deadlines.cancel()
+            closes.cancel()
             await watch.stop()
             self.control.stop()
             self.db.close()
@@ -312,7 +341,7 @@ class ClientDaemon:
             row = self.db.execute(
                 "SELECT * FROM factories WHERE role='client' AND factory_id=?", (factory.hex(),)
             ).fetchone()
-            if row is None or row["state"] != "funded":
+            if row is None or row["state"] not in ("funded", "closing"):
                 have = "unknown" if row is None else f"factory is {row['state']}"
                 raise ExitRefused(f"no funded factory to exit from ({have})")
             if self.ladder.handed_over(factory):
@@ -359,11 +388,123 @@ class ClientDaemon:
         return not self.ladder.handed_over(fid)
 
     def _distributed(self, fid: bytes, tx: Transaction) -> None:
-        self._set_state(fid, "closed", close_txid=tx.txid_hex)
+        with self.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='closed', close_txid=?, updated=? WHERE factory_id=?",
+                (tx.txid_hex, now(), fid.hex()),
+            )
+            clear_closing(c, fid)
+
+    # -- a close we signed (see `closing`) ---------------------------------------------------
+
+    def _close_exit_blocks(self) -> int:
+        if self.config.close_exit_blocks is not None:
+            return self.config.close_exit_blocks
+        if self._exit_after is None:
+            regtest = self.chain.get_blockchain_info().get("chain") == "regtest"
+            self._exit_after = CLOSE_EXIT_BLOCKS_REGTEST if regtest else CLOSE_EXIT_BLOCKS
+        return self._exit_after
+
+    def _freeze(self, fid: bytes, shell: ChannelShell | None) -> None:
+        """Our channel in `fid` takes no update while a close we signed may confirm."""
+        if shell is not None and shell.factory_id == fid:
+            shell.frozen = f"a close of factory {fid.hex()[:16]} we signed is pending"
+
+    def _frozen(self, fid: bytes) -> bool:
+        row = self.db.execute(
+            "SELECT state FROM factories WHERE factory_id=?", (fid.hex(),)
+        ).fetchone()
+        return row is not None and row["state"] in ("closing", "closed")
+
+    def _drop_unsigned_close(self) -> None:
+        """A new session (or process): the close whose nonces we sent died with the last
+        one (its secret nonces are gone). Without any signed close the factory is plain
+        funded again and the channel thaws; closes we did sign stay pending."""
+        self._close_signer = None
+        row = self._current()
+        if row is None or row["state"] != "closing":
+            return
+        fid = bytes.fromhex(row["factory_id"])
+        closing = load_closing(self.db, fid)
+        with self.db.transaction() as c:
+            if closing is None or not closing.signed:
+                clear_closing(c, fid)
+                c.execute(
+                    "UPDATE factories SET state='funded', updated=? WHERE factory_id=?"
+                    " AND state='closing'",
+                    (now(), fid.hex()),
+                )
+            elif closing.pending is not None:
+                save_closing(c, fid, Closing(closing.signed, None, closing.signed_height))
+        if closing is None or not closing.signed:
+            log.info("close of factory %s never signed: dropped", fid.hex()[:16])
+            if self.channel is not None and self.channel.factory_id == fid:
+                self.channel.frozen = None
+
+    async def _closing_loop(self, interval: float = 1.0) -> None:
+        while True:
+            try:
+                await self._closing_tick()
+            except asyncio.CancelledError:
+                raise
+            except ChainUnavailable as exc:
+                log.warning("close watch: chain unavailable: %s", exc)
+            except Exception:
+                log.exception("close watch failed")
+            await asyncio.sleep(interval)
+
+    async def _closing_tick(self) -> None:
+        """Judge each close we signed by the chain: confirmed → closed; its input spent by
+        another tx → abandoned (funded again, thawed); unconfirmed past our deadline →
+        our own unilateral exit (the distribution tx stays armed throughout)."""
+        rows = self.db.execute(
+            "SELECT factory_id, state FROM factories WHERE role='client'"
+            " AND state IN ('funded', 'closing')"
+        ).fetchall()
+        for row in rows:
+            fid = bytes.fromhex(row["factory_id"])
+            closing = load_closing(self.db, fid)
+            if closing is None:
+                continue
+            view = observe(self.chain, closing)
+            verdict = close_verdict(closing, view, self._close_exit_blocks())
+            if verdict is CloseVerdict.CONFIRMED:
+                seen = view.confirmed
+                with self.db.transaction() as c:
+                    c.execute(
+                        "UPDATE factories SET state='closed', close_txid=?, updated=?"
+                        " WHERE factory_id=?",
+                        (seen, now(), fid.hex()),
+                    )
+                    clear_closing(c, fid)
+                log.warning("factory %s closed: our close %s confirmed", fid.hex()[:16], seen)
+            elif verdict is CloseVerdict.ABANDONED:
+                with self.db.transaction() as c:
+                    c.execute(
+                        "UPDATE factories SET state='funded', updated=? WHERE factory_id=?"
+                        " AND state='closing'",
+                        (now(), fid.hex()),
+                    )
+                    clear_closing(c, fid)
+                if self.channel is not None and self.channel.factory_id == fid:
+                    self.channel.frozen = None
+                log.warning(
+                    "close of factory %s abandoned: its input was spent by another tx",
+                    fid.hex()[:16],
+                )
+            elif verdict is CloseVerdict.EXIT and not exit_requested(self.db, fid):
+                log.warning(
+                    "the close of factory %s we signed is unconfirmed after %d blocks:"
+                    " exiting alone",
+                    fid.hex()[:16],
+                    self._close_exit_blocks(),
+                )
+                await self.request_exit(fid)
 
     async def _session(self) -> None:
         cfg = self.config
         self._abort_dead_attempts()
+        self._drop_unsigned_close()
         conn = await open_connection(cfg.lsp_host, cfg.lsp_port, self.key, cfg.lsp_pubkey)
         self.conn = conn
         self._our_open = None
@@ -416,6 +557,8 @@ class ClientDaemon:
         msg: LeafAdvancePropose | LeafAdvanceAggNonce | LeafAdvanceDone | LeafAdvanceRefuse,
     ) -> None:
         try:
+            if isinstance(msg, LeafAdvancePropose) and self._frozen(bytes(msg.factory_id)):
+                raise Refused("a close we signed is pending", code=ChannelFrozen.code)
             if isinstance(msg, LeafAdvancePropose):
                 await self.advance.on_propose(conn, msg)
             elif isinstance(msg, LeafAdvanceAggNonce):
@@ -439,13 +582,15 @@ class ClientDaemon:
     async def _maybe_open(self) -> None:
         """Once the factory is funded: load our channel, or send our half of the open."""
         row = self._current()
-        if row is None or row["state"] != "funded":
+        if row is None or row["state"] not in ("funded", "closing"):
             return
         fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
         if self.channel is None or self.channel.factory_id != fid:
             self.channel = load_channel(
                 self.db, self.ladder.key_for(fid), fid, pos, _record_payments
             )
+        if row["state"] == "closing":
+            self._freeze(fid, self.channel)
         if self.channel is not None and self.channel.ready.is_set():
             await self._reestablish(self.channel)
             return
@@ -513,6 +658,8 @@ class ClientDaemon:
                     notices += await shell.apply(decode_message(held.payload), self._send_channel)
         except Refused:
             raise
+        except ChannelFrozen as exc:
+            raise Refused(str(exc)) from exc
         except Exception as exc:  # refused or ill-typed: our state was not touched
             raise Refused(f"channel error: {exc!r}") from exc
         for n in notices:
@@ -591,6 +738,8 @@ class ClientDaemon:
             raise RuntimeError("we are exiting this factory unilaterally: no new payments")
         if self.conn is None or shell is None or shell.state is None or not shell.ready.is_set():
             raise RuntimeError("no open channel with the LSP (yet)")
+        if shell.frozen is not None or self._frozen(shell.factory_id):
+            raise RuntimeError(f"{ChannelFrozen.code}: a close we signed is pending")
         loop = asyncio.get_running_loop()
         start = loop.time()
         with self.db.transaction() as c:
@@ -769,7 +918,7 @@ class ClientDaemon:
 
     def _on_ready(self, msg: FactoryReady) -> Message | None:
         fid = bytes(msg.factory_id)
-        row = self._expect_row(fid, "psigs_sent", "ready", "funded", "closed")
+        row = self._expect_row(fid, "psigs_sent", "ready", "funded", "closing", "closed")
         pos = int(row["position"])
         try:
             bundle = SignatureBundle.from_bytes(bytes(msg.bundle))
@@ -807,7 +956,7 @@ class ClientDaemon:
 
     def _on_funded(self, msg: FactoryFunded) -> None:
         fid = bytes(msg.factory_id)
-        row = self._expect_row(fid, "ready", "funded", "closed")
+        row = self._expect_row(fid, "ready", "funded", "closing", "closed")
         verified = self._verified_of(row)
         outpoint = verified.view.funding_outpoint
         if bytes(msg.txid) != outpoint.txid:
@@ -842,9 +991,12 @@ class ClientDaemon:
         return None
 
     def _close_spend(self, row: Any, msg: ClosePropose) -> Any:
+        """The close tx `msg` proposes, rebuilt from our own view; refused unless it pays
+        us at least our channel balance and our channel is idle (nothing in flight that
+        the close's fixed amounts would not reflect)."""
         verified = self._verified_of(row)
         view = verified.view
-        pos = int(row["position"])
+        fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
         moved = set(msg.moved)
         if (
             len(msg.payouts) + len(moved) != len(view.participants)
@@ -853,9 +1005,15 @@ class ClientDaemon:
         ):
             raise Refused("close pays a different set of clients")
         ours = msg.payouts[pos - sum(1 for m in moved if m < pos)]
-        expected = self.ladder.opening_msat(bytes.fromhex(row["factory_id"])) // 1000
-        if self.channel is not None and self.channel.state is not None:
-            expected = int(self.channel.balances().get("local_msat", expected * 1000)) // 1000
+        expected = self.ladder.opening_msat(fid) // 1000
+        shell = self.channel
+        if shell is None or shell.factory_id != fid:  # not loaded yet: what we stored
+            shell = load_channel(self.db, self.ladder.key_for(fid), fid, pos)
+        if shell is not None and shell.state is not None and shell.state.local_commit is not None:
+            b = shell.balances()
+            if not b["quiescent"]:
+                raise Refused("our channel has updates in flight", code="close-channel-busy")
+            expected = int(b["local_msat"]) // 1000
         if bytes(ours.script).hex() != self._kv("payout_script") or ours.amount_sat < expected:
             raise Refused("close does not pay us our channel balance")
         try:
@@ -877,36 +1035,84 @@ class ClientDaemon:
             raise Refused(f"close refused: {exc}") from exc
 
     def _on_close_propose(self, msg: ClosePropose) -> Message:
+        """Commit to a close: the nonce use, the close tx and the channel freeze in one
+        transaction, before our nonces go out (`closing`). A re-proposal while a close we
+        signed is pending is fine: the channel is frozen, so it pays the same balance."""
         fid = bytes(msg.factory_id)
-        row = self._expect_row(fid, "funded")
+        if exit_requested(self.db, fid):
+            raise Refused("we are exiting this factory", code="close-exiting")
+        row = self._expect_row(fid, "funded", "closing")
         spend = self._close_spend(row, msg)
         pos = int(row["position"])
+        closing = load_closing(self.db, fid) or Closing()
         with self.db.transaction() as c:
             record_close_nonce_use(c, fid, spend.tx)
+            save_closing(c, fid, closing.with_pending(SignedClose.of(spend.tx)))
+            c.execute(
+                "UPDATE factories SET state='closing', updated=? WHERE factory_id=?",
+                (now(), fid.hex()),
+            )
+        self._freeze(fid, self.channel)
         self._close_signer = Signer(pos + 1, self.ladder.key_for(fid), [spend.session])
         return CloseNonce(
             factory_id=msg.factory_id, bundle=Hex(self._close_signer.nonces().to_bytes())
         )
 
     def _on_close_agg(self, msg: CloseAggNonce) -> Message:
-        self._expect_row(bytes(msg.factory_id), "funded")
+        """Our partial signature: the close it completes is recorded as signed (with the
+        height the exit deadline counts from) before it goes out."""
+        fid = bytes(msg.factory_id)
+        self._expect_row(fid, "closing")
         signer = self._close_signer
-        if signer is None:
-            raise Refused("no close in progress")
+        closing = load_closing(self.db, fid)
+        if signer is None or closing is None or closing.pending is None:
+            raise Refused("no close in progress", code="close-not-pending")
         self._close_signer = None
         try:
             psig = signer.sign(AggNonceBundle.from_bytes(bytes(msg.bundle)))
-        except (FactoryError, ValueError) as exc:
+            height = self.chain.get_block_count()
+        except (FactoryError, ValueError, ChainUnavailable, ChainResponseError, RpcError) as exc:
             raise Refused(f"cannot sign the close: {exc}") from exc
+        with self.db.transaction() as c:
+            save_closing(c, fid, closing.with_signed(closing.pending, height))
+        crash_point("client-close-signed")
         return ClosePsig(factory_id=msg.factory_id, bundle=Hex(psig.to_bytes()))
 
     def _on_close_done(self, msg: CloseDone) -> None:
+        """The LSP says it broadcast a close: believed only for a close we signed, and even
+        then nothing is disarmed: the chain, not this message, makes the factory closed."""
         fid = bytes(msg.factory_id)
-        self._expect_row(fid, "funded", "closed")
-        self._set_state(fid, "closed", close_txid=bytes(msg.txid)[::-1].hex())
+        row = self._expect_row(fid, "funded", "closing", "closed")
+        txid = bytes(msg.txid)[::-1].hex()
+        if row["state"] == "closed":
+            return None  # settled on chain already
+        closing = load_closing(self.db, fid)
+        if closing is None or not closing.signed:
+            raise Refused(f"close {txid} announced, but we signed none", code="close-not-signed")
+        if not closing.knows(txid):
+            raise Refused(f"close {txid} is not one we signed", code="close-unknown-txid")
+        log.info(
+            "LSP reports close %s of factory %s: waiting for it on chain", txid, fid.hex()[:16]
+        )
         return None
 
     # -- control RPC ------------------------------------------------------------------------
+
+    def _closing_snapshot(self) -> dict[str, Any] | None:
+        """The close in progress for `status` (read on the RPC thread: its own db handle)."""
+        db = open_db(self.config.datadir)
+        try:
+            row = db.execute(
+                "SELECT factory_id FROM factories WHERE role='client' AND state != 'aborted'"
+                " ORDER BY created DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            closing = load_closing(db, bytes.fromhex(row["factory_id"]))
+        finally:
+            db.close()
+        exit_after = self.config.close_exit_blocks or self._exit_after or 0
+        return closing_status(closing, exit_after)
 
     def _rpc_handlers(self) -> dict[str, Callable[..., Any]]:
         datadir = self.config.datadir
@@ -923,6 +1129,7 @@ class ClientDaemon:
                 "client",
                 self.key.public_key,
                 extra={
+                    "closing": self._closing_snapshot(),
                     "lsp": f"{self.config.lsp_host}:{self.config.lsp_port}",
                     "lsp_pubkey": self.config.lsp_pubkey.hex(),
                     "amount_sat": self.config.amount_sat,

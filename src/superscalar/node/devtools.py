@@ -73,7 +73,7 @@ def dev_handlers(datadir: Path, key: SecretKey) -> dict[str, Callable[..., Any]]
     def dev_export(position: int) -> dict[str, Any]:
         with open_db(datadir) as db:
             row = db.execute(
-                "SELECT * FROM factories WHERE state IN ('funded', 'closed')"
+                "SELECT * FROM factories WHERE state IN ('funded', 'closing', 'closed')"
                 " ORDER BY created DESC LIMIT 1"
             ).fetchone()
             if row is None:

@@ -240,8 +240,9 @@ def distribute_due(
     on_broadcast: Callable[[bytes, Transaction], None] = lambda fid, tx: None,
 ) -> list[str]:
     """Broadcast every held distribution tx that is final (tip ≥ nLockTime: it may enter
-    the next block), whose factory (of `role`) is still funded with its funding output
-    unspent, and that `allowed(fid)`; returns the txids recorded as broadcast.
+    the next block), whose factory (of `role`) is still funded — or closing: a close we
+    signed but have not seen confirmed disarms nothing — with its funding output unspent,
+    and that `allowed(fid)`; returns the txids recorded as broadcast.
 
     A distribution tx already spending the funding output (ours from before a restart,
     or another party's copy, even one we would not have sent) is recorded as broadcast
@@ -253,7 +254,7 @@ def distribute_due(
     rows = db.execute(
         "SELECT d.factory_id, d.tx, d.locktime FROM distributions d JOIN factories f"
         " ON f.factory_id = d.factory_id WHERE d.state='held' AND f.role=? AND"
-        " f.state='funded' AND d.locktime <= ?",
+        " f.state IN ('funded', 'closing') AND d.locktime <= ?",
         (role, height),
     ).fetchall()
     for row in rows:

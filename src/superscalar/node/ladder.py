@@ -1235,7 +1235,8 @@ class ClientLadder:
         with something on our side (oldest first)."""
         out = []
         for row in self.d.db.execute(
-            "SELECT * FROM factories WHERE role='client' AND state='funded' ORDER BY created, rowid"
+            "SELECT * FROM factories WHERE role='client' AND state IN ('funded', 'closing')"
+            " ORDER BY created, rowid"
         ).fetchall():
             fid = bytes.fromhex(row["factory_id"])
             if self.handed_over(fid):
@@ -1315,7 +1316,8 @@ class ClientLadder:
         d = self.d
         height = d.chain.get_block_count()
         rows = d.db.execute(
-            "SELECT * FROM factories WHERE role='client' AND state='funded' ORDER BY created, rowid"
+            "SELECT * FROM factories WHERE role='client' AND state IN ('funded', 'closing')"
+            " ORDER BY created, rowid"
         ).fetchall()
         for row in rows:
             reason = self.deadline_exit_reason(row, height)

@@ -1059,6 +1059,15 @@ class LspDaemon:
                 if p is None or p.conn.closed:
                     raise RuntimeError(f"client {c['position']} is not connected")
                 peers.append(p)
+            if self.config.misbehave(LspMisbehaviour.FAKE_CLOSE_DONE):
+                # dev-misbehave: announce a close that was never signed nor broadcast
+                fake = os.urandom(32)
+                for p in peers:
+                    with contextlib.suppress(WireError):
+                        await p.conn.send_message(
+                            CloseDone(factory_id=Hex32(fid), txid=Hex32(fake))
+                        )
+                return fake[::-1].hex()
             payouts = tuple(
                 Payout(
                     script=Hex(bytes.fromhex(c["payout_script"])),
@@ -1120,6 +1129,11 @@ class LspDaemon:
                 await self._drop(fault.peer, str(fault))
                 raise RuntimeError(f"close failed: {fault}") from fault
             tx = spend.signed(sig)
+            if self.config.misbehave(LspMisbehaviour.WITHHOLD_CLOSE_DONE):
+                # dev-misbehave: keep the fully signed close, tell no one, stay funded (the
+                # channels keep forwarding), broadcast nothing
+                log.warning("dev-misbehave: withholding close %s", tx.txid_hex)
+                return tx.txid_hex
             remainders = sum(
                 int(shell.balances()["remote_msat"]) % 1000
                 for shell in self.channels.values()
