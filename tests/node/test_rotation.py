@@ -24,7 +24,8 @@ from .test_payments import _pay, _pubkey
 
 ACTIVE, DYING = 70, 40
 """Long enough that a payment's HTLC (exit budget + the LSP's forwarding delta) expires
-before the distribution tx's locktime, 13 blocks before the CLTV timeout (the LSP refuses
+before the distribution tx's locktime, 19 blocks (the exit window: one DW layer of 3 × 2
+blocks + DYING // 3) before the CLTV timeout (the LSP refuses
 HTLCs it could not enforce within the factory's life)."""
 AMOUNTS = [100_000, 120_000]
 CLOSE_FEERATE = Feerate(2000)  # the LSP's default close feerate (sat/kvB)
