@@ -13,6 +13,7 @@ from superscalar.ladder import (
     Phase,
     ladder_params_for,
 )
+from superscalar.ladder.lifecycle import LifeTooShort
 
 PARAMS = LadderParams(active_blocks=20, dying_blocks=5)
 
@@ -43,7 +44,7 @@ def test_an_htlc_outliving_the_factory_is_refused_even_while_active() -> None:
 
 def test_mainnet_defaults_are_about_thirty_days_then_three() -> None:
     assert MAINNET_LADDER.active_blocks == 30 * 144
-    assert MAINNET_LADDER.dying_blocks == 3 * 144
+    assert MAINNET_LADDER.dying_blocks == 5 * 144
     assert ladder_params_for("mainnet") == MAINNET_LADDER
 
 
@@ -83,14 +84,25 @@ def test_two_factories_are_alive_during_the_overlap_and_the_newest_serves() -> N
     assert ladder.alive(125) == (b"f1",)
 
 
-def test_the_distribution_tx_is_due_a_third_of_the_dying_period_before_the_timeout() -> None:
+def test_the_margin_is_a_third_of_the_dying_period_at_least_two_blocks() -> None:
     assert REGTEST_LADDER.distribution_margin == 10
-    assert MAINNET_LADDER.distribution_margin == 144
-    lc = LadderParams(active_blocks=60, dying_blocks=30).lifecycle(100)
-    assert lc.distribution_at == lc.cltv_timeout - 10
-    assert lc.phase(lc.distribution_at) is Phase.DYING
-
-
-def test_a_short_dying_period_still_leaves_two_blocks_before_the_timeout() -> None:
+    assert MAINNET_LADDER.distribution_margin == 240
     assert PARAMS.distribution_margin == 2
-    assert PARAMS.lifecycle(100).distribution_at == 123
+
+
+def test_the_distribution_tx_is_due_the_exit_window_before_the_timeout() -> None:
+    lc = LadderParams(active_blocks=60, dying_blocks=30).lifecycle(100)
+    assert lc.distribution_at(22) == lc.cltv_timeout - 22
+    assert lc.phase(lc.distribution_at(22)) is Phase.DYING
+
+
+@pytest.mark.parametrize(("window", "fits"), [(29, True), (30, False), (200, False)])
+def test_the_exit_window_must_fit_in_the_dying_period(window: int, fits: bool) -> None:
+    params = LadderParams(active_blocks=60, dying_blocks=30)
+    if fits:
+        params.check_fits(window)
+        assert params.lifecycle(0).distribution_at(window) > params.lifecycle(0).dying_at
+    else:
+        with pytest.raises(LifeTooShort) as info:
+            params.check_fits(window)
+        assert info.value.code == "life-too-short"

@@ -23,9 +23,13 @@ from .support import Cluster, run_node, wait_for
 from .test_payments import _lsp_balances, _pay, _pubkey
 
 AMOUNTS = [100_000, 120_000]
-ACTIVE, DYING = 10, 6
-"""A short life: the distribution tx is valid 2 blocks (max(2, DYING // 3)) before the
-CLTV timeout, i.e. 14 blocks after the factory was created."""
+ACTIVE, DYING = 20, 12
+"""A short life (32 blocks: the regtest client's minimum is 30): the distribution tx is valid
+the tree's exit window before the CLTV timeout, i.e. 22 blocks after the factory was created,
+once it is DYING."""
+EXIT_WINDOW = 6 + 4
+"""Two clients share one leaf: one DW layer of 3 × 2 blocks (regtest DW step), + the margin
+max(DYING // 3, the regtest client's confirmation margin of 4)."""
 ANCHOR = 240  # the LSP's default anchor value
 
 
@@ -83,7 +87,7 @@ def test_lsp_gone_clients_broadcast_the_distribution_tx_and_are_paid_exactly(
     f = _start(cluster)
     lsp_dist = _distribution(cluster, cluster.lsp_dir)
     locktime = int(lsp_dist["locktime"])
-    assert locktime == int(f["cltv_timeout"]) - max(2, DYING // 3)
+    assert locktime == int(f["cltv_timeout"]) - EXIT_WINDOW
     for i, amount in enumerate(AMOUNTS):  # every client holds the signed tx, its payout known
         d = _distribution(cluster, cluster.client_dir(i))
         assert (d["state"], d["txid"], d["payout_sat"]) == ("held", lsp_dist["txid"], amount)

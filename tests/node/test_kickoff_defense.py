@@ -30,8 +30,9 @@ from .support import Cluster, wait_for
 
 AMOUNTS = [100_000, 120_000, 90_000]
 ACTIVE, DYING = 40, 30
-"""Factory 0 rotates 40 blocks in; its distribution locktime is DYING // 3 = 10 blocks
-before its CLTV timeout; factory 1 (created at the rotation) stays ACTIVE to the end."""
+"""Factory 0 rotates 40 blocks in; its distribution locktime is its exit window (2 DW layers
+of 3 × 2 blocks + DYING // 3 = 10) = 22 blocks before its CLTV timeout; factory 1 (created at
+the rotation) stays ACTIVE to the end."""
 CLOSE_FEERATE = Feerate(2000)  # the LSP's default close feerate (sat/kvB)
 
 

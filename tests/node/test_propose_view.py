@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,23 @@ TREE = make_tree(8, PARAMS)
 CLIENT = 2
 SCRIPTS = [p2tr_script(secret(c + 1).xonly_public_key) for c in range(8)]
 """Each client's payout script (the daemon under test has `SCRIPTS[CLIENT]`)."""
-LOCKTIME = PARAMS.cltv_timeout - 2
+HEIGHT = 500
+"""The tip the daemon reads (its own view of the chain, never the LSP's)."""
+LOCKTIME = PARAMS.cltv_timeout - 100
+"""Before the CLTV by more than the exit window: 3 DW layers of 30 blocks + 4 to confirm."""
+
+
+class StubChain(BitcoindClient):
+    """A regtest chain at `HEIGHT`: the height and network are all a PROPOSE check reads."""
+
+    def __init__(self) -> None:
+        super().__init__("http://u:p@127.0.0.1:1/")
+
+    def get_block_count(self) -> int:
+        return HEIGHT
+
+    def get_blockchain_info(self) -> dict[str, Any]:
+        return {"chain": "regtest", "blocks": HEIGHT}
 
 
 def honest_terms(locktime: int = LOCKTIME) -> DistributionTerms:
@@ -48,17 +65,19 @@ def honest_terms(locktime: int = LOCKTIME) -> DistributionTerms:
 
 
 def propose(
-    view: ClientView | bytes, distribution: DistributionTerms | None = None
+    view: ClientView | bytes,
+    distribution: DistributionTerms | None = None,
+    params: FactoryParams = PARAMS,
 ) -> FactoryPropose:
     raw = view if isinstance(view, bytes) else view.to_bytes()
     return FactoryPropose(
         factory_id=Hex32(b"\x11" * 32),
         attempt=1,
-        cltv_timeout=PARAMS.cltv_timeout,
-        arity=PARAMS.arity,
-        states_per_layer=PARAMS.dw.states_per_layer,
-        step_blocks=PARAMS.dw.step_blocks,
-        anchor_value=PARAMS.fees.anchor_value,
+        cltv_timeout=params.cltv_timeout,
+        arity=params.arity,
+        states_per_layer=params.dw.states_per_layer,
+        step_blocks=params.dw.step_blocks,
+        anchor_value=params.fees.anchor_value,
         view=Hex(raw),
         distribution=honest_terms() if distribution is None else distribution,
     )
@@ -67,8 +86,8 @@ def propose(
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[ClientDaemon]:
     config = ClientConfig(tmp_path, "127.0.0.1", 1, secret(0).public_key, CHANNEL // 2)
-    # the chain is never asked anything before funding
-    d = ClientDaemon(config, secret(CLIENT + 1), BitcoindClient("http://u:p@127.0.0.1:1/"))
+    # the chain is asked nothing but its height and network before funding
+    d = ClientDaemon(config, secret(CLIENT + 1), StubChain())
     with d.db.transaction() as c:
         c.execute("INSERT INTO node_kv VALUES ('payout_script', ?)", (SCRIPTS[CLIENT].hex(),))
     try:
@@ -201,3 +220,62 @@ def test_new_factory_not_at_dw_state_zero_is_refused(daemon: ClientDaemon) -> No
     txin = replace(state.inputs[0], sequence=PARAMS.dw.sequence(2))
     evil = with_step_tx(view, 1, replace(state, inputs=(txin,)))
     assert_refused_before_nonces(daemon, propose(evil), "DW state 0")
+
+
+# -- the client's own bounds (factory.safety): from its config and the height it reads --------
+
+
+def _tree_propose(params: FactoryParams, locktime: int | None = None) -> FactoryPropose:
+    """A consistent PROPOSE for `params` (the view is really built with them): only the
+    client's own policy can refuse it."""
+    view = extract_view(make_tree(8, params), CLIENT)
+    terms = honest_terms(params.cltv_timeout - 100 if locktime is None else locktime)
+    return propose(view, terms, params)
+
+
+def test_a_cltv_25_blocks_away_is_refused(daemon: ClientDaemon) -> None:
+    short = replace(PARAMS, cltv_timeout=HEIGHT + 25)
+    msg = _tree_propose(short, locktime=HEIGHT + 1)
+    assert_refused_before_nonces(daemon, msg, "refused: cltv-too-soon: ")
+
+
+def test_a_cltv_the_exit_cannot_reach_is_refused(daemon: ClientDaemon) -> None:
+    # 3 layers × 30 blocks + 4 to confirm = 94 blocks: 93 leave the exit one block short
+    near = replace(PARAMS, cltv_timeout=HEIGHT + 93)
+    msg = _tree_propose(near, locktime=HEIGHT + 1)
+    assert_refused_before_nonces(daemon, msg, "refused: exit-window-too-short: ")
+
+
+def test_a_dw_step_too_long_for_the_life_is_refused(daemon: ClientDaemon) -> None:
+    long = replace(PARAMS, dw=DWParams(4, 100))  # 3 layers × 300 blocks > the 500 left
+    assert_refused_before_nonces(daemon, _tree_propose(long), "refused: exit-window-too-short: ")
+    longer = replace(PARAMS, dw=DWParams(4, 145))
+    assert_refused_before_nonces(daemon, _tree_propose(longer), "refused: dw-step-too-long: ")
+
+
+def test_a_distribution_locktime_that_leaves_no_exit_window_is_refused(
+    daemon: ClientDaemon,
+) -> None:
+    """The LSP's old locktime (a third of the dying period before the CLTV): after a root
+    kickoff there, the exit could not finish before the timeout sweep."""
+    msg = _tree_propose(PARAMS, locktime=PARAMS.cltv_timeout - 10)
+    assert_refused_before_nonces(daemon, msg, "refused: distribution-too-late: ")
+
+
+def test_the_exit_window_boundary_is_accepted(daemon: ClientDaemon) -> None:
+    msg = _tree_propose(PARAMS, locktime=PARAMS.cltv_timeout - 94)
+    assert isinstance(daemon._on_propose(msg), FactoryNonces)
+
+
+def test_the_clients_own_config_bounds_the_terms(tmp_path: Path) -> None:
+    config = ClientConfig(
+        tmp_path, "127.0.0.1", 1, secret(0).public_key, CHANNEL // 2,
+        safety=(("min_factory_life", 501),),
+    )  # fmt: skip
+    d = ClientDaemon(config, secret(CLIENT + 1), StubChain())
+    try:
+        with d.db.transaction() as c:
+            c.execute("INSERT INTO node_kv VALUES ('payout_script', ?)", (SCRIPTS[CLIENT].hex(),))
+        assert_refused_before_nonces(d, _tree_propose(PARAMS), "refused: cltv-too-soon: ")
+    finally:
+        d.db.close()

@@ -24,7 +24,8 @@ from .test_payments import _pay, _pubkey
 
 ACTIVE, DYING = 70, 64
 """Long enough that a payment's HTLC (exit budget + the LSP's forwarding delta) expires
-before the distribution tx's locktime, 13 blocks before the CLTV timeout (the LSP refuses
+before the distribution tx's locktime, which is the exit window (the tree's worst-case exit
++ max(DYING // 3, the clients' confirmation margin)) before the CLTV timeout (the LSP refuses
 HTLCs it could not enforce within the factory's life). DYING leaves the move PTLC's expiry
 (6 blocks before the CLTV) room for factory 1's whole exit + 6 + min_cltv_delta, which the
 clients require (`ladder.move.claim_lead`)."""

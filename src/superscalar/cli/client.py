@@ -50,6 +50,39 @@ err = Console(stderr=True)
     help="Blocks a close we signed may stay unconfirmed before we exit alone "
     "[default: 144, 6 on regtest].",
 )
+@click.option(
+    "--min-factory-life",
+    type=click.IntRange(0),
+    help="Refuse a factory whose CLTV timeout is fewer blocks away [default: 2016; 30 on regtest].",
+)
+@click.option(
+    "--confirm-margin",
+    type=click.IntRange(0),
+    help="Blocks our exit path's txs get to confirm, on top of its DW delays, before the CLTV "
+    "timeout [default: 144; 4 on regtest].",
+)
+@click.option(
+    "--min-dw-step",
+    type=click.IntRange(1),
+    help="Refuse DW steps shorter than this [default: 6; 1 on regtest].",
+)
+@click.option(
+    "--max-dw-step", type=click.IntRange(1), help="Refuse longer DW steps [default: 144]."
+)
+@click.option(
+    "--max-states-per-layer",
+    type=click.IntRange(2),
+    help="Refuse more DW states per layer [default: 32].",
+)
+@click.option("--max-arity", type=click.IntRange(2), help="Refuse wider tree nodes [default: 16].")
+@click.option(
+    "--max-anchor", type=click.IntRange(0), help="Refuse larger anchors, sat [default: 1000]."
+)
+@click.option(
+    "--max-exit-delay",
+    type=click.IntRange(0),
+    help="Refuse a tree whose worst-case exit from our leaf takes longer [default: 2016].",
+)
 @misbehave_option(ClientMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
@@ -65,11 +98,20 @@ def client_command(
     dev_tools: bool,
     refuse_turnover: bool,
     close_exit_blocks: int | None,
+    min_factory_life: int | None,
+    confirm_margin: int | None,
+    min_dw_step: int | None,
+    max_dw_step: int | None,
+    max_states_per_layer: int | None,
+    max_arity: int | None,
+    max_anchor: int | None,
+    max_exit_delay: int | None,
     misbehave: tuple[str, ...],
     verbose: bool,
 ) -> None:
     """Run a client: connect to the LSP over BOLT-8, join, verify and sign the factory."""
     from superscalar.crypto.keys import PublicKey
+    from superscalar.factory.safety import safety_for
     from superscalar.node.client import ClientConfig, ClientDaemon
     from superscalar.node.misbehave import Misbehaviour
 
@@ -81,6 +123,22 @@ def client_command(
         lsp_key = PublicKey.from_hex(lsp_pubkey)
     except ValueError as exc:
         raise click.BadParameter(f"not a public key: {exc}", param_hint="--lsp-pubkey") from None
+    safety = {
+        "min_factory_life": min_factory_life,
+        "confirm_margin": confirm_margin,
+        "min_dw_step": min_dw_step,
+        "max_dw_step": max_dw_step,
+        "max_states_per_layer": max_states_per_layer,
+        "max_arity": max_arity,
+        "max_anchor_value": max_anchor,
+        "max_exit_delay": max_exit_delay,
+    }
+    overrides = tuple((k, v) for k, v in safety.items() if v is not None)
+    for network in ("regtest", "mainnet"):  # the bounds must make sense on either defaults
+        try:
+            safety_for(network, **dict(overrides))
+        except ValueError as exc:
+            raise click.UsageError(f"client safety bounds: {exc}") from None
     key, chain = daemon_identity(datadir, chain_rpc, chain_cookie)
     check_misbehave(chain, misbehave, dev_tools)
     config = ClientConfig(
@@ -96,6 +154,7 @@ def client_command(
         refuse_turnover=refuse_turnover,
         misbehave=Misbehaviour(frozenset(ClientMisbehaviour(m) for m in misbehave)),
         close_exit_blocks=close_exit_blocks,
+        safety=overrides,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

@@ -147,7 +147,11 @@ def parse_arity(text: str) -> tuple[int, ...]:
     "--arity", default="2", show_default=True, help="Leaf-first arity list, e.g. 2 or 2,4."
 )
 @click.option("--states-per-layer", default=4, show_default=True, type=click.IntRange(2, 256))
-@click.option("--step-blocks", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option(
+    "--step-blocks",
+    type=click.IntRange(1, 1000),
+    help="Blocks between DW states [default: 10; 2 on regtest].",
+)
 @click.option("--lstock-sat", default=50_000, show_default=True, type=click.IntRange(1000))
 @click.option(
     "--active-blocks",
@@ -159,7 +163,7 @@ def parse_arity(text: str) -> tuple[int, ...]:
     "--dying-blocks",
     type=click.IntRange(1),
     help="Blocks of handover between dying and the factory's CLTV timeout "
-    "[default: 432 (~3 days); 30 on regtest].",
+    "[default: 720 (~5 days); 30 on regtest].",
 )
 @click.option(
     "--step-timeout",
@@ -194,7 +198,7 @@ def lsp_command(
     n_clients: int,
     arity: str,
     states_per_layer: int,
-    step_blocks: int,
+    step_blocks: int | None,
     lstock_sat: int,
     step_timeout: float | None,
     client_credit_sat: int,

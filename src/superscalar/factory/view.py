@@ -22,6 +22,14 @@ factory parameters, recomputes every sighash itself, and refuses unless
   own of exactly the agreed capacity, plus the L-stock for the given point;
 - the worst-case exit delay fits both the factory's budget and the client's.
 
+`verify_view` takes the parameters as given in `ClientExpectation.params`: it
+checks the view is sound *for* them, not that they are safe. Parameters that
+arrive in the same PROPOSE as the view must first pass the client's own policy
+(`factory.safety`: CLTV far enough above the height the client reads, DW step,
+states, arity and anchor bounded by its config, its exit window before the
+CLTV timeout); comparing the message with parameters derived from itself
+would check nothing.
+
 This catches a valid-looking path inside an invalid tree: a sibling subtree
 paid to the wrong keys, an inflated sibling amount that breaks conservation, a
 funding key that does not include everybody. What the client then signs are
@@ -236,6 +244,8 @@ class ClientExpectation:
     channel_amount: int
     lsp: PublicKey
     params: FactoryParams
+    """The parameters the client accepted by its own policy (`factory.safety`); the view
+    must be built with exactly these."""
     max_exit_delay: int | None = None
     """The client's own ceiling on worst-case exit delay (None: the factory budget)."""
     initial: bool = False

@@ -24,10 +24,17 @@ __all__ = [
     "REGTEST_LADDER",
     "Ladder",
     "LadderParams",
+    "LifeTooShort",
     "Lifecycle",
     "Phase",
     "ladder_params_for",
 ]
+
+
+class LifeTooShort(LadderError):
+    """The LSP's ladder cannot hold a factory this deep: refuse to build it."""
+
+    code = "life-too-short"
 
 
 class Phase(StrEnum):
@@ -54,21 +61,37 @@ class LadderParams:
 
     @property
     def distribution_margin(self) -> int:
-        """Blocks before the CLTV timeout at which the distribution tx becomes valid.
-
-        A third of the dying period (at least 2 blocks; 10 on regtest's 30, 144 = one day
-        on mainnet's 432): the first two thirds are left for rotation, the last third for
-        the distribution tx and its CPFP child to confirm before the LSP's timeout path
-        opens, so a vanished LSP's clients are paid before anyone can sweep the funding.
+        """Blocks, on top of the tree's worst-case exit delay, between the distribution
+        locktime and the CLTV timeout: a third of the dying period (at least 2 blocks; 10 on
+        regtest's 30, 240 on mainnet's 720), for the exit path's (or the
+        distribution tx's) transactions and their CPFP children to confirm.
         """
         return max(2, self.dying_blocks // 3)
+
+    def check_fits(self, exit_window: int) -> None:
+        """`LifeTooShort` unless a factory whose exit takes `exit_window` blocks (worst-case
+        DW delays + confirmation margin, `factory.safety.exit_window`) fits in the dying
+        period with at least one block left for rotation.
+
+        The distribution locktime is `exit_window` blocks before the CLTV timeout (a client
+        facing the kickoff defense there must still finish its exit, see
+        `factory.safety`); it must come after the factory starts dying, or the distribution
+        tx (and the LSP's root kickoff before it) would fire on an ACTIVE factory before its
+        clients could move."""
+        if exit_window >= self.dying_blocks:
+            raise LifeTooShort(
+                f"{LifeTooShort.code}: the tree's exit window is {exit_window} blocks (worst-case"
+                f" DW delays + confirmation margin), the dying period only {self.dying_blocks}:"
+                f" use --dying-blocks > {exit_window} or fewer DW layers/a shorter DW step"
+            )
 
     def lifecycle(self, created: int) -> Lifecycle:
         return Lifecycle(created, self)
 
 
-MAINNET_LADDER = LadderParams(active_blocks=4320, dying_blocks=432)
-"""About 30 days of service and 3 days of handover (144 blocks a day)."""
+MAINNET_LADDER = LadderParams(active_blocks=4320, dying_blocks=720)
+"""About 30 days of service and 5 days of handover (144 blocks a day): the handover holds a
+deep tree's exit window (10 DW layers of 30 blocks + a day to confirm) and a day of rotation."""
 REGTEST_LADDER = LadderParams(active_blocks=60, dying_blocks=30)
 """Short enough for demos and tests to walk a whole lifetime in seconds."""
 
@@ -109,11 +132,12 @@ class Lifecycle:
     def cltv_timeout(self) -> int:
         return self.expires_at
 
-    @property
-    def distribution_at(self) -> int:
+    def distribution_at(self, exit_window: int) -> int:
         """The distribution tx's nLockTime: it may confirm in the block after this height,
-        `distribution_margin` blocks before the CLTV timeout path."""
-        return self.expires_at - self.params.distribution_margin
+        `exit_window` blocks (the tree's worst-case exit delay + the confirmation margin)
+        before the CLTV timeout path, so a client whose factory is kicked off there still
+        exits in time (see `LadderParams.check_fits`)."""
+        return self.expires_at - exit_window
 
     def phase(self, height: int) -> Phase:
         if height < self.dying_at:

@@ -66,6 +66,14 @@ from superscalar.factory import (
     verify_view,
 )
 from superscalar.factory.errors import FactoryError
+from superscalar.factory.safety import (
+    ClientSafety,
+    TermsRefused,
+    check_exit_window,
+    check_params,
+    safety_for,
+)
+from superscalar.factory.shape import FactoryParams
 from superscalar.store.db import Database
 from superscalar.wire.codec import Error, ErrorCode, Hex, Init, Message, decode, encode
 from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
@@ -182,6 +190,9 @@ class ClientConfig:
     close_exit_blocks: int | None = None
     """Blocks a close we signed may stay unconfirmed before we exit alone (None:
     `CLOSE_EXIT_BLOCKS`, or `CLOSE_EXIT_BLOCKS_REGTEST` on regtest)."""
+    safety: tuple[tuple[str, int], ...] = ()
+    """Our bounds on proposed factory terms (`factory.safety.ClientSafety` field, value),
+    over the chain's network defaults (`--min-factory-life`, `--confirm-margin`, ...)."""
 
 
 class ClientDaemon:
@@ -214,6 +225,7 @@ class ClientDaemon:
         """Leaf advances: buying inbound liquidity, re-anchoring our channel."""
         self.watch: DaemonWatch | None = None
         self._exit_after: int | None = None
+        self._safety_policy: ClientSafety | None = None
 
     # -- state ---------------------------------------------------------------------------
 
@@ -793,13 +805,23 @@ class ClientDaemon:
             raise Refused(f"message for factory {fid.hex()[:16]} not expected ({have})")
         return row
 
-    def _expectation(self, msg: FactoryPropose, key: PublicKey) -> ClientExpectation:
-        """What we accept: our factory `key` (one per factory, see `ladder`) at our amount."""
+    def _safety(self) -> ClientSafety:
+        """Our own bounds on factory terms: the network's defaults (read from the chain, as
+        the ladder does) with our configuration over them. Never from the LSP."""
+        if self._safety_policy is None:
+            chain = str(self.chain.get_blockchain_info().get("chain", "regtest"))
+            self._safety_policy = safety_for(chain, **dict(self.config.safety))
+        return self._safety_policy
+
+    def _expectation(self, params: FactoryParams, key: PublicKey) -> ClientExpectation:
+        """What we accept: our factory `key` (one per factory, see `ladder`) at our amount,
+        with `params` that already passed our own policy (`_check_terms`) — or, for a
+        stored PROPOSE, the parameters we accepted when we signed it."""
         return ClientExpectation(
             key,
             channel_capacity(self.config.amount_sat),
             self.config.lsp_pubkey,
-            params_of(msg),
+            params,
             initial=True,
         )
 
@@ -810,18 +832,29 @@ class ClientDaemon:
             return self._verified[1]
         msg = decode(row["propose"])
         assert isinstance(msg, FactoryPropose)
-        expect = self._expectation(msg, self.ladder.key_for(fid).public_key)
+        expect = self._expectation(params_of(msg), self.ladder.key_for(fid).public_key)
         verified = verify_view(view_of(msg, self.config.lsp_pubkey), expect)
         self._verified = (fid, verified)
         return verified
 
     def _on_propose(self, msg: FactoryPropose) -> Message:
+        """Check a new factory with our own bounds before anything is stored or signed: its
+        parameters (`factory.safety.check_params`, against the height we read), its path
+        view (`verify_view`), our distribution payout, and that our exit fits before the
+        CLTV timeout both now and from the distribution locktime (`check_exit_window`)."""
         if not self.ladder.proposal_allowed(self._current()):
             raise Refused("already in a factory")
         fkey = self.ladder.proposed_key()
         try:
+            height = self.chain.get_block_count()
+            safety = self._safety()
+        except (ChainUnavailable, ChainResponseError, RpcError) as exc:
+            raise Refused(f"cannot read the chain to check the proposal: {exc}") from exc
+        try:
+            params = params_of(msg)
+            check_params(safety, params, height)
             view_in = view_of(msg, self.config.lsp_pubkey)
-            verified = verify_view(view_in, self._expectation(msg, fkey.public_key))
+            verified = verify_view(view_in, self._expectation(params, fkey.public_key))
         except (FactoryError, ValueError) as exc:
             raise Refused(f"proposed factory refused: {exc}") from exc
         view = verified.view
@@ -840,6 +873,16 @@ class ClientDaemon:
         if refusal is not None:
             raise Refused(f"proposed factory refused: {refusal}")
         assert msg.distribution is not None
+        try:
+            check_exit_window(
+                safety,
+                params.cltv_timeout,
+                height,
+                verified.worst_case_exit_delay,
+                msg.distribution.locktime,
+            )
+        except TermsRefused as exc:
+            raise Refused(f"proposed factory refused: {exc}") from exc
         try:
             distribution = view_distribution(verified, msg.distribution)
         except (FactoryError, ValueError) as exc:

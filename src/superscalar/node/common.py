@@ -132,6 +132,9 @@ class FactoryTerms(Record):
 
 
 def params_of(msg: FactoryTerms | FactoryPropose) -> FactoryParams:
+    """The factory parameters a message states. For a PROPOSE they are the LSP's claim, not
+    something a client may check the same message against: a client bounds them with its
+    own policy first (`factory.safety.check_params`, its config and the chain height)."""
     return FactoryParams(
         cltv_timeout=msg.cltv_timeout,
         arity=tuple(msg.arity),
@@ -156,8 +159,8 @@ def tree_of(msg: FactoryTerms, lsp: PublicKey) -> FactoryTree:
 
 def view_of(msg: FactoryPropose, lsp: PublicKey) -> ClientView:
     """The client's view out of PROPOSE (strict decode; `ViewError` if malformed). The
-    parameters it is checked against travel beside it and are not trusted either: the
-    client's `ClientExpectation` bounds what it accepts (exit delay budget)."""
+    parameters travel beside it and are not trusted either: the client bounds them with its
+    own `factory.safety` policy before it checks the view against them."""
     return ClientView.from_bytes(bytes(msg.view), params_of(msg), lsp)
 
 

@@ -105,6 +105,7 @@ from .common import (
     crash_point,
     factory_signing_key,
     now,
+    params_of,
     record_close_nonce_use,
     spec_of,
     tree_of,
@@ -1216,7 +1217,7 @@ class ClientLadder:
             else:
                 msg = decode(row["propose"])
                 assert isinstance(msg, FactoryPropose)
-                expect = self.d._expectation(msg, self.key_for(fid).public_key)
+                expect = self.d._expectation(params_of(msg), self.key_for(fid).public_key)
                 cached = verify_view(view_of(msg, self.d.config.lsp_pubkey), expect)
             self._views[fid] = cached
         return cached

@@ -75,6 +75,7 @@ from superscalar.factory import (
     extract_view,
 )
 from superscalar.factory.errors import FactoryError
+from superscalar.factory.safety import check_exit_window, check_params, exit_window, safety_for
 from superscalar.store.db import Database
 from superscalar.wire.codec import (
     Error,
@@ -131,6 +132,7 @@ from .common import (
     default_step_timeout,
     now,
     open_db,
+    params_of,
     record_close_nonce_use,
     spec_of,
     tree_of,
@@ -183,6 +185,13 @@ class Built:
 
 M = TypeVar("M", bound=Message)
 
+DEFAULT_STEP_BLOCKS = 10
+REGTEST_STEP_BLOCKS = 2
+"""Regtest DW step: a 2-layer exit is 12 blocks, which fits regtest's 30-block dying period
+with its 10-block margin and room to rotate (see `LadderParams.check_fits`)."""
+SHORT_CLTV_BLOCKS = 25
+"""dev-misbehave short-cltv: the CLTV timeout this many blocks above the tip."""
+
 
 def script_for_address(address: str) -> bytes:
     """The scriptPubKey of a wallet address on whichever network it belongs to."""
@@ -202,7 +211,9 @@ class LspConfig:
     n_clients: int
     arity: tuple[int, ...] = (2,)
     states_per_layer: int = 4
-    step_blocks: int = 10
+    step_blocks: int | None = None
+    """Blocks between DW states (None: `DEFAULT_STEP_BLOCKS`, `REGTEST_STEP_BLOCKS` on
+    regtest, so that a regtest factory's exit window fits its short dying period)."""
     lstock_sat: int = 50_000
     anchor_value: int = 240
     close_feerate: int = 2000
@@ -493,9 +504,26 @@ class LspDaemon:
         return built
 
     def _propose_base(self, peers: list[Peer]) -> tuple[Built, Transaction, bytes]:
-        """Build the terms and tree, fund the funding output with the wallet (unsigned)."""
+        """Build the terms and tree, fund the funding output with the wallet (unsigned).
+
+        The terms must be ones our honest clients accept (`factory.safety` with the
+        network's default client policy): the CLTV timeout is a whole ladder lifetime away,
+        and the distribution locktime leaves the tree's exit window (worst-case exit delay +
+        margin) before it. A ladder whose dying period cannot hold that window, or terms the
+        default client policy refuses, are refused here (`LifeTooShort`, `TermsRefused`)
+        before any coin is selected."""
         cfg = self.config
         height = self.chain.get_block_count()
+        network = str(self.chain.get_blockchain_info().get("chain", "regtest"))
+        ladder = self.ladder.params()
+        policy = safety_for(network)
+        margin = max(ladder.distribution_margin, policy.confirm_margin)
+        step = cfg.step_blocks
+        if step is None:
+            step = REGTEST_STEP_BLOCKS if network == "regtest" else DEFAULT_STEP_BLOCKS
+        cltv = height + ladder.lifetime
+        if cfg.misbehave(LspMisbehaviour.SHORT_CLTV):  # dev-misbehave: a CLTV too near to exit
+            cltv = height + SHORT_CLTV_BLOCKS
         clients = tuple(
             ClientSpec(client_factory_key(p.key, p.join), channel_capacity(p.join.amount_sat))
             for p in peers
@@ -513,15 +541,32 @@ class LspDaemon:
             funding_txid=Hex32(bytes(32)),
             funding_vout=0,
             funding_amount=amount,
-            cltv_timeout=height + self.ladder.params().lifetime,
+            cltv_timeout=cltv,
             arity=cfg.arity,
             states_per_layer=cfg.states_per_layer,
-            step_blocks=cfg.step_blocks,
+            step_blocks=step,
             anchor_value=cfg.anchor_value,
             lstock_points=(),
         )
         cache = KeyAggCache()
         shape = build_shape(spec_of(terms, self.key.public_key))
+        if cfg.misbehave(LspMisbehaviour.LONG_DW_STEP):
+            # dev-misbehave: DW steps so long the tree's exit outlasts the factory's life
+            per_step = (shape.max_depth + 1) * (cfg.states_per_layer - 1)
+            long_step = (cltv - height) // per_step + 1
+            terms = msgspec.structs.replace(terms, step_blocks=long_step)
+            shape = build_shape(spec_of(terms, self.key.public_key))
+        window = exit_window(shape.worst_case_exit_delay, margin)
+        locktime = cltv - window
+        if cfg.misbehave(LspMisbehaviour.SHORT_CLTV) or cfg.misbehave(
+            LspMisbehaviour.LONG_DW_STEP
+        ):  # dev-misbehave: skip our own checks, keep a locktime clients could sign
+            locktime = max(height + 1, min(locktime, cltv - 1))
+        else:
+            ladder.check_fits(window)
+            params = params_of(terms)
+            check_params(policy, params, height)
+            check_exit_window(policy, cltv, height, shape.worst_case_exit_delay, locktime)
         secrets = LStockSecrets(seed)
         points = tuple(XOnlyHex.of(secrets.point(leaf, 0)) for leaf in range(len(shape.leaves)))
         funding_out = FactoryScripts.build(shape, cache).funding.txout(amount)
@@ -537,19 +582,19 @@ class LspDaemon:
         shape = build_shape(spec_of(terms, self.key.public_key))
         state = FactoryState.initial(shape, [p.to_key() for p in points])
         tree = FactoryTree.build(shape, state, FactoryScripts.build(shape, cache))
-        dist = self._distribution_terms(peers, terms.cltv_timeout)
+        dist = self._distribution_terms(peers, locktime)
         plan = SigningPlan.for_tree(tree, extra=(lsp_distribution(tree, dist).session,))
         return Built(terms, tree, plan, dist), unsigned, seed
 
-    def _distribution_terms(self, peers: list[Peer], cltv_timeout: int) -> DistributionTerms:
+    def _distribution_terms(self, peers: list[Peer], locktime: int) -> DistributionTerms:
         """Each client's opening balance to its payout script, the rest to a fresh LSP
-        address; valid `distribution_margin` blocks before the CLTV timeout (see
-        `distribution`). A mover opens with nothing on its side (its balance arrives later
-        by the move PTLC), so its default here is 0: a mover that never hands over its old
-        key must not be paid its old balance by this factory's distribution tx as well."""
+        address; valid at `locktime`, the tree's exit window before the CLTV timeout (see
+        `_propose_base` and `distribution`). A mover opens with nothing on its side (its
+        balance arrives later by the move PTLC), so its default here is 0: a mover that never
+        hands over its old key must not be paid its old balance by this factory's
+        distribution tx as well."""
         opening = [(bytes(p.join.payout_script), self._opening_client_msat(p.join)) for p in peers]
         lsp_script = script_for_address(self.chain.get_new_address())
-        locktime = cltv_timeout - self.ladder.params().distribution_margin
         return new_terms(opening, lsp_script, locktime)
 
     def _opening_client_msat(self, join: JoinRequest) -> int:
