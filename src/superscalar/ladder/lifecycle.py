@@ -34,7 +34,10 @@ __all__ = [
 class LifeTooShort(LadderError):
     """The LSP's ladder cannot hold a factory this deep: refuse to build it."""
 
-    code = "life-too-short"
+    CODE = "life-too-short"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=self.CODE)
 
 
 class Phase(StrEnum):
@@ -80,7 +83,7 @@ class LadderParams:
         clients could move."""
         if exit_window >= self.dying_blocks:
             raise LifeTooShort(
-                f"{LifeTooShort.code}: the tree's exit window is {exit_window} blocks (worst-case"
+                f"{LifeTooShort.CODE}: the tree's exit window is {exit_window} blocks (worst-case"
                 f" DW delays + confirmation margin), the dying period only {self.dying_blocks}:"
                 f" use --dying-blocks > {exit_window} or fewer DW layers/a shorter DW step"
             )
