@@ -43,6 +43,14 @@ err = Console(stderr=True)
     is_flag=True,
     help="Decline to move to the LSP's next factory (stay on a dying one until it closes).",
 )
+@click.option(
+    "--advance-done-blocks",
+    type=click.IntRange(1),
+    default=144,
+    show_default=True,
+    help="Blocks to wait for the LSP to finish a leaf advance we signed (our channel is "
+    "frozen meanwhile) before exiting on chain.",
+)
 @misbehave_option(ClientMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
@@ -57,6 +65,7 @@ def client_command(
     watchtowers: tuple[str, ...],
     dev_tools: bool,
     refuse_turnover: bool,
+    advance_done_blocks: int,
     misbehave: tuple[str, ...],
     verbose: bool,
 ) -> None:
@@ -87,6 +96,7 @@ def client_command(
         watchtowers=watchtowers,
         refuse_turnover=refuse_turnover,
         misbehave=Misbehaviour(frozenset(ClientMisbehaviour(m) for m in misbehave)),
+        advance_done_blocks=advance_done_blocks,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

@@ -167,6 +167,20 @@ def parse_arity(text: str) -> tuple[int, ...]:
     default=None,
     help="Seconds every client gets per ceremony step [default: 60 + 0.5 per client].",
 )
+@click.option(
+    "--max-liquidity-per-client",
+    type=click.IntRange(1),
+    default=None,
+    help="Sat of inbound liquidity one client may request per factory "
+    "[default: its share of its leaf's L-stock].",
+)
+@click.option(
+    "--max-advances-per-client",
+    type=click.IntRange(1),
+    default=None,
+    help="Liquidity requests (leaf advances) one client may have per factory "
+    "[default: its share of its leaf's DW states].",
+)
 @watch_options
 @misbehave_option(LspMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
@@ -182,6 +196,8 @@ def lsp_command(
     step_blocks: int,
     lstock_sat: int,
     step_timeout: float | None,
+    max_liquidity_per_client: int | None,
+    max_advances_per_client: int | None,
     watch: bool,
     watchtowers: tuple[str, ...],
     dev_tools: bool,
@@ -214,6 +230,8 @@ def lsp_command(
         active_blocks=active_blocks,
         dying_blocks=dying_blocks,
         misbehave=Misbehaviour(frozenset(LspMisbehaviour(m) for m in misbehave)),
+        max_liquidity_per_client=max_liquidity_per_client,
+        max_advances_per_client=max_advances_per_client,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

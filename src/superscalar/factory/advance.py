@@ -256,7 +256,8 @@ def check_liquidity_request(
     if len(bought) + 1 > max_adv:
         raise AdvanceRefusal(
             LIQUIDITY_LIMIT,
-            f"client {buyer} already had {len(bought)} advance(s) in this factory (limit {max_adv})",
+            f"client {buyer} already had {len(bought)} advance(s) in this factory"
+            f" (limit {max_adv})",
         )
     if sum(bought) + amount > max_sat:
         raise AdvanceRefusal(

@@ -158,6 +158,8 @@ class ClientConfig:
     """Decline every rotation invite (stay on a dying factory; for tests and cautious users)."""
     misbehave: Misbehaviour[ClientMisbehaviour] = field(default_factory=Misbehaviour)
     """Dev-only attacks on the LSP (`--dev-misbehave`, regtest + --dev-tools)."""
+    advance_done_blocks: int = 144
+    """Blocks we wait for a signed leaf advance's DONE (channel frozen) before exiting."""
 
 
 class ClientDaemon:
@@ -256,6 +258,7 @@ class ClientDaemon:
             distribute_loop(self.db, self.chain, "client", self._may_distribute, self._distributed)
         )
         exits = asyncio.create_task(exit_loop(self.db, self.chain))
+        advances = asyncio.create_task(self.advance.loop())
         try:
             while True:
                 if self._exiting():
@@ -274,6 +277,7 @@ class ClientDaemon:
         finally:
             distribute.cancel()
             exits.cancel()
+            advances.cancel()
             await watch.stop()
             self.control.stop()
             self.db.close()
@@ -306,6 +310,7 @@ class ClientDaemon:
                     shell,
                     payout,
                     self.chain.get_block_count(),
+                    signed_advance=self.advance.pending_exit(fid, pos),
                 )
             self.channel = shell
             log.warning("unilateral exit from factory %s requested", fid.hex()[:16])
@@ -455,6 +460,9 @@ class ClientDaemon:
             raise Refused("channel message for another position")
         try:
             cmsg = decode_message(msg.payload)
+            frozen = self.advance.frozen(shell.factory_id)
+            if frozen is not None and not isinstance(cmsg, ChannelOpen | ChannelReestablish):
+                raise Refused(frozen)
             if isinstance(cmsg, ChannelOpen) and shell.ready.is_set():
                 await self._resend_funding_signed(shell, cmsg)
                 return
@@ -558,6 +566,9 @@ class ClientDaemon:
             raise RuntimeError("we are exiting this factory unilaterally: no new payments")
         if self.conn is None or shell is None or shell.state is None or not shell.ready.is_set():
             raise RuntimeError("no open channel with the LSP (yet)")
+        frozen = self.advance.frozen(shell.factory_id)
+        if frozen is not None:
+            raise RuntimeError(frozen)
         loop = asyncio.get_running_loop()
         start = loop.time()
         with self.db.transaction() as c:

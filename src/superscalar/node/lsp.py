@@ -224,6 +224,11 @@ class LspConfig:
     """Ladder: blocks of handover before the CLTV timeout (None: the network default)."""
     misbehave: Misbehaviour[LspMisbehaviour] = field(default_factory=Misbehaviour)
     """Dev-only attacks on our own clients (`--dev-misbehave`, regtest + --dev-tools)."""
+    max_liquidity_per_client: int | None = None
+    """Sat of free liquidity one client may request per factory (None: its leaf share of
+    the L-stock, `factory.advance.LiquidityLimits`)."""
+    max_advances_per_client: int | None = None
+    """Leaf advances one client may request per factory (None: its share of the DW states)."""
 
 
 @dataclass(eq=False)
