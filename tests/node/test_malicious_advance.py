@@ -1,7 +1,9 @@
 """Leaf advances against a misbehaving peer (issue 14, attacks 5, 6 and 12), real processes.
 
 - `readvance-same-state` (LSP): after both leaf clients signed an advance it drops
-  them and, once they are back, proposes a different tx at the same DW state. The
+  them, re-proposes the same tx and drops them again once they sent nonces for it
+  (a naive client's signed row went back to 'nonces', then 'abandoned'), then
+  proposes a different tx at the same DW state. The
   honest clients refuse (`signed-other-state`), keep the signed row and its
   re-anchored channel, stay frozen, and when DONE is overdue exit on chain with
   their balances less fees.
@@ -164,7 +166,7 @@ def test_a_different_tx_at_a_signed_dw_state_is_refused_and_the_clients_exit_who
         snap = cluster.status(cluster.client_dir(i)) or {}
         return "signed-other-state" in str(snap.get("last_error"))
 
-    for i in range(2):  # the LSP came back with 10,001 sat at the same DW state
+    for i in range(2):  # the LSP came back with 10,000 sat, then 10,001 at the same state
         wait_for(f"client {i} refuses the second tx", lambda i=i: refused(i), timeout=60)
     tried = _rows(cluster.lsp_dir, "SELECT amount_sat, stage FROM leaf_advances")
     assert [tuple(t) for t in tried] == [(10_001, "abandoned")]  # the second tx, refused

@@ -220,8 +220,8 @@ class LspAdvance:
         self._trees: dict[bytes, FactoryTree] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         """Requests being served (kept referenced until they finish)."""
-        self._readvanced: set[tuple[bytes, int]] = set()
-        """dev-misbehave readvance-same-state: (factory, generation) already re-proposed."""
+        self._readvanced: dict[tuple[bytes, int], int] = {}
+        """dev-misbehave readvance-same-state: (factory, generation) → attack step done."""
 
     def serve(self, peer: Peer, msg: LiquidityRequest) -> None:
         """Answer a client's request without holding up its reader."""
@@ -429,6 +429,14 @@ class LspAdvance:
                         "INSERT OR REPLACE INTO channel_anchors VALUES (?, ?, ?, 'pending', ?)",
                         (fid.hex(), leg.pos, gen, encode_state(leg.state)),
                     )
+            if self._readvance_step(fid, gen) == 1:  # dev-misbehave: see below
+                self._readvanced[(fid, gen)] = 2
+                for leg in legs:
+                    await d._drop(leg.peer, "dev-misbehave readvance-same-state")
+                task = asyncio.create_task(self._readvance(adv.buyer, adv.amount + 1))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                raise AdvanceRefused("dev-misbehave: re-proposing at the same DW state")
             signer = Signer(0, d.key, adv.plan.sessions)
             coordinator.add_nonces(signer.nonces(), 0)
             aggs = coordinator.aggregate_nonces()
@@ -450,14 +458,13 @@ class LspAdvance:
                     )
                 except (FactoryError, ValueError) as exc:
                     raise PeerFault(leg.peer, f"bad leaf advance signature: {exc}") from exc
-            if d.config.misbehave(LspMisbehaviour.READVANCE_SAME_STATE) and (fid, gen) not in (
-                self._readvanced
-            ):
+            if self._readvance_step(fid, gen) == 0:
                 # dev-misbehave: keep the signed tx, drop the clients, and once they are back
-                # have them sign a different tx at the same DW state
+                # propose the same tx (its nonces overwrite a naive client's signed row), drop
+                # them again, then a different tx at the same DW state
                 coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
                 held = coordinator.finalize()[adv.new_tx.index]
-                self._readvanced.add((fid, gen))
+                self._readvanced[(fid, gen)] = 1
                 with d.db.transaction() as c:
                     c.execute(
                         "UPDATE leaf_advances SET stage='abandoned', new_sig=?, updated=?"
@@ -470,7 +477,7 @@ class LspAdvance:
                     )
                 for leg in legs:
                     await d._drop(leg.peer, "dev-misbehave readvance-same-state")
-                task = asyncio.create_task(self._readvance(adv.buyer, adv.amount + 1))
+                task = asyncio.create_task(self._readvance(adv.buyer, adv.amount))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 raise AdvanceRefused("dev-misbehave: re-proposing at the same DW state")
@@ -539,6 +546,12 @@ class LspAdvance:
             "sequence": adv.new_tx.sequence,
             "lstock_sat": adv.after.state.allocations[leaf].lstock,
         }
+
+    def _readvance_step(self, fid: bytes, gen: int) -> int | None:
+        """dev-misbehave readvance-same-state: how far the attack on this DW state got."""
+        if not self.d.config.misbehave(LspMisbehaviour.READVANCE_SAME_STATE):
+            return None
+        return self._readvanced.get((fid, gen), 0)
 
     async def _readvance(self, buyer: int, amount: int) -> None:
         """dev-misbehave readvance-same-state: once the leaf's clients are back, propose
