@@ -132,3 +132,49 @@ def test_a_leaf_at_its_last_dw_state_cannot_advance_alone() -> None:
         tree = _plan(tree, buyer=0, amount=1_000).after
     with pytest.raises(OdometerExhaustedError, match="last DW state"):
         _plan(tree, buyer=0, amount=1_000)
+
+
+def test_a_signed_dw_state_is_never_replaced_only_resumed() -> None:
+    from superscalar.factory.advance import AdvanceRefusal, check_signed_state
+
+    tree = make_tree(4)
+    first = _plan(tree, buyer=1, amount=20_000).new_tx.tx
+    other = _plan(tree, buyer=1, amount=20_001).new_tx.tx  # same kickoff, same DW state
+    assert check_signed_state([], first) is False
+    assert check_signed_state([first], first) is True  # the identical tx: resume
+    with pytest.raises(AdvanceRefusal) as exc:
+        check_signed_state([first], other)
+    assert exc.value.code == "signed-other-state"
+    later = _plan(_plan(tree, buyer=1).after, buyer=1, amount=1_000).new_tx.tx
+    assert check_signed_state([first], later) is False  # the next DW state is not taken
+
+
+def test_free_liquidity_is_capped_per_client_so_the_leaf_stays_open_to_others() -> None:
+    from superscalar.factory.advance import (
+        AdvanceRefusal,
+        LiquidityLimits,
+        check_liquidity_request,
+    )
+
+    tree = make_tree(4)
+    leaf = tree.shape.client_leaf[1]
+    node = tree.shape.leaf_node(leaf)
+    n = node.hi - node.lo
+    share = tree.shape.lstock_amounts[leaf] // n
+    k = tree.shape.params.dw.states_per_layer
+    max_sat, max_adv = LiquidityLimits().for_leaf(tree, leaf)
+    assert (max_sat, max_adv) == (share, max(1, (k - 1) // n))
+    assert max_adv * n <= k - 1  # every leaf client keeps DW states of its own
+    check_liquidity_request(tree, 1, share, [], LiquidityLimits())
+    with pytest.raises(AdvanceRefusal) as exc:
+        check_liquidity_request(tree, 1, share + 1, [], LiquidityLimits())
+    assert exc.value.code == "liquidity-limit"
+    with pytest.raises(AdvanceRefusal) as exc:
+        check_liquidity_request(tree, 1, 1, [1] * max_adv, LiquidityLimits())
+    assert exc.value.code == "liquidity-limit"
+    limits = LiquidityLimits(max_sat=10_000, max_advances=5)
+    check_liquidity_request(tree, 1, 4_000, [3_000, 3_000], limits)
+    with pytest.raises(AdvanceRefusal):
+        check_liquidity_request(tree, 1, 4_001, [3_000, 3_000], limits)
+    with pytest.raises(FactoryError):
+        check_liquidity_request(tree, 99, 1, [], limits)

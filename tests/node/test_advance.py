@@ -27,7 +27,9 @@ from .test_payments import _channels, _open, _pay, _pubkey
 AMOUNTS = [100_000, 120_000]
 
 
-LSP_ARGS = ("--states-per-layer", "8")  # room for every advance this module makes
+# room for every advance this module makes (client 0 asks for 34,000 sat, more than its
+# default share of the leaf's 50,000 sat of L-stock)
+LSP_ARGS = ("--states-per-layer", "8", "--max-liquidity-per-client", "50000")
 
 
 @dataclass
@@ -162,6 +164,17 @@ def test_more_than_the_lstock_is_refused_and_nothing_moves(scene: Scene) -> None
     assert _leaf(cluster, cluster.lsp_dir) == before
 
 
+def _try_pay(cluster: Cluster, payer: int, payee: int, amount_msat: int) -> Any:
+    inv = run_node(
+        "invoice", "--datadir", str(cluster.client_dir(payee)), "--amount-msat", str(amount_msat)
+    )
+    assert inv.returncode == 0, inv.stderr
+    return run_node(
+        "pay", "--datadir", str(cluster.client_dir(payer)), "--to-pubkey", _pubkey(cluster, payee),
+        "--payment-hash", json.loads(inv.stdout)["payment_hash"], "--amount-msat", str(amount_msat),
+    )  # fmt: skip
+
+
 def _connected(cluster: Cluster, i: int) -> bool:
     return bool((cluster.status(cluster.client_dir(i)) or {}).get("connected"))
 
@@ -203,10 +216,13 @@ def test_an_lsp_killed_before_it_signs_abandons_the_advance_and_a_retry_succeeds
     before = _leaf(cluster, cluster.lsp_dir)
     _crash_mid_advance(cluster, monkeypatch, "lsp-advance-before-sign")
     assert _leaf(cluster, cluster.lsp_dir) == before  # the old state holds
-    _pay(cluster, 1, 0, 2_000_000)  # on the old channels, which still work
-    r = _liquidity(cluster.client_dir(0), 7_000)  # the very tx the clients signed: fine again
+    # but the clients signed it: their channels stay frozen until it finishes
+    frozen = _try_pay(cluster, 1, 0, 2_000_000)
+    assert frozen.returncode != 0 and "channel-frozen" in frozen.stderr, frozen.stderr
+    r = _liquidity(cluster.client_dir(0), 7_000)  # the very tx the clients signed: resumed
     assert r.returncode == 0, r.stderr + r.stdout
     assert _leaf(cluster, cluster.lsp_dir)["lstock_sat"] == before["lstock_sat"] - 7_000
+    _pay(cluster, 1, 0, 2_000_000)  # on the re-anchored channels
 
 
 @pytest.mark.slow

@@ -83,6 +83,14 @@ err = Console(stderr=True)
     type=click.IntRange(0),
     help="Refuse a tree whose worst-case exit from our leaf takes longer [default: 2016].",
 )
+@click.option(
+    "--advance-done-blocks",
+    type=click.IntRange(1),
+    default=144,
+    show_default=True,
+    help="Blocks to wait for the LSP to finish a leaf advance we signed (our channel is "
+    "frozen meanwhile) before exiting on chain.",
+)
 @misbehave_option(ClientMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
 def client_command(
@@ -106,6 +114,7 @@ def client_command(
     max_arity: int | None,
     max_anchor: int | None,
     max_exit_delay: int | None,
+    advance_done_blocks: int,
     misbehave: tuple[str, ...],
     verbose: bool,
 ) -> None:
@@ -155,6 +164,7 @@ def client_command(
         misbehave=Misbehaviour(frozenset(ClientMisbehaviour(m) for m in misbehave)),
         close_exit_blocks=close_exit_blocks,
         safety=overrides,
+        advance_done_blocks=advance_done_blocks,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_until_signal(ClientDaemon(config, key, chain).run()))

@@ -186,6 +186,20 @@ def parse_arity(text: str) -> tuple[int, ...]:
     type=click.IntRange(1000, 21_000_000 * 100_000_000),
     help="Largest amount a join may ask for (its channel is twice that, half your inbound).",
 )
+@click.option(
+    "--max-liquidity-per-client",
+    type=click.IntRange(1),
+    default=None,
+    help="Sat of inbound liquidity one client may request per factory "
+    "[default: its share of its leaf's L-stock].",
+)
+@click.option(
+    "--max-advances-per-client",
+    type=click.IntRange(1),
+    default=None,
+    help="Liquidity requests (leaf advances) one client may have per factory "
+    "[default: its share of its leaf's DW states].",
+)
 @watch_options
 @misbehave_option(LspMisbehaviour)
 @click.option("-v", "--verbose", is_flag=True)
@@ -203,6 +217,8 @@ def lsp_command(
     step_timeout: float | None,
     client_credit_sat: int,
     max_client_sat: int,
+    max_liquidity_per_client: int | None,
+    max_advances_per_client: int | None,
     watch: bool,
     watchtowers: tuple[str, ...],
     dev_tools: bool,
@@ -237,6 +253,8 @@ def lsp_command(
         active_blocks=active_blocks,
         dying_blocks=dying_blocks,
         misbehave=Misbehaviour(frozenset(LspMisbehaviour(m) for m in misbehave)),
+        max_liquidity_per_client=max_liquidity_per_client,
+        max_advances_per_client=max_advances_per_client,
     )
     daemon = LspDaemon(config, key, chain)
     with contextlib.suppress(KeyboardInterrupt):

@@ -18,10 +18,22 @@ unchanged, only the buyer's channel and the L-stock amounts moved by exactly
 A leaf whose DW layer is at its last state cannot advance on its own (that
 would carry into the parents: a root advance); that is refused with
 `OdometerExhaustedError`.
+
+Two more rules keep an advance non-custodial both ways:
+
+- `check_signed_state` (a leaf client's): once its partial signature for a leaf
+  state tx is out, that DW state is taken. It never signs another tx spending the
+  same kickoff output at the same nSequence (the LSP would hold two leaf states
+  that DW cannot order, and pick the one that pays it best); only the identical tx
+  may be signed again (a resumed advance).
+- `check_liquidity_request` (the LSP's): free liquidity requests are capped per
+  client (sat and number of advances), so one leaf client cannot use up the leaf's
+  DW states and L-stock and lock the other leaf clients out.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..bitcoin.fees import dust_limit
@@ -36,7 +48,29 @@ from .shape import FactoryParams
 from .signing import SessionSpec, SigningPlan
 from .tree import FactoryTree, LeafAllocation, TreeTx
 
-__all__ = ["LeafAdvance", "plan_leaf_advance", "verify_leaf_advance"]
+__all__ = [
+    "AdvanceRefusal",
+    "LeafAdvance",
+    "LiquidityLimits",
+    "check_liquidity_request",
+    "check_signed_state",
+    "plan_leaf_advance",
+    "verify_leaf_advance",
+]
+
+
+class AdvanceRefusal(FactoryError):
+    """A refused advance with a machine-readable `code` (the message starts with it too)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+SIGNED_OTHER_STATE = "signed-other-state"
+"""Refusal code: we already signed a different tx at this DW state of this leaf."""
+LIQUIDITY_LIMIT = "liquidity-limit"
+"""Refusal code: the client's per-factory liquidity allowance is used up."""
 
 
 @dataclass(frozen=True)
@@ -164,3 +198,70 @@ def verify_leaf_advance(
         raise FactoryError("the new leaf state has a dust output")
     msg = SighashContext(proposed, (spent,)).key_path(0)
     return replace(session, msg=msg)
+
+
+def check_signed_state(signed: Sequence[Transaction], proposed: Transaction) -> bool:
+    """A signed DW state is never replaced: may we sign `proposed`, given the leaf state
+    txs we already gave a partial signature for (and have not seen superseded)?
+
+    True: `proposed` is one of them (resume it, nothing new is signed); False: it is
+    at a DW state we never signed; `AdvanceRefusal(signed-other-state)`: another tx
+    spends the same kickoff output at the same nSequence.
+    """
+    txin = proposed.inputs[0]
+    for tx in signed:
+        if tx == proposed:
+            return True
+        if tx.inputs[0].prevout == txin.prevout and tx.inputs[0].sequence == txin.sequence:
+            raise AdvanceRefusal(
+                SIGNED_OTHER_STATE,
+                f"we already signed leaf state {tx.txid_hex} at this DW state"
+                f" (nSequence {txin.sequence}); we never sign another",
+            )
+    return False
+
+
+@dataclass(frozen=True)
+class LiquidityLimits:
+    """The LSP's cap on the liquidity one client may request for free, per factory.
+
+    None: the default share, so every client of a leaf keeps its part of the leaf:
+    `(states_per_layer − 1) // leaf clients` advances (at least 1) and
+    `initial L-stock // leaf clients` sat.
+    """
+
+    max_sat: int | None = None
+    max_advances: int | None = None
+
+    def for_leaf(self, tree: FactoryTree, leaf: int) -> tuple[int, int]:
+        """(max sat, max advances) a client of `leaf` may have."""
+        node = tree.shape.leaf_node(leaf)
+        n = node.hi - node.lo
+        k = tree.shape.params.dw.states_per_layer
+        max_sat = tree.shape.lstock_amounts[leaf] // n if self.max_sat is None else self.max_sat
+        max_adv = max(1, (k - 1) // n) if self.max_advances is None else self.max_advances
+        return max_sat, max_adv
+
+
+def check_liquidity_request(
+    tree: FactoryTree, buyer: int, amount: int, bought: Sequence[int], limits: LiquidityLimits
+) -> None:
+    """Refuse (`AdvanceRefusal(liquidity-limit)`) a client request of `amount` sat when the
+    client's finished advances in this factory (`bought`, sat each) plus this one would
+    pass its allowance."""
+    shape = tree.shape
+    if not 0 <= buyer < shape.spec.n_clients:
+        raise FactoryError(f"no client {buyer}")
+    max_sat, max_adv = limits.for_leaf(tree, shape.client_leaf[buyer])
+    if len(bought) + 1 > max_adv:
+        raise AdvanceRefusal(
+            LIQUIDITY_LIMIT,
+            f"client {buyer} already had {len(bought)} advance(s) in this factory"
+            f" (limit {max_adv})",
+        )
+    if sum(bought) + amount > max_sat:
+        raise AdvanceRefusal(
+            LIQUIDITY_LIMIT,
+            f"client {buyer} may get {max_sat - sum(bought)} more sat in this factory"
+            f" (limit {max_sat}), asked {amount}",
+        )

@@ -22,8 +22,16 @@ out; the move to 'psigs' before a client's partial signature goes out; 'done'
 with the signature (and the channel switch) before LEAF_ADVANCE_DONE. Secret
 nonces live in memory only, so a restart abandons an advance short of 'done'
 (the old state stays valid and signed); a client whose row is at 'psigs' signs
-no *other* tx at that DW state (the same tx again is harmless), and the LSP
-resends DONE to a reconnecting leaf client, which finishes its side.
+no *other* tx at that DW state (`check_signed_state`: the same tx again is a
+resume, its row and re-anchored commitment are kept), and the LSP resends DONE
+to a reconnecting leaf client, which finishes its side.
+
+From its partial signature to DONE a client's channel is frozen (`FROZEN`): the
+LSP could publish either leaf state, and both must pay the balances the
+re-anchored commitments were signed at, so no HTLC is added, settled or
+committed. A row at 'psigs' is never downgraded, and its pending anchor is never
+deleted. If DONE has not come `advance_done_blocks` after the signature, the
+client exits on chain by itself (its exit covers both leaf states).
 
 After 'done' both sides' watchers get a "newer state" entry (the leaf's kickoff
 appears → broadcast the new leaf state with a CPFP child) and clients get an
@@ -66,7 +74,15 @@ from superscalar.factory import (
     Signer,
     verify_burn_secret,
 )
-from superscalar.factory.advance import LeafAdvance, plan_leaf_advance, verify_leaf_advance
+from superscalar.factory.advance import (
+    AdvanceRefusal,
+    LeafAdvance,
+    LiquidityLimits,
+    check_liquidity_request,
+    check_signed_state,
+    plan_leaf_advance,
+    verify_leaf_advance,
+)
 from superscalar.factory.errors import FactoryError
 from superscalar.factory.exits import TreeOutput, lstock_burn_tx
 from superscalar.factory.outputs import lstock_output
@@ -88,18 +104,30 @@ from superscalar.wire.messages import (
 from .chancodec import decode_message, encode_message, encode_state
 from .channels import CHANNEL_CONFIG, ChannelShell, channel_anchor, channel_secrets
 from .common import crash_point, now
+from .misbehave import ClientMisbehaviour, LspMisbehaviour
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
     from .lsp import LspDaemon, Peer
 
-__all__ = ["AdvanceRefused", "ClientAdvance", "LspAdvance", "replay_advances"]
+__all__ = ["FROZEN", "AdvanceRefused", "ClientAdvance", "LspAdvance", "replay_advances"]
 
 log = logging.getLogger(__name__)
 
 
 class AdvanceRefused(RuntimeError):
     """This advance cannot happen now (and why); nothing changed."""
+
+
+FROZEN = "channel-frozen"
+"""Refusal code: our advance signature is out and its DONE has not come (no channel update)."""
+
+DRAIN_SAT = 1_000
+"""dev-misbehave drain-liquidity: what the draining client asks for, again and again."""
+
+
+def _signed_height_key(fid: bytes, generation: int) -> str:
+    return f"advance-signed-height:{fid.hex()}:{generation}"
 
 
 def replay_advances(db: Any, fid: bytes, tree: FactoryTree) -> FactoryTree:
@@ -192,6 +220,8 @@ class LspAdvance:
         self._trees: dict[bytes, FactoryTree] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         """Requests being served (kept referenced until they finish)."""
+        self._readvanced: dict[tuple[bytes, int], int] = {}
+        """dev-misbehave readvance-same-state: (factory, generation) → attack step done."""
 
     def serve(self, peer: Peer, msg: LiquidityRequest) -> None:
         """Answer a client's request without holding up its reader."""
@@ -236,15 +266,31 @@ class LspAdvance:
         try:
             if fid is None or bytes(msg.factory_id) != fid:
                 raise AdvanceRefused("not the LSP's live factory")
-            await self.advance(self.d._position(fid, peer.key), msg.amount_sat)
+            limits = LiquidityLimits(
+                self.d.config.max_liquidity_per_client, self.d.config.max_advances_per_client
+            )
+            await self.advance(self.d._position(fid, peer.key), msg.amount_sat, limits)
         except (AdvanceRefused, FactoryError, RuntimeError) as exc:
             with contextlib.suppress(WireError):
                 await peer.conn.send_message(
                     LeafAdvanceRefuse(factory_id=msg.factory_id, reason=str(exc)[:500])
                 )
 
-    async def advance(self, buyer: int, amount: int) -> dict[str, Any]:
-        """Move `amount` sat of `buyer`'s leaf L-stock into its channel (LSP side)."""
+    def bought(self, fid: bytes, buyer: int) -> list[int]:
+        """Sat of each finished advance into `buyer`'s channel in this factory."""
+        rows = self.d.db.execute(
+            "SELECT amount_sat FROM leaf_advances WHERE factory_id=? AND buyer=? AND stage='done'",
+            (fid.hex(), buyer),
+        ).fetchall()
+        return [int(r["amount_sat"]) for r in rows]
+
+    async def advance(
+        self, buyer: int, amount: int, limits: LiquidityLimits | None = None
+    ) -> dict[str, Any]:
+        """Move `amount` sat of `buyer`'s leaf L-stock into its channel (LSP side).
+
+        `limits`: a client's own (free) request is capped (`check_liquidity_request`);
+        the operator selling liquidity passes None."""
         d = self.d
         async with d._lock:
             fid = d.factory_id
@@ -260,6 +306,8 @@ class LspAdvance:
             gen = tree.state.odometer.generations[leaf] + 1
             try:
                 adv = plan_leaf_advance(tree, buyer, amount, secrets.point(leaf, gen))
+                if limits is not None:
+                    check_liquidity_request(tree, buyer, amount, self.bought(fid, buyer), limits)
             except FactoryError as exc:
                 raise AdvanceRefused(str(exc)) from exc
             legs = self._legs(fid, adv)
@@ -381,6 +429,14 @@ class LspAdvance:
                         "INSERT OR REPLACE INTO channel_anchors VALUES (?, ?, ?, 'pending', ?)",
                         (fid.hex(), leg.pos, gen, encode_state(leg.state)),
                     )
+            if self._readvance_step(fid, gen) == 1:  # dev-misbehave: see below
+                self._readvanced[(fid, gen)] = 2
+                for leg in legs:
+                    await d._drop(leg.peer, "dev-misbehave readvance-same-state")
+                task = asyncio.create_task(self._readvance(adv.buyer, adv.amount + 1))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                raise AdvanceRefused("dev-misbehave: re-proposing at the same DW state")
             signer = Signer(0, d.key, adv.plan.sessions)
             coordinator.add_nonces(signer.nonces(), 0)
             aggs = coordinator.aggregate_nonces()
@@ -402,6 +458,29 @@ class LspAdvance:
                     )
                 except (FactoryError, ValueError) as exc:
                     raise PeerFault(leg.peer, f"bad leaf advance signature: {exc}") from exc
+            if self._readvance_step(fid, gen) == 0:
+                # dev-misbehave: keep the signed tx, drop the clients, and once they are back
+                # propose the same tx (its nonces overwrite a naive client's signed row), drop
+                # them again, then a different tx at the same DW state
+                coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
+                held = coordinator.finalize()[adv.new_tx.index]
+                self._readvanced[(fid, gen)] = 1
+                with d.db.transaction() as c:
+                    c.execute(
+                        "UPDATE leaf_advances SET stage='abandoned', new_sig=?, updated=?"
+                        " WHERE factory_id=? AND leaf=? AND generation=?",
+                        (held.hex(), now(), fid.hex(), leaf, gen),
+                    )
+                    c.execute(
+                        "DELETE FROM channel_anchors WHERE factory_id=? AND stage='pending'",
+                        (fid.hex(),),
+                    )
+                for leg in legs:
+                    await d._drop(leg.peer, "dev-misbehave readvance-same-state")
+                task = asyncio.create_task(self._readvance(adv.buyer, adv.amount))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                raise AdvanceRefused("dev-misbehave: re-proposing at the same DW state")
             for leg in legs:  # nothing may have moved on the old channels meanwhile
                 _, client_msat = _quiescent_balances(leg.shell, leg.pos)
                 if client_msat != leg.client_msat:
@@ -410,6 +489,8 @@ class LspAdvance:
             coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
             signature = coordinator.finalize()[adv.new_tx.index]
         except (PeerFault, AdvanceRefused) as exc:
+            if (fid, gen) in self._readvanced and "dev-misbehave" in str(exc):
+                raise
             self._abandon(fid, leaf, gen)
             if isinstance(exc, PeerFault):
                 await d._drop(exc.peer, str(exc))
@@ -421,6 +502,7 @@ class LspAdvance:
                         )
             raise AdvanceRefused(f"leaf advance abandoned: {exc}") from exc
         secret = secrets.secret(leaf, gen - 1)
+        withhold = d.config.misbehave(LspMisbehaviour.WITHHOLD_ADVANCE_DONE)
         with d.db.transaction() as c:
             c.execute(
                 "UPDATE leaf_advances SET stage='done', new_sig=?, lstock_secret=?, updated=?"
@@ -428,11 +510,13 @@ class LspAdvance:
                 (signature.hex(), secret.hex(), now(), fid.hex(), leaf, gen),
             )
             for leg in legs:
+                if withhold:  # dev-misbehave: keep the old channels going, hold the new state
+                    break
                 assert leg.shell.state is not None and leg.state is not None
                 _persist_switch(c, fid, leg.pos, leg.shell.state, gen - 1, leg.state)
         crash_point("lsp-advance-before-done-sent")
         self._trees[fid] = adv.after
-        for leg in legs:
+        for leg in [] if withhold else legs:
             d.channels[leg.pos] = ChannelShell(
                 d.db, leg.secrets, fid, leg.pos, leg.state, journal=leg.shell.journal
             )
@@ -443,7 +527,7 @@ class LspAdvance:
             signature=Hex(signature),
             lstock_secret=Hex32(secret),
         )
-        for leg in legs:
+        for leg in [] if withhold else legs:
             with contextlib.suppress(WireError):
                 await leg.peer.conn.send_message(done)
         log.info(
@@ -463,6 +547,25 @@ class LspAdvance:
             "lstock_sat": adv.after.state.allocations[leaf].lstock,
         }
 
+    def _readvance_step(self, fid: bytes, gen: int) -> int | None:
+        """dev-misbehave readvance-same-state: how far the attack on this DW state got."""
+        if not self.d.config.misbehave(LspMisbehaviour.READVANCE_SAME_STATE):
+            return None
+        return self._readvanced.get((fid, gen), 0)
+
+    async def _readvance(self, buyer: int, amount: int) -> None:
+        """dev-misbehave readvance-same-state: once the leaf's clients are back, propose
+        `amount` (a different tx at the DW state they just signed)."""
+        for _ in range(120):
+            await asyncio.sleep(0.5)
+            try:
+                await self.advance(buyer, amount)
+                return
+            except AdvanceRefused as exc:
+                log.warning("dev-misbehave readvance: %s", exc)
+                if "not connected" not in str(exc) and "in flight" not in str(exc):
+                    return
+
     def _abandon(self, fid: bytes, leaf: int, gen: int) -> None:
         with self.d.db.transaction() as c:
             c.execute(
@@ -476,6 +579,8 @@ class LspAdvance:
 
     async def resend_done(self, peer: Peer, fid: bytes, pos: int) -> None:
         """A reconnecting leaf client may have missed the last DONE of its leaf."""
+        if self.d.config.misbehave(LspMisbehaviour.WITHHOLD_ADVANCE_DONE):
+            return  # dev-misbehave: DONE never comes
         tree = self.tree(fid)
         leaf = tree.shape.client_leaf[pos]
         row = self.d.db.execute(
@@ -558,6 +663,8 @@ class _ClientPending:
     session: SessionSpec
     secrets: ChannelSecrets
     state: ChannelState
+    client_msat: int
+    """Our balance when we checked the proposal: it must not move before we sign."""
 
 
 class ClientAdvance:
@@ -579,6 +686,90 @@ class ClientAdvance:
                 (now(),),
             )
 
+    def signed_unfinished(self, fid: bytes) -> list[Any]:
+        """Our 'psigs' rows in `fid`: advances we signed whose DONE has not come."""
+        return list(
+            self.d.db.execute(
+                "SELECT * FROM leaf_advances WHERE factory_id=? AND stage='psigs'"
+                " ORDER BY generation",
+                (fid.hex(),),
+            ).fetchall()
+        )
+
+    def frozen(self, fid: bytes) -> str | None:
+        """Why our channel in `fid` takes no update now (`FROZEN: ...`), or None."""
+        rows = self.signed_unfinished(fid)
+        if not rows:
+            return None
+        return (
+            f"{FROZEN}: we signed the leaf advance to generation {rows[-1]['generation']}"
+            " and wait for its DONE (or our exit)"
+        )
+
+    def pending_exit(self, fid: bytes, pos: int) -> tuple[Transaction, ChannelSecrets, Any] | None:
+        """For an exit while frozen: the signed-but-unfinished leaf state tx, and our channel
+        re-anchored on it (secrets, state with the LSP's signature on our commitment) — what
+        we publish if the LSP puts that leaf state on chain instead of the old one."""
+        rows = self.signed_unfinished(fid)
+        if not rows:
+            return None
+        row = rows[-1]
+        anchor = self.d.db.execute(
+            "SELECT state FROM channel_anchors WHERE factory_id=? AND position=? AND"
+            " generation=? AND stage='pending'",
+            (fid.hex(), pos, int(row["generation"])),
+        ).fetchone()
+        if anchor is None:  # pragma: no cover - kept with the row, in one transaction
+            log.error("no re-anchored channel for signed generation %s", row["generation"])
+            return None
+        from .chancodec import decode_state
+
+        secrets = channel_secrets(self.d.ladder.key_for(fid), fid, pos, int(row["generation"]))
+        return Transaction.from_hex(row["new_tx"]), secrets, decode_state(anchor["state"])
+
+    async def loop(self, interval: float = 2.0) -> None:
+        """The client's advance chores: exit when a signed advance's DONE is overdue; with
+        dev-misbehave drain-liquidity, ask for liquidity again and again."""
+        while True:
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("advance tick failed")
+            await asyncio.sleep(interval)
+
+    async def _tick(self) -> None:
+        from .exit import exit_requested
+
+        d = self.d
+        row = d._current()
+        if row is None or row["state"] != "funded":
+            return
+        fid = bytes.fromhex(row["factory_id"])
+        signed = self.signed_unfinished(fid)
+        if signed and not exit_requested(d.db, fid):
+            key = _signed_height_key(fid, int(signed[0]["generation"]))
+            since = d._kv(key)
+            tip = d.chain.get_block_count()
+            if since is not None and tip >= int(since) + d.config.advance_done_blocks:
+                log.warning(
+                    "leaf advance signed at height %s has no DONE at %d: exiting on chain",
+                    since,
+                    tip,
+                )
+                await d.request_exit(fid)
+            return
+        if d.config.misbehave(ClientMisbehaviour.DRAIN_LIQUIDITY):
+            # dev-misbehave: keep buying free liquidity to use up the leaf
+            shell = d.channel
+            if d.conn is None or shell is None or not shell.ready.is_set():
+                return
+            try:
+                await self.request(DRAIN_SAT)
+            except (AdvanceRefused, WireError, TimeoutError) as exc:
+                d.last_error = f"liquidity refused: {exc}"
+
     def _current_leaf(self, fid: bytes) -> tuple[Transaction, int, XOnlyPublicKey]:
         """Our leaf's current state tx, its L-stock generation and point."""
         row = self.d.db.execute(
@@ -598,6 +789,7 @@ class ClientAdvance:
         row = d._current()
         if row is None or row["state"] != "funded" or d.conn is None:
             raise AdvanceRefused("not in a funded factory or not connected")
+        # (also while frozen: the LSP may resume the advance we signed, and only that one)
         _quiescent_balances(d.channel, int(row["position"]))
         if self.waiting is not None and not self.waiting.done():
             raise AdvanceRefused("a liquidity request is already waiting")
@@ -639,7 +831,14 @@ class ClientAdvance:
                     " AND stage IN ('proposed', 'nonces')",
                     (now(), bytes(msg.factory_id).hex()),
                 )
-                c.execute("DELETE FROM channel_anchors WHERE stage='pending'")
+                # the re-anchored channel of an advance we signed stays: the LSP may
+                # still publish that leaf state, and it is our only way out then
+                c.execute(
+                    "DELETE FROM channel_anchors WHERE stage='pending' AND NOT EXISTS"
+                    " (SELECT 1 FROM leaf_advances l WHERE l.factory_id ="
+                    " channel_anchors.factory_id AND l.generation = channel_anchors.generation"
+                    " AND l.stage='psigs')"
+                )
         self._settle(None, f"the LSP refused: {msg.reason}")
 
     async def on_propose(self, conn: PeerConnection, msg: LeafAdvancePropose) -> None:
@@ -678,12 +877,15 @@ class ClientAdvance:
         except (FactoryError, ValueError) as exc:
             raise Refused(f"leaf advance refused: {exc}") from exc
         signed = d.db.execute(
-            "SELECT new_tx FROM leaf_advances WHERE factory_id=? AND generation=? AND"
-            " stage IN ('psigs', 'done')",
-            (fid.hex(), msg.generation),
-        ).fetchone()
-        if signed is not None and signed["new_tx"] != proposed.hex():
-            raise Refused("we already signed another tx at this DW state")
+            "SELECT new_tx FROM leaf_advances WHERE factory_id=? AND stage IN ('psigs', 'done')",
+            (fid.hex(),),
+        ).fetchall()
+        try:  # a signed DW state is never replaced: only the identical tx is resumed
+            resume = check_signed_state(
+                [Transaction.from_hex(r["new_tx"]) for r in signed], proposed
+            )
+        except AdvanceRefusal as exc:
+            raise Refused(str(exc)) from exc
         if pos == msg.buyer:
             lsp_msat += msg.amount_sat * 1000
         funding = _funding_of(proposed, pos - lo)
@@ -705,9 +907,12 @@ class ClientAdvance:
         except (ChannelError, ValueError) as exc:
             raise Refused(f"leaf advance channel refused: {exc}") from exc
         (funding_signed,) = [e.message for e in t.effects if isinstance(e, SendMessage)]
+        # resuming: the signed row stays at 'psigs' and its re-anchored commitment (with
+        # the LSP's signature) stays until the new one is signed too
+        verb = "INSERT OR IGNORE" if resume else "INSERT OR REPLACE"
         with d.db.transaction() as c:
             c.execute(
-                "INSERT OR REPLACE INTO leaf_advances VALUES"
+                f"{verb} INTO leaf_advances VALUES"
                 " (?, ?, ?, 'nonces', ?, ?, ?, NULL, ?, NULL, ?, NULL, ?, ?)",
                 (
                     fid.hex(),
@@ -727,13 +932,13 @@ class ClientAdvance:
                 (fid.hex(), 1000 + msg.generation, f"advance{msg.leaf}/{msg.generation}", now()),
             )
             c.execute(
-                "INSERT OR REPLACE INTO channel_anchors VALUES (?, ?, ?, 'pending', ?)",
+                f"{verb} INTO channel_anchors VALUES (?, ?, ?, 'pending', ?)",
                 (fid.hex(), pos, msg.generation, encode_state(t.state)),
             )
         signer = Signer(pos + 1, fkey, [session])
         bundle = signer.nonces()
         self._pending = _ClientPending(
-            fid, msg.leaf, msg.generation, signer, session, secrets, t.state
+            fid, msg.leaf, msg.generation, signer, session, secrets, t.state, client_msat
         )
         await conn.send_message(
             LeafAdvanceNonce(
@@ -762,11 +967,23 @@ class ClientAdvance:
         p.state = state
         self._pending = None
         pos = int(self.d._current()["position"])
+        try:  # the re-anchored balances must still be the channel's: nothing moved since
+            client_msat, _ = _quiescent_balances(self.d.channel, pos)
+        except AdvanceRefused as exc:
+            raise Refused(str(exc)) from exc
+        if client_msat != p.client_msat:
+            raise Refused("our channel moved during the leaf advance: not signing it")
+        height = self.d.chain.get_block_count()
+        # from here our channel is frozen until DONE (or our exit): persisted first
         with self.d.db.transaction() as c:
             c.execute(
                 "UPDATE leaf_advances SET stage='psigs', updated=? WHERE factory_id=?"
                 " AND generation=?",
                 (now(), p.fid.hex(), p.generation),
+            )
+            c.execute(
+                "INSERT OR IGNORE INTO node_kv VALUES (?, ?)",
+                (_signed_height_key(p.fid, p.generation), str(height)),
             )
             c.execute(
                 "INSERT OR REPLACE INTO channel_anchors VALUES (?, ?, ?, 'pending', ?)",

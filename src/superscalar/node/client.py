@@ -193,6 +193,8 @@ class ClientConfig:
     safety: tuple[tuple[str, int], ...] = ()
     """Our bounds on proposed factory terms (`factory.safety.ClientSafety` field, value),
     over the chain's network defaults (`--min-factory-life`, `--confirm-margin`, ...)."""
+    advance_done_blocks: int = 144
+    """Blocks we wait for a signed leaf advance's DONE (channel frozen) before exiting."""
 
 
 class ClientDaemon:
@@ -296,6 +298,7 @@ class ClientDaemon:
         exits = asyncio.create_task(exit_loop(self.db, self.chain))
         deadlines = asyncio.create_task(self.ladder.run())
         closes = asyncio.create_task(self._closing_loop())
+        advances = asyncio.create_task(self.advance.loop())
         try:
             while True:
                 if self._exiting():
@@ -316,6 +319,7 @@ class ClientDaemon:
             exits.cancel()
             deadlines.cancel()
             closes.cancel()
+            advances.cancel()
             await watch.stop()
             self.control.stop()
             self.db.close()
@@ -386,6 +390,7 @@ class ClientDaemon:
                 shell,
                 payout,
                 self.chain.get_block_count(),
+                signed_advance=self.advance.pending_exit(fid, pos),
             )
         log.warning("unilateral exit from factory %s requested", fid.hex()[:16])
         if is_current:
@@ -645,6 +650,9 @@ class ClientDaemon:
             raise Refused("channel message for another position")
         try:
             cmsg = decode_message(msg.payload)
+            frozen = self.advance.frozen(shell.factory_id)
+            if frozen is not None and not isinstance(cmsg, ChannelOpen | ChannelReestablish):
+                raise Refused(frozen)
             if isinstance(cmsg, ChannelOpen) and shell.ready.is_set():
                 await self._resend_funding_signed(shell, cmsg)
                 return
@@ -752,6 +760,9 @@ class ClientDaemon:
             raise RuntimeError("no open channel with the LSP (yet)")
         if shell.frozen is not None or self._frozen(shell.factory_id):
             raise RuntimeError(f"{ChannelFrozen.code}: a close we signed is pending")
+        frozen = self.advance.frozen(shell.factory_id)
+        if frozen is not None:
+            raise RuntimeError(frozen)
         loop = asyncio.get_running_loop()
         start = loop.time()
         with self.db.transaction() as c:

@@ -18,6 +18,13 @@ transaction and then only carried out:
   before it is sent); the sweep pays its own fee. The mempool is the judge of
   BIP68: a refusal is kept as `last_error` and tried again next time.
 
+A client whose channel is frozen by a signed leaf advance without its DONE
+(`signed_advance`) cannot know which leaf state the LSP will publish: the
+newest one it holds signed (the old one) is its own path, and the re-anchored
+commitment on the new one (signed before the leaf state, at the same balances)
+is stored as 'alt-commitment' / 'alt-sweep' steps. If the new leaf state is the
+one that confirms, those replace the leaf state, commitment and sweep.
+
 Everything the loop needs is in the database, so a restarted daemon resumes
 where the chain says it is. Other clients' outputs are never touched.
 """
@@ -35,6 +42,8 @@ from superscalar.chain.rpc import RpcError
 from superscalar.channel import (
     BroadcastTransaction,
     ChannelError,
+    ChannelSecrets,
+    ChannelState,
     ForceClose,
     signed_local_commitment,
     step,
@@ -97,10 +106,13 @@ def plan_exit(
     shell: ChannelShell,
     payout_script: bytes,
     height: int,
+    signed_advance: tuple[Transaction, ChannelSecrets, ChannelState] | None = None,
 ) -> None:
     """Sign every step of the exit and store them with the force-closed channel, atomically.
 
     The caller holds `shell.lock`; afterwards the shell's state is force-closed.
+    `signed_advance`: a leaf state tx we gave our partial signature for whose DONE never
+    came, and our channel re-anchored on it (see the module docstring).
     """
     state = shell.state
     if state is None or state.local_commit is None:
@@ -139,6 +151,19 @@ def plan_exit(
         raise ExitRefused("our commitment does not spend the newest leaf state")
     plan.append(("commitment", ctx, 0, True))
     plan.append(("sweep", sweep, commitment.to_self_delay, False))
+    if signed_advance is not None:
+        new_leaf, secrets, pending = signed_advance
+        if new_leaf.inputs[0].prevout != plan[-3][1].inputs[0].prevout:
+            raise ExitRefused("the signed leaf advance does not spend our leaf's kickoff")
+        try:
+            alt, alt_ctx = signed_local_commitment(secrets, pending)
+            alt_sweep = build_sweep([sweep_to_local(secrets, alt)], payout_script, SWEEP_FEERATE)
+        except ChannelError as exc:
+            raise ExitRefused(f"cannot close our re-anchored channel: {exc}") from exc
+        if alt_ctx.inputs[0].prevout.txid != new_leaf.txid:
+            raise ExitRefused("our re-anchored commitment does not spend the signed leaf state")
+        plan.append(("alt-commitment", alt_ctx, 0, True))
+        plan.append(("alt-sweep", alt_sweep, alt.to_self_delay, False))
     with db.transaction() as c:
         c.execute(
             "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
@@ -182,6 +207,14 @@ def _drive(db: Database, chain: BitcoindClient, fid: str) -> None:
     steps = db.execute(
         "SELECT * FROM exit_steps WHERE factory_id=? ORDER BY idx", (fid,)
     ).fetchall()
+    main = [s for s in steps if not str(s["kind"]).startswith("alt-")]
+    alts = [s for s in steps if str(s["kind"]).startswith("alt-")]
+    steps = main
+    if alts:  # the LSP published the leaf state of an advance it never finished?
+        other = Transaction.from_hex(alts[0]["tx"]).inputs[0].prevout.txid_hex
+        at = _height_of(chain, other, tip)
+        if at is not None and at > 0:
+            steps = [*main[:-3], *alts]
     for s in steps:
         idx = int(s["idx"])
         if s["state"] == "confirmed":

@@ -242,6 +242,11 @@ class LspConfig:
     """The largest `amount_sat` a join may ask for (its channel is twice that)."""
     misbehave: Misbehaviour[LspMisbehaviour] = field(default_factory=Misbehaviour)
     """Dev-only attacks on our own clients (`--dev-misbehave`, regtest + --dev-tools)."""
+    max_liquidity_per_client: int | None = None
+    """Sat of free liquidity one client may request per factory (None: its leaf share of
+    the L-stock, `factory.advance.LiquidityLimits`)."""
+    max_advances_per_client: int | None = None
+    """Leaf advances one client may request per factory (None: its share of the DW states)."""
 
 
 @dataclass(eq=False)
