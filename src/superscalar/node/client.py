@@ -438,25 +438,26 @@ class ClientDaemon:
         one (its secret nonces are gone). Without any signed close the factory is plain
         funded again and the channel thaws; closes we did sign stay pending."""
         self._close_signer = None
-        row = self._current()
-        if row is None or row["state"] != "closing":
-            return
-        fid = bytes.fromhex(row["factory_id"])
-        closing = load_closing(self.db, fid)
-        with self.db.transaction() as c:
+        rows = self.db.execute(
+            "SELECT factory_id FROM factories WHERE role='client' AND state='closing'"
+        ).fetchall()
+        for row in rows:  # the current factory's, or an older one's (a stayer close)
+            fid = bytes.fromhex(row["factory_id"])
+            closing = load_closing(self.db, fid)
+            with self.db.transaction() as c:
+                if closing is None or not closing.signed:
+                    clear_closing(c, fid)
+                    c.execute(
+                        "UPDATE factories SET state='funded', updated=? WHERE factory_id=?"
+                        " AND state='closing'",
+                        (now(), fid.hex()),
+                    )
+                elif closing.pending is not None:
+                    save_closing(c, fid, Closing(closing.signed, None, closing.signed_height))
             if closing is None or not closing.signed:
-                clear_closing(c, fid)
-                c.execute(
-                    "UPDATE factories SET state='funded', updated=? WHERE factory_id=?"
-                    " AND state='closing'",
-                    (now(), fid.hex()),
-                )
-            elif closing.pending is not None:
-                save_closing(c, fid, Closing(closing.signed, None, closing.signed_height))
-        if closing is None or not closing.signed:
-            log.info("close of factory %s never signed: dropped", fid.hex()[:16])
-            if self.channel is not None and self.channel.factory_id == fid:
-                self.channel.frozen = None
+                log.info("close of factory %s never signed: dropped", fid.hex()[:16])
+                if self.channel is not None and self.channel.factory_id == fid:
+                    self.channel.frozen = None
 
     async def _closing_loop(self, interval: float = 1.0) -> None:
         while True:
@@ -816,6 +817,17 @@ class ClientDaemon:
             raise Refused(f"message for factory {fid.hex()[:16]} not expected ({have})")
         return row
 
+    def _factory_row(self, fid: bytes, *states: str) -> Any:
+        """Factory `fid` in one of `states`, current or older: a close may come for a factory
+        we moved (or tried to move) out of, while our newest one is another."""
+        row = self.db.execute(
+            "SELECT * FROM factories WHERE role='client' AND factory_id=?", (fid.hex(),)
+        ).fetchone()
+        if row is None or row["state"] not in states:
+            have = "nothing" if row is None else row["state"]
+            raise Refused(f"message for factory {fid.hex()[:16]} not expected ({have})")
+        return row
+
     def _safety(self) -> ClientSafety:
         """Our own bounds on factory terms: the network's defaults (read from the chain, as
         the ladder does) with our configuration over them. Never from the LSP."""
@@ -1048,7 +1060,7 @@ class ClientDaemon:
         """The close tx `msg` proposes, rebuilt from our own view; refused unless it pays
         us at least our channel balance and our channel is idle (nothing in flight that
         the close's fixed amounts would not reflect)."""
-        verified = self._verified_of(row)
+        verified = self.ladder.verified(row)
         view = verified.view
         fid, pos = bytes.fromhex(row["factory_id"]), int(row["position"])
         moved = set(msg.moved)
@@ -1095,7 +1107,7 @@ class ClientDaemon:
         fid = bytes(msg.factory_id)
         if exit_requested(self.db, fid):
             raise Refused("we are exiting this factory", code="close-exiting")
-        row = self._expect_row(fid, "funded", "closing")
+        row = self._factory_row(fid, "funded", "closing")
         spend = self._close_spend(row, msg)
         pos = int(row["position"])
         closing = load_closing(self.db, fid) or Closing()
@@ -1116,7 +1128,7 @@ class ClientDaemon:
         """Our partial signature: the close it completes is recorded as signed (with the
         height the exit deadline counts from) before it goes out."""
         fid = bytes(msg.factory_id)
-        self._expect_row(fid, "closing")
+        self._factory_row(fid, "closing")
         signer = self._close_signer
         closing = load_closing(self.db, fid)
         if signer is None or closing is None or closing.pending is None:
@@ -1136,7 +1148,7 @@ class ClientDaemon:
         """The LSP says it broadcast a close: believed only for a close we signed, and even
         then nothing is disarmed: the chain, not this message, makes the factory closed."""
         fid = bytes(msg.factory_id)
-        row = self._expect_row(fid, "funded", "closing", "closed")
+        row = self._factory_row(fid, "funded", "closing", "closed")
         txid = bytes(msg.txid)[::-1].hex()
         if row["state"] == "closed":
             return None  # settled on chain already
