@@ -637,6 +637,9 @@ class ClientDaemon:
         if not self.ladder.proposal_allowed(self._current()):
             raise Refused("already in a factory")
         fkey = self.ladder.proposed_key()
+        if self.config.misbehave(ClientMisbehaviour.STALL_ROTATION) and self.ladder.rotating():
+            # dev-misbehave: accept every rotation invite, then wreck its ceremony
+            return FactoryNonces(factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(b"\0"))
         try:
             view_in = view_of(msg, self.config.lsp_pubkey)
             verified = verify_view(view_in, self._expectation(msg, fkey.public_key))

@@ -389,6 +389,45 @@ class LspLadder:
                     locked.add(bytes.fromhex(c["pubkey"]))
         return locked
 
+    # -- barred peers -----------------------------------------------------------------------
+
+    def bar(
+        self, c: sqlite3.Connection, old: bytes, key: PublicKey, code: str, reason: str
+    ) -> None:
+        """A client failed a rotation out of `old` (in the caller's transaction): it is not
+        invited again, so it cannot hold the others' move (and the keys) back; it stays on
+        `old` and is closed out there at its balance, like any client that stayed."""
+        c.execute(
+            "INSERT OR REPLACE INTO barred_peers VALUES (?, ?, ?, ?, ?, ?)",
+            (old.hex(), key.hex(), code, reason[:300], self.height or 0, now()),
+        )
+        self._event(f"client {key.hex()[:16]} barred from moving out of {old.hex()[:16]}: {code}")
+
+    def _bar_now(self, old: bytes, key: PublicKey, code: str, reason: str) -> None:
+        with self.d.db.transaction() as c:
+            self.bar(c, old, key, code, reason)
+
+    def barred(self, old: bytes) -> dict[bytes, str]:
+        """Node keys barred from rotating out of `old`, with their reason codes."""
+        return {
+            bytes.fromhex(r["pubkey"]): str(r["code"])
+            for r in self.d.db.execute(
+                "SELECT pubkey, code FROM barred_peers WHERE old_factory=?", (old.hex(),)
+            )
+        }
+
+    def _barred_status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "factory_id": r["old_factory"],
+                "pubkey": r["pubkey"],
+                "code": r["code"],
+                "reason": r["reason"],
+                "height": int(r["height"]),
+            }
+            for r in self.d.db.execute("SELECT * FROM barred_peers ORDER BY created")
+        ]
+
     def retire(self, fid: bytes, channels: dict[int, ChannelShell]) -> None:
         self.retired[fid] = channels
         self._event(f"factory {fid.hex()[:16]} retired: its clients moved on")
@@ -456,6 +495,7 @@ class LspLadder:
             "dying_blocks": params.dying_blocks,
             "factories": [self._describe(r["factory_id"]) for r in self._factories()],
             "rotation": dict(self.rotation),
+            "barred": self._barred_status(),
             "events": list(self.events),
         }
 
@@ -502,12 +542,18 @@ class LspLadder:
             )
         )
         invited: list[tuple[int, Peer, int, int]] = []
+        barred = self.barred(old)
         for c in clients:
             pos = int(c["position"])
             peer = d.members.get(bytes.fromhex(c["pubkey"]))
             shell = d.channels.get(pos)
             b = shell.balances() if shell is not None else {"open": False}
-            if peer is None or peer.conn.closed:
+            code = barred.get(bytes.fromhex(c["pubkey"]))
+            if code is not None:
+                if self._next_try.get((old, -10 - pos)) is None:
+                    self._next_try[(old, -10 - pos)] = 0.0
+                    self._event(f"client {pos} stays on the old factory: barred ({code})")
+            elif peer is None or peer.conn.closed:
                 self._event(f"client {pos} stays on the old factory: offline")
             elif not b["open"] or not b["quiescent"] or b["htlcs"]:
                 self._event(f"client {pos} stays on the old factory for now: updates pending")
@@ -529,6 +575,8 @@ class LspLadder:
                 msg = await _inbox_receive(peer, STEP_SECONDS)
             except (TimeoutError, WireError) as exc:
                 self._event(f"client {pos} did not answer the rotation invite: {exc!r}")
+                if isinstance(exc, TimeoutError):  # a stall: the others go on without it
+                    self._bar_now(old, peer.key, "rotation-invite-timeout", repr(exc))
                 continue
             if isinstance(msg, TurnoverRefuse):
                 self._event(f"client {pos} declined to move: {msg.reason}")
@@ -542,6 +590,7 @@ class LspLadder:
                 or msg.amount_sat != amount
             ):
                 self._event(f"client {pos} answered the invite wrongly: {msg!r}"[:300])
+                self._bar_now(old, peer.key, "rotation-bad-join", repr(msg))
                 continue
             peer.join = msg
             joined.append(peer)
@@ -1007,6 +1056,11 @@ class ClientLadder:
             and pending["rotating_from"] == current["factory_id"]
             and current["state"] == "funded"
         )
+
+    def rotating(self) -> bool:
+        """The join in flight moves us out of a factory (a rotation, not a first join)."""
+        pending = self._pending()
+        return pending is not None and pending["rotating_from"] is not None
 
     def proposed_key(self) -> SecretKey:
         pending = self._pending()

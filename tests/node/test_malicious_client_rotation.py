@@ -1,0 +1,127 @@
+"""Misbehaving clients in the ladder rotation (issue 14, attacks 7–9), with real processes.
+
+Each test runs one client patched to attack (`--dev-tools --dev-misbehave NAME`) among
+unmodified clients and the unmodified LSP, and ends on the kernel chain with the LSP and
+every honest client holding its balance (status balances and chain amounts, never logs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .support import Cluster, run_node, wait_for
+from .test_payments import _pay, _pubkey
+
+ACTIVE, DYING = 70, 40
+"""As in test_rotation: a payment's HTLC fits before the distribution locktime."""
+AMOUNTS = [100_000, 120_000]
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, len(AMOUNTS))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _ladder(cluster: Cluster) -> dict[str, Any]:
+    snap = cluster.status(cluster.lsp_dir)
+    return dict(snap["ladder"]) if snap else {}
+
+
+def _ladder_factory(cluster: Cluster, fid: str) -> dict[str, Any]:
+    found = [f for f in _ladder(cluster).get("factories", []) if f["factory_id"] == fid]
+    return dict(found[0]) if found else {}
+
+
+def _lsp_factory(cluster: Cluster, fid: str) -> dict[str, Any]:
+    snap = cluster.status(cluster.lsp_dir) or {"factories": []}
+    return dict(next(f for f in snap["factories"] if f["factory_id"] == fid))
+
+
+def _client_msat(cluster: Cluster, fid: str) -> dict[int, int]:
+    """LSP view: client position -> client balance (msat) in factory `fid`'s open channels."""
+    snap = cluster.status(cluster.lsp_dir) or {"channels": []}
+    return {
+        int(c["position"]): int(c["remote_msat"])
+        for c in snap["channels"]
+        if c["factory_id"] == fid and c.get("status") == "open"
+    }
+
+
+def _position(cluster: Cluster, fid: str, i: int) -> int:
+    key = _pubkey(cluster, i)
+    clients = _lsp_factory(cluster, fid)["clients"]
+    return int(next(c["position"] for c in clients if c["pubkey"] == key))
+
+
+def _payout_script(cluster: Cluster, fid: str, i: int) -> bytes:
+    key = _pubkey(cluster, i)
+    clients = _lsp_factory(cluster, fid)["clients"]
+    return bytes.fromhex(next(c["payout_script"] for c in clients if c["pubkey"] == key))
+
+
+def _start(cluster: Cluster, amounts: list[int], extra: dict[int, tuple[str, ...]]) -> str:
+    cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
+    for i, amount in enumerate(amounts):
+        cluster.start_client(i, amount, *extra.get(i, ()))
+    wait_for("factory 0 channels", lambda: cluster.channels_open(cluster.lsp_dir, len(amounts)))
+    f0 = cluster.factory(cluster.lsp_dir)
+    assert f0 is not None
+    return str(f0["factory_id"])
+
+
+def _misbehave(name: str) -> tuple[str, ...]:
+    return ("--dev-tools", "--dev-misbehave", name)
+
+
+def _confirmed_close(cluster: Cluster, fid: str) -> Any:
+    """Factory `fid`'s close tx from the LSP's status, mined and confirmed."""
+    txid = _lsp_factory(cluster, fid)["close_txid"]
+    cluster.chain.generate_to_address(1, cluster.mine_to)
+    assert cluster.chain.get_raw_transaction_verbose(txid).confirmations >= 1
+    return cluster.chain.get_raw_transaction(txid)
+
+
+@pytest.mark.slow
+def test_a_client_stalling_the_rotation_is_barred_and_closed_out_at_its_balance(
+    cluster: Cluster,
+) -> None:
+    """Attack 9: client 1 accepts every invite and wrecks every ceremony. It pays client 0
+    first, so a payout at opening balances (the distribution tx) would hand it back.
+    The LSP bars it after its first failure; client 0 moves; the staller is closed out
+    of factory 0 at its current balance, and client 0 is whole in factory 1 and on chain."""
+    fid0 = _start(cluster, AMOUNTS, {1: _misbehave("stall-rotation")})
+    _pay(cluster, 1, 0, 9_000_000)
+    wait_for("payment settles", lambda: _client_msat(cluster, fid0).get(0) == 109_000_000)
+    before = _client_msat(cluster, fid0)
+    cluster.chain.generate_to_address(ACTIVE, cluster.mine_to)  # factory 0 is DYING
+    closed = wait_for(
+        "factory 0 closed with the barred staller",
+        lambda: _ladder_factory(cluster, fid0).get("state") == "closed",
+        150,
+    )
+    assert closed
+    barred = _ladder(cluster)["barred"]
+    assert [(b["factory_id"], b["pubkey"]) for b in barred] == [(fid0, _pubkey(cluster, 1))]
+    assert barred[0]["code"] == "ceremony-bad-nonces"
+    assert _ladder_factory(cluster, fid0)["keys_handed_over"] == 1
+    # the staller: paid its current balance (not its opening one) by factory 0's close
+    tx = _confirmed_close(cluster, fid0)
+    staller = _payout_script(cluster, fid0, 1)
+    assert [o.value for o in tx.outputs if o.script_pubkey == staller] == [before[1] // 1000]
+    # the honest mover: its whole balance in factory 1, then on chain by factory 1's close
+    fid1 = next(f["factory_id"] for f in _ladder(cluster)["factories"] if f["factory_id"] != fid0)
+    pos1 = _position(cluster, fid1, 0)
+    wait_for("client 0's move", lambda: _client_msat(cluster, fid1).get(pos1) == before[0])
+    close = run_node("close", "--datadir", str(cluster.lsp_dir))
+    assert close.returncode == 0, close.stderr + close.stdout
+    tx1 = _confirmed_close(cluster, fid1)
+    mover = _payout_script(cluster, fid1, 0)
+    assert [o.value for o in tx1.outputs if o.script_pubkey == mover] == [before[0] // 1000]
