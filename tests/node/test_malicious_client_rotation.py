@@ -7,11 +7,14 @@ every honest client holding its balance (status balances and chain amounts, neve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from superscalar.node.common import open_db
 
 from .support import Cluster, run_node, wait_for
 from .test_payments import _pay, _pubkey
@@ -67,6 +70,18 @@ def _payout_script(cluster: Cluster, fid: str, i: int) -> bytes:
     return bytes.fromhex(next(c["payout_script"] for c in clients if c["pubkey"] == key))
 
 
+def _by_client(cluster: Cluster, fid: str) -> dict[int, int]:
+    """LSP view: client index -> its balance (msat) in factory `fid`."""
+    msat = _client_msat(cluster, fid)
+    clients = {c["pubkey"]: int(c["position"]) for c in _lsp_factory(cluster, fid)["clients"]}
+    out = {}
+    for i in range(len(cluster.clients)):
+        pos = clients.get(_pubkey(cluster, i))
+        if pos in msat:
+            out[i] = msat[pos]
+    return out
+
+
 def _start(cluster: Cluster, amounts: list[int], extra: dict[int, tuple[str, ...]]) -> str:
     cluster.start_lsp("--active-blocks", str(ACTIVE), "--dying-blocks", str(DYING))
     for i, amount in enumerate(amounts):
@@ -99,8 +114,8 @@ def test_a_client_stalling_the_rotation_is_barred_and_closed_out_at_its_balance(
     of factory 0 at its current balance, and client 0 is whole in factory 1 and on chain."""
     fid0 = _start(cluster, AMOUNTS, {1: _misbehave("stall-rotation")})
     _pay(cluster, 1, 0, 9_000_000)
-    wait_for("payment settles", lambda: _client_msat(cluster, fid0).get(0) == 109_000_000)
-    before = _client_msat(cluster, fid0)
+    wait_for("payment settles", lambda: _by_client(cluster, fid0).get(0) == 109_000_000)
+    before = _by_client(cluster, fid0)
     cluster.chain.generate_to_address(ACTIVE, cluster.mine_to)  # factory 0 is DYING
     closed = wait_for(
         "factory 0 closed with the barred staller",
@@ -118,10 +133,75 @@ def test_a_client_stalling_the_rotation_is_barred_and_closed_out_at_its_balance(
     assert [o.value for o in tx.outputs if o.script_pubkey == staller] == [before[1] // 1000]
     # the honest mover: its whole balance in factory 1, then on chain by factory 1's close
     fid1 = next(f["factory_id"] for f in _ladder(cluster)["factories"] if f["factory_id"] != fid0)
-    pos1 = _position(cluster, fid1, 0)
-    wait_for("client 0's move", lambda: _client_msat(cluster, fid1).get(pos1) == before[0])
+    wait_for("client 0's move", lambda: _by_client(cluster, fid1).get(0) == before[0])
     close = run_node("close", "--datadir", str(cluster.lsp_dir))
     assert close.returncode == 0, close.stderr + close.stdout
     tx1 = _confirmed_close(cluster, fid1)
     mover = _payout_script(cluster, fid1, 0)
     assert [o.value for o in tx1.outputs if o.script_pubkey == mover] == [before[0] // 1000]
+
+
+def _exit_steps(cluster: Cluster, i: int) -> list[dict[str, Any]]:
+    """Client i's exit steps, straight from its SQLite store (the daemon keeps running)."""
+    with open_db(cluster.client_dir(i)) as db:
+        return [dict(r) for r in db.execute("SELECT * FROM exit_steps ORDER BY idx")]
+
+
+@pytest.mark.slow
+def test_a_client_exiting_before_it_fulfils_its_move_is_paid_once(cluster: Cluster) -> None:
+    """Attack 7: at its move PTLC, client 1 kicks off a unilateral exit of factory 0, then
+    fulfils. The LSP keeps its moved balance locked, still moves the honest client 0 (the
+    funding is spent but the root kickoff's output is not), and closes factory 0 from the
+    kickoff's output with both keys before the exit's next step can confirm: the exit is
+    dead, each client holds its balance once, in factory 1, and then on chain."""
+    fid0 = _start(cluster, AMOUNTS, {1: _misbehave("exit-then-fulfil")})
+    before = _by_client(cluster, fid0)
+    cluster.chain.generate_to_address(ACTIVE, cluster.mine_to)  # factory 0 is DYING
+    steps = wait_for("client 1's exit began", lambda: _exit_steps(cluster, 1), 120)
+    kickoff_txid = steps[0]["txid"]
+    wait_for("client 1's key", lambda: _ladder_factory(cluster, fid0)["keys_handed_over"] >= 1)
+    fid1 = next(f["factory_id"] for f in _ladder(cluster)["factories"] if f["factory_id"] != fid0)
+    # the key is in, but the old factory can still pay client 1: its balance is locked
+    wait_for("client 1's move", lambda: _by_client(cluster, fid1).get(1) == before[1])
+    refused = _try_pay(cluster, 1, 0, 1_000_000)
+    assert refused.returncode != 0, refused.stdout
+    cluster.chain.generate_to_address(1, cluster.mine_to)  # the exit's kickoff confirms
+    assert cluster.chain.get_raw_transaction_verbose(kickoff_txid).confirmations == 1
+    wait_for("factory 0 closed from its kickoff", lambda: _closed(cluster, fid0), 120)
+    assert _ladder_factory(cluster, fid0)["keys_handed_over"] == 2
+    tx = _confirmed_close(cluster, fid0)
+    assert [i.prevout.txid_hex for i in tx.inputs] == [kickoff_txid]
+    assert cluster.chain.get_tx_out(kickoff_txid, 0) is None  # the exit cannot go on
+    assert len(tx.outputs) == 1  # everything to the LSP: both clients moved
+    # each client's balance is in factory 1, exactly once
+    wait_for("both moves", lambda: _by_client(cluster, fid1) == before)
+    _pay(cluster, 1, 0, 1_000_000)  # factory 0's close is in a block: unlocked
+    close = run_node("close", "--datadir", str(cluster.lsp_dir))
+    assert close.returncode == 0, close.stderr + close.stdout
+    tx1 = _confirmed_close(cluster, fid1)
+    for i, delta in ((0, 1000), (1, -1000)):
+        script = _payout_script(cluster, fid1, i)
+        paid = [o.value for o in tx1.outputs if o.script_pubkey == script]
+        assert paid == [before[i] // 1000 + delta]
+
+
+def _try_pay(cluster: Cluster, payer: int, payee: int, amount_msat: int) -> Any:
+    inv = run_node(
+        "invoice", "--datadir", str(cluster.client_dir(payee)), "--amount-msat", str(amount_msat)
+    )
+    assert inv.returncode == 0, inv.stderr
+    return run_node(
+        "pay",
+        "--datadir",
+        str(cluster.client_dir(payer)),
+        "--to-pubkey",
+        _pubkey(cluster, payee),
+        "--payment-hash",
+        json.loads(inv.stdout)["payment_hash"],
+        "--amount-msat",
+        str(amount_msat),
+    )
+
+
+def _closed(cluster: Cluster, fid: str) -> bool:
+    return _ladder_factory(cluster, fid).get("state") == "closed"

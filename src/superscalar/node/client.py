@@ -119,7 +119,7 @@ from .distribution import (
     stored_terms,
     view_distribution,
 )
-from .exit import ExitRefused, exit_loop, exit_requested, exit_status, plan_exit
+from .exit import ExitRefused, exit_loop, exit_requested, exit_status, exit_tick, plan_exit
 from .ladder import ClientLadder
 from .lsp import script_for_address, status_snapshot
 from .misbehave import ClientMisbehaviour, Misbehaviour
@@ -313,6 +313,28 @@ class ClientDaemon:
                 await self.conn.close()
         (entry,) = [e for e in exit_status(self.db) if e["factory_id"] == fid.hex()]
         return entry
+
+    async def dev_exit_old(self, fid: bytes) -> None:
+        """dev-misbehave `exit-then-fulfil`: plan a unilateral exit of factory `fid` (one we
+        are moving out of) and push its first step (the root kickoff) now; the exit loop
+        drives the rest. Honest clients never call this."""
+        row = self.db.execute(
+            "SELECT * FROM factories WHERE factory_id=? AND role='client'", (fid.hex(),)
+        ).fetchone()
+        if row is None or exit_requested(self.db, fid):
+            return
+        pos = int(row["position"])
+        shell = load_channel(self.db, self.ladder.key_for(fid), fid, pos, _record_payments)
+        if shell is None:
+            return
+        payout = bytes.fromhex(self._kv("payout_script") or "")
+        async with shell.lock:
+            plan_exit(
+                self.db, fid, pos, self._verified_of(row), shell, payout,
+                self.chain.get_block_count(),
+            )  # fmt: skip
+        exit_tick(self.db, self.chain)
+        log.warning("dev-misbehave: exit of factory %s started before the move", fid.hex()[:16])
 
     def _may_distribute(self, fid: bytes) -> bool:
         """Not a factory we moved out of: our balance is in the next one (and once we handed

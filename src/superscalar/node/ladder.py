@@ -66,7 +66,7 @@ from superscalar.ladder import (
     missing_keys,
 )
 from superscalar.ladder.errors import LadderError
-from superscalar.ladder.move import check_move_ptlc, move_amount, plan_move
+from superscalar.ladder.move import MOVE_MARGIN_BLOCKS, check_move_ptlc, move_amount, plan_move
 from superscalar.ladder.turnover import (
     ClientStage,
     LspStage,
@@ -109,6 +109,7 @@ from .common import (
 )
 from .distribution import defense_locktime, kickoff_status, push_kickoff, record_kickoff
 from .forwarding import forward_journal
+from .misbehave import ClientMisbehaviour
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
@@ -326,6 +327,8 @@ class LspLadder:
         self._next_try: dict[tuple[bytes, int], float] = {}
         self._snapshot: dict[str, Any] = {}
         self._locked: set[bytes] = set()
+        self._settled: set[bytes] = set()
+        """Old factories whose close tx we saw in a block."""
         self.events: list[str] = []
         self.rotation: dict[str, float] = {}
 
@@ -366,28 +369,78 @@ class LspLadder:
                 (fid.hex(), pos),
             ).fetchone()
             if row is not None and bytes.fromhex(row["pubkey"]) in self._locked:
-                return f"client {pos} has not yet handed over its key to the old factory"
+                return (
+                    f"move-unsettled: client {pos}'s old factory is not closed on chain yet;"
+                    " its moved balance is locked until then"
+                )
         return None
 
     def _locked_clients(self) -> set[bytes]:
-        """Node keys of clients with a balance in the current factory whose turnover of an
-        older, still open factory is not done."""
+        """Node keys of clients in the current factory that were in an older factory whose
+        close is not confirmed yet.
+
+        A moved balance is credited (spendable) only once the old factory can no longer
+        pay that client: the key alone is not enough, since a client may have started a
+        unilateral exit of the old factory before handing it over (attack 7: paid twice).
+        Its close — alone, with the stayers, from the root kickoff's output after such an
+        exit began, or the timeout sweep — must be in a block first (`_settle`).
+        """
         locked: set[bytes] = set()
         current = self.d.factory_id
         if current is None:
             return locked
-        for old in self._old_open_factories():
-            propose = self._propose(old)
+        for old in self._unsettled_old_factories():
             for c in self.d.db.execute(
-                "SELECT o.position, o.pubkey FROM factory_clients o JOIN factory_clients n"
+                "SELECT o.pubkey FROM factory_clients o JOIN factory_clients n"
                 " ON n.pubkey = o.pubkey WHERE o.factory_id=? AND n.factory_id=?",
                 (old.hex(), current.hex()),
             ):
-                key = propose.clients[int(c["position"])].key.to_key()
-                state = self.turnovers.get(old, key)
-                if state is None or state.stage is not LspStage.DONE:
-                    locked.add(bytes.fromhex(c["pubkey"]))
+                locked.add(bytes.fromhex(c["pubkey"]))
         return locked
+
+    def _unsettled_old_factories(self) -> list[bytes]:
+        return [
+            bytes.fromhex(r["factory_id"])
+            for r in self._factories()
+            if bytes.fromhex(r["factory_id"]) != self.d.factory_id
+            and bytes.fromhex(r["factory_id"]) not in self._settled
+        ]
+
+    def _settle(self, old: bytes) -> None:
+        """An old factory we marked closed: is its close tx in a block (then its movers'
+        balances unlock)? If the chain does not know it and it cannot be sent (its input
+        went to another tx, e.g. a client's exit kicked the tree off first), the close is
+        undone, so the next tick closes from where the tree now stands."""
+        d = self.d
+        row = d._row(old)
+        if row["state"] != "closed" or not row["close_txid"]:
+            return
+        try:
+            conf = d.chain.get_raw_transaction_verbose(row["close_txid"]).confirmations
+        except (RpcError, ChainResponseError):
+            conf = None
+        except ChainUnavailable:
+            return
+        if conf is not None and conf > 0:
+            self._settled.add(old)
+            self._event(f"factory {old.hex()[:16]}: close {row['close_txid'][:16]} confirmed")
+            return
+        if conf is not None:
+            return  # in the mempool
+        try:
+            d.chain.send_raw_transaction(Transaction.from_hex(row["close_tx"]))
+            return
+        except RpcError as exc:
+            why = str(exc)
+        except ChainUnavailable:
+            return
+        with d.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='funded', close_tx=NULL, close_txid=NULL, updated=?"
+                " WHERE factory_id=? AND state='closed'",
+                (now(), old.hex()),
+            )
+        self._event(f"factory {old.hex()[:16]}: close {row['close_txid'][:16]} undone ({why})")
 
     # -- barred peers -----------------------------------------------------------------------
 
@@ -469,6 +522,8 @@ class LspLadder:
                 self._next_try[(fid, -1)] = loop.time() + RETRY_SECONDS
                 async with d._lock:
                     await self.rotate(fid)
+        for old in self._unsettled_old_factories():
+            self._settle(old)
         for old in self._old_open_factories():
             if self.lifecycle(old).phase(self.height) is Phase.EXPIRED:
                 self._timeout_recovery(old)
@@ -635,6 +690,12 @@ class LspLadder:
         propose = self._propose(old)
         for row in rows:
             pos = int(row["position"])
+            expiry = row["cltv_expiry"]
+            if row["stage"] == "planned":  # never offered: no later than plan_move's latest
+                expiry = propose.cltv_timeout - MOVE_MARGIN_BLOCKS
+            if expiry is not None and self.height is not None and self.height >= int(expiry):
+                self._cancel_move(new, pos, int(expiry))
+                continue
             if loop.time() < self._next_try.get((new, pos), 0.0):
                 continue
             client = d.db.execute(
@@ -670,8 +731,15 @@ class LspLadder:
         assert shell.state is not None and self.height is not None
         propose = self._propose(old)
         reason: str | None = None
-        if self._funding_spent(old):
-            reason = "the old factory's funding output is spent (an exit began)"
+        source, _ = self._close_source(old)
+        if source == "wait":
+            self._event(f"move PTLC for client {pos} waits: the old factory's kickoff is unmined")
+            return
+        if source == "gone":
+            reason = (
+                "old-factory-gone: the old factory's tree is on chain below its root kickoff;"
+                " the client stays and exits it"
+            )
         else:
             try:
                 plan = plan_move(
@@ -711,6 +779,28 @@ class LspLadder:
         for n in notices:
             await d._on_notice(pos, n)
 
+    def _cancel_move(self, new: bytes, pos: int, expiry: int) -> None:
+        """A move PTLC that reached its expiry unfulfilled (the client kept its old key,
+        attack 8): the move is off. From now on the LSP refuses its fulfil
+        (`cancelled_move`), and the client is closed out of the old factory as a stayer,
+        paid its old balance there (`_close_with_stayers`)."""
+        with self.d.db.transaction() as c:
+            c.execute(
+                "UPDATE ptlc_moves SET stage='cancelled', reason=?, updated=? WHERE"
+                " new_factory=? AND position=? AND role='lsp' AND stage IN ('planned', 'offered')",
+                (f"move-expired: not fulfilled by its expiry {expiry}", now(), new.hex(), pos),
+            )
+        self._event(f"move of client {pos} cancelled: its PTLC expired at {expiry} unfulfilled")
+
+    def cancelled_move(self, fid: bytes, pos: int, htlc_id: int) -> bool:
+        """Is HTLC `htlc_id` of channel `pos` in `fid` a move PTLC we cancelled?"""
+        row = self.d.db.execute(
+            "SELECT 1 FROM ptlc_moves WHERE new_factory=? AND position=? AND role='lsp'"
+            " AND stage='cancelled' AND htlc_id=?",
+            (fid.hex(), pos, htlc_id),
+        ).fetchone()
+        return row is not None
+
     def _set_move(self, new: bytes, pos: int, stage: str, **fields: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
         with self.d.db.transaction() as c:
@@ -728,6 +818,40 @@ class LspLadder:
             return False
         return out is None
 
+    def _close_source(self, old: bytes) -> tuple[str, FundingRef | None]:
+        """Where a cooperative (or key-holding) close of `old` can spend from now:
+
+        - `funding`: the funding output is unspent;
+        - `kickoff` (with its output): the root kickoff (tree tx 0, signed in the
+          ceremony, so anyone's exit starts with it) is in a block and its output,
+          under the same n-of-n key, is unspent — the next tree tx waits a DW delay, so a
+          close from here confirms first;
+        - `wait`: the funding is spent by an unmined kickoff;
+        - `gone`: the funding or the kickoff output went to another tx (a close, the
+          distribution tx, or an exit already below the root).
+        """
+        d = self.d
+        propose = self._propose(old)
+        tree = tree_of(propose, d.key.public_key)
+        ref = funding_output_ref(tree)
+        kickoff = tree.txs[0].tx
+        try:
+            if d.chain.get_tx_out(ref.outpoint.txid_hex, ref.outpoint.vout) is not None:
+                return "funding", None
+            try:
+                conf = d.chain.get_raw_transaction_verbose(kickoff.txid_hex).confirmations
+            except (RpcError, ChainResponseError):
+                return "gone", None
+            if conf <= 0:
+                return "wait", None
+            if d.chain.get_tx_out(kickoff.txid_hex, 0) is None:
+                return "gone", None
+        except (RpcError, ChainUnavailable):
+            return "wait", None
+        spec = spec_of(propose, d.key.public_key)
+        keys = tuple(c.key for c in spec.clients)
+        return "kickoff", FundingRef(kickoff.outpoint(0), kickoff.outputs[0].value, spec.lsp, keys)
+
     # -- closing old factories --------------------------------------------------------------
 
     def _lsp_script(self) -> bytes:
@@ -741,6 +865,8 @@ class LspLadder:
         recovered = self.turnovers.recovered_keys(old)
         if len(recovered) < len(propose.clients):
             return  # cheap check first: building the scripts aggregates every node's keys
+        if self._close_source(old)[0] != "funding":
+            return  # kicked off: `_close_with_stayers` closes from the kickoff's output
         scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
         positions = {c.key.to_key().data: p for p, c in enumerate(propose.clients)}
         held = {positions[k]: s for k, s in recovered.items() if k in positions}
@@ -786,13 +912,6 @@ class LspLadder:
         what = push_kickoff(d.db, d.chain, old)
         if what is not None:
             self._event(what)
-
-    def _confirmed_kickoff(self, old: bytes) -> Transaction | None:
-        """Factory `old`'s root kickoff if the defense put it in a block (None otherwise)."""
-        row = self.d.db.execute(
-            "SELECT tx FROM kickoffs WHERE factory_id=? AND state='confirmed'", (old.hex(),)
-        ).fetchone()
-        return None if row is None else Transaction.from_hex(row["tx"])
 
     def _signed_root_kickoff(self, old: bytes) -> Transaction:
         """Tree tx 0 with the aggregate signature from the factory's ceremony (checked)."""
@@ -869,9 +988,28 @@ class LspLadder:
             return
         self._event(f"factory {old.hex()[:16]} {how}: {tx.txid_hex}")
 
+    def _move_stages(self, old: bytes) -> dict[str, str]:
+        """Node key (hex) → stage of its move out of `old`, for clients that moved into a
+        factory that was signed (moves planned with an aborted ceremony never happened)."""
+        return {
+            r["pubkey"]: r["stage"]
+            for r in self.d.db.execute(
+                "SELECT n.pubkey, m.stage FROM ptlc_moves m JOIN factory_clients n ON"
+                " n.factory_id = m.new_factory AND n.position = m.position JOIN factories f"
+                " ON f.factory_id = m.new_factory WHERE m.role='lsp' AND m.old_factory=?"
+                " AND f.state IN ('signed', 'funded', 'closed')",
+                (old.hex(),),
+            )
+        }
+
     async def _close_with_stayers(self, old: bytes, current: bytes) -> None:
-        """Once every mover handed over its key, close `old` with the clients that stayed
-        (connected): each is paid its channel balance; the LSP signs for the movers."""
+        """Close `old` with the clients that stayed (connected), once no move out of it is
+        still open: each stayer is paid its channel balance; the LSP signs for the movers
+        whose keys it holds. A stayer is a client that never moved, or whose move failed or
+        was cancelled (its PTLC expired unfulfilled: a mover keeping its key is closed out
+        here at its old balance, attack 8, instead of holding every stayer hostage).
+        From the funding output, or from the root kickoff's output once a kickoff (ours,
+        or a client's exit) confirmed — then also with no stayer left at all."""
         from .lsp import PeerFault
 
         d = self.d
@@ -886,15 +1024,15 @@ class LspLadder:
                 "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position", (old.hex(),)
             )
         )
-        moved = {
-            r["pubkey"]
-            for r in d.db.execute(
-                "SELECT pubkey FROM factory_clients WHERE factory_id=?", (current.hex(),)
-            )
-        }
+        stages = self._move_stages(old)
         stayers = [r for r in rows if int(r["position"]) not in held]
-        if not held or not stayers or any(r["pubkey"] in moved for r in stayers):
-            return  # nothing moved, everyone moved (lone close), or a turnover is pending
+        if any(stages.get(r["pubkey"], "failed") not in ("failed", "cancelled") for r in stayers):
+            return  # a move out of `old` is still open: its PTLC may yet be fulfilled
+        source, kickoff_ref = self._close_source(old)
+        if source not in ("funding", "kickoff"):
+            return
+        if source == "funding" and not stayers:
+            return  # every key: `_close_if_complete` closes alone
         peers: list[Peer] = []
         payouts: dict[int, TxOut] = {}
         for r in stayers:
@@ -911,11 +1049,7 @@ class LspLadder:
         scripts = FactoryScripts.build(build_shape(spec))
         feerate = d.config.close_feerate
         lsp_script = self._lsp_script()
-        kickoff = self._confirmed_kickoff(old)
-        spent = None
-        if kickoff is not None:  # the tree was kicked off: close from the kickoff's output
-            keys = tuple(c.key for c in spec.clients)
-            spent = FundingRef(kickoff.outpoint(0), kickoff.outputs[0].value, spec.lsp, keys)
+        spent = kickoff_ref  # the tree was kicked off: close from the kickoff's output
         try:
             close = close_with_stayers(
                 scripts, d.key, held, payouts, lsp_script, Feerate(feerate), spent
@@ -933,7 +1067,7 @@ class LspLadder:
             lsp_script=Hex(lsp_script),
             feerate_sat_per_kvb=feerate,
             moved=tuple(sorted(held)),
-            from_kickoff=kickoff is not None,
+            from_kickoff=spent is not None,
         )
         coordinator = Coordinator(SigningPlan([spend.session]))
         with d.db.transaction() as c:
@@ -962,7 +1096,10 @@ class LspLadder:
             self._event(f"close with the clients that stayed failed: {exc}")
             return
         tx = spend.signed(sig)
-        self._finish(old, tx, f"closed with the {len(peers)} client(s) that stayed")
+        how = f"closed with the {len(peers)} client(s) that stayed"
+        if spent is not None:
+            how += " from its root kickoff's output"
+        self._finish(old, tx, how)
         for p in peers:
             with contextlib.suppress(WireError):
                 await p.conn.send_message(CloseDone(factory_id=Hex32(old), txid=Hex32(tx.txid)))
@@ -1131,6 +1268,8 @@ class ClientLadder:
         to our old factory key, expiring in time), reveal the key by fulfilling it — after
         recording the handover; otherwise fail it. Returns the channel's further notices."""
         d = self.d
+        if d.config.misbehave(ClientMisbehaviour.WITHHOLD_KEY):
+            return []  # dev-misbehave: keep the PTLC and our old key, neither fulfil nor fail
         row = d.db.execute(
             "SELECT * FROM ptlc_moves WHERE new_factory=? AND position=? AND role='client'",
             (shell.factory_id.hex(), shell.position),
@@ -1157,6 +1296,8 @@ class ClientLadder:
                 (htlc.id, htlc.cltv_expiry, now(), shell.factory_id.hex(), shell.position),
             )
         crash_point("client-before-move-fulfil")
+        if d.config.misbehave(ClientMisbehaviour.EXIT_THEN_FULFIL):
+            await d.dev_exit_old(ctx.old_factory)  # dev-misbehave: exit first, then take it
         log.info("move PTLC %d: fulfilling with our old factory key", htlc.id)
         return await shell.apply(fulfil, send)
 

@@ -53,6 +53,7 @@ from superscalar.channel import (
     Effect,
     FundingSigned,
     SendMessage,
+    UpdateFulfillHtlc,
     accept_open,
     open_message,
 )
@@ -872,6 +873,10 @@ class LspDaemon:
         if msg.position != pos:
             raise ValueError("channel message for another client's channel")
         cmsg = decode_message(msg.payload)
+        if isinstance(cmsg, UpdateFulfillHtlc) and self.ladder.cancelled_move(fid, pos, cmsg.id):
+            # the move was called off at its expiry and the client is paid its old balance
+            # in the old factory's close: its key now would buy the balance a second time
+            raise ValueError(f"move-cancelled: move PTLC {cmsg.id} expired unfulfilled")
         send = self._sender(pos)
         shell = self.channels.get(pos)
         ready = shell is not None and shell.ready.is_set()
