@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from superscalar.node.common import open_db
+from superscalar.node.distribution import KICKOFF_LEAD
 
 from .support import Cluster, run_node, wait_for
 from .test_payments import _pay, _pubkey
@@ -205,3 +206,62 @@ def _try_pay(cluster: Cluster, payer: int, payee: int, amount_msat: int) -> Any:
 
 def _closed(cluster: Cluster, fid: str) -> bool:
     return _ladder_factory(cluster, fid).get("state") == "closed"
+
+
+@pytest.fixture
+def cluster3(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path, 3)
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=RuntimeError,
+    reason="needs the client to sign a close of an older factory it still has its balance in"
+    " (its close handlers only accept the newest factory; owned by the close-handler fix)",
+)
+def test_a_mover_keeping_its_key_is_closed_out_without_hurting_the_stayer(
+    cluster3: Cluster,
+) -> None:
+    """Attack 8: client 1 moves into factory 1 but never fulfils its move PTLC; client 2
+    refuses to move (an honest stayer); client 0 moves honestly. Factory 0 has a mover's
+    key, so the LSP kicks it off before its distribution locktime; at the withheld PTLC's
+    expiry the move is cancelled and the LSP closes factory 0 from the kickoff's output
+    with clients 1 and 2, each paid its balance there — not the CLTV sweep taking both."""
+    cluster = cluster3
+    amounts = [100_000, 120_000, 90_000]
+    cluster.start_lsp("--active-blocks", "40", "--dying-blocks", "30")
+    extra = {1: _misbehave("withhold-key"), 2: ("--refuse-turnover",)}
+    for i, amount in enumerate(amounts):
+        cluster.start_client(i, amount, *extra.get(i, ()))
+    wait_for("factory 0 channels", lambda: cluster.channels_open(cluster.lsp_dir, 3))
+    f0 = cluster.factory(cluster.lsp_dir)
+    assert f0 is not None
+    fid0, cltv = str(f0["factory_id"]), int(f0["cltv_timeout"])
+    before = _by_client(cluster, fid0)
+    cluster.mine_until(cltv - 30)  # DYING: 0 and 1 move, 2 stays
+    wait_for("client 0's key", lambda: _ladder_factory(cluster, fid0).get("keys_handed_over") == 1)
+    fid1 = next(f["factory_id"] for f in _ladder(cluster)["factories"] if f["factory_id"] != fid0)
+    wait_for("client 0's move", lambda: _by_client(cluster, fid1).get(0) == before[0])
+    # the kickoff defense (a mover's key is in), then the withheld PTLC's expiry
+    locktime = int(f0["distribution"]["locktime"])
+    cluster.mine_until(locktime - KICKOFF_LEAD)
+    kick = wait_for("kickoff out", lambda: _ladder_factory(cluster, fid0).get("kickoff"))
+    cluster.mine_until(locktime - KICKOFF_LEAD + 1)
+    kickoff_txid = str(kick["txid"])
+    assert cluster.chain.get_raw_transaction_verbose(kickoff_txid).confirmations >= 1
+    cluster.mine_until(cltv - 6)  # MOVE_MARGIN_BLOCKS: the move PTLC's expiry
+    wait_for("factory 0 closed with its stayers", lambda: _closed(cluster, fid0), 90)
+    tx = _confirmed_close(cluster, fid0)
+    assert [i.prevout.txid_hex for i in tx.inputs] == [kickoff_txid]
+    for i in (1, 2):
+        script = _payout_script(cluster, fid0, i)
+        assert [o.value for o in tx.outputs if o.script_pubkey == script] == [before[i] // 1000]
+    assert cluster.chain.get_block_count() < cltv  # before the timeout sweep could run
+    # the honest mover keeps its balance in factory 1; the withholder has nothing there
+    assert _by_client(cluster, fid1).get(0) == before[0]
+    assert _by_client(cluster, fid1).get(1, 0) == 0
