@@ -265,3 +265,28 @@ def test_a_mover_keeping_its_key_is_closed_out_without_hurting_the_stayer(
     # the honest mover keeps its balance in factory 1; the withholder has nothing there
     assert _by_client(cluster, fid1).get(0) == before[0]
     assert _by_client(cluster, fid1).get(1, 0) == 0
+
+
+@pytest.mark.slow
+def test_nobody_moving_the_lsp_closes_at_current_balances_not_opening_ones(
+    cluster: Cluster,
+) -> None:
+    """Attack 9, its second half: client 1 stalls every rotation and client 0 declines to
+    move, so nobody leaves factory 0. Client 1 paid client 0 first; factory 0's
+    distribution tx would pay both their opening balances (handing the payment back), so
+    before its locktime the LSP closes factory 0 cooperatively at the current balances."""
+    fid0 = _start(cluster, AMOUNTS, {0: ("--refuse-turnover",), 1: _misbehave("stall-rotation")})
+    _pay(cluster, 1, 0, 9_000_000)
+    wait_for("payment settles", lambda: _by_client(cluster, fid0).get(0) == 109_000_000)
+    before = _by_client(cluster, fid0)
+    f0 = _lsp_factory(cluster, fid0)
+    locktime = int(f0["distribution"]["locktime"])
+    cluster.mine_until(int(f0["cltv_timeout"]) - DYING)  # DYING: invites, 1 fails, 0 declines
+    wait_for("client 1 barred", lambda: _ladder(cluster).get("barred"), 60)
+    cluster.mine_until(locktime - KICKOFF_LEAD)
+    wait_for("factory 0 closed fairly", lambda: _closed(cluster, fid0), 60)
+    tx = _confirmed_close(cluster, fid0)
+    assert cluster.chain.get_block_count() <= locktime  # before the distribution tx could
+    for i in range(2):
+        script = _payout_script(cluster, fid0, i)
+        assert [o.value for o in tx.outputs if o.script_pubkey == script] == [before[i] // 1000]

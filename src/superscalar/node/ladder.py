@@ -107,7 +107,13 @@ from .common import (
     spec_of,
     tree_of,
 )
-from .distribution import defense_locktime, kickoff_status, push_kickoff, record_kickoff
+from .distribution import (
+    defense_locktime,
+    kickoff_status,
+    push_kickoff,
+    record_kickoff,
+    stored_terms,
+)
 from .forwarding import forward_journal
 from .misbehave import ClientMisbehaviour
 
@@ -522,6 +528,8 @@ class LspLadder:
                 self._next_try[(fid, -1)] = loop.time() + RETRY_SECONDS
                 async with d._lock:
                     await self.rotate(fid)
+            if d.factory_id == fid:
+                await self._close_before_distribution(fid)
         for old in self._unsettled_old_factories():
             self._settle(old)
         for old in self._old_open_factories():
@@ -881,6 +889,53 @@ class LspLadder:
         start = getattr(self, "_rotation_start", None)
         if start is not None:
             self.rotation["rotation_s"] = round(asyncio.get_running_loop().time() - start, 3)
+
+    # -- a fair close instead of the distribution tx ------------------------------------------
+
+    def _distribution_underpays(self, fid: bytes) -> bool:
+        """Would factory `fid`'s distribution tx pay some client less than its current
+        channel balance (payments it received since the opening)?"""
+        terms = stored_terms(self.d.db, fid)
+        if terms is None:
+            return False
+        for pos, shell in self.d.channels.items():
+            b = shell.balances()
+            if (
+                pos < len(terms.payouts)
+                and b.get("open")
+                and int(b["remote_msat"]) // 1000 > terms.payouts[pos].amount_sat
+            ):
+                return True
+        return False
+
+    async def _close_before_distribution(self, fid: bytes) -> None:
+        """Nobody moved out of the live factory `fid` (every client stayed or was barred)
+        and its distribution locktime is `KICKOFF_LEAD` blocks away: the distribution tx
+        would pay each client its *opening* balance, undoing the payments made since
+        (attack 9: a client that stalls every rotation after paying another gets its
+        payment back). While the clients are here the LSP closes cooperatively at the
+        current balances first; the distribution tx stays the default only when it cannot
+        (a client gone, a channel busy)."""
+        d = self.d
+        loop = asyncio.get_running_loop()
+        if self.height is None or loop.time() < self._next_try.get((fid, -4), 0.0):
+            return
+        if d._row(fid)["state"] != "funded" or not d.may_distribute(fid):
+            return
+        if defense_locktime(d.db, fid, self.height) is None or self._funding_spent(fid):
+            return
+        if not self._distribution_underpays(fid):
+            return
+        self._next_try[(fid, -4)] = loop.time() + RETRY_SECONDS
+        try:
+            txid = await d.close_factory()
+        except (RuntimeError, RpcError, ChainUnavailable) as exc:
+            self._event(f"no fair close of {fid.hex()[:16]} before its distribution tx: {exc}")
+            return
+        self._event(
+            f"factory {fid.hex()[:16]} closed at current balances before its distribution"
+            f" tx (which pays opening balances): {txid}"
+        )
 
     # -- the kickoff defense (see `distribution`) ---------------------------------------------
 
