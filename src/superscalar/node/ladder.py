@@ -65,6 +65,7 @@ from superscalar.ladder import (
     lsp_alone_close,
     missing_keys,
 )
+from superscalar.ladder.closeout import distribution_underpays, move_expired, stayers_to_close
 from superscalar.ladder.errors import LadderError
 from superscalar.ladder.move import MOVE_MARGIN_BLOCKS, check_move_ptlc, move_amount, plan_move
 from superscalar.ladder.turnover import (
@@ -699,10 +700,10 @@ class LspLadder:
         for row in rows:
             pos = int(row["position"])
             expiry = row["cltv_expiry"]
-            if row["stage"] == "planned":  # never offered: no later than plan_move's latest
-                expiry = propose.cltv_timeout - MOVE_MARGIN_BLOCKS
-            if expiry is not None and self.height is not None and self.height >= int(expiry):
-                self._cancel_move(new, pos, int(expiry))
+            if self.height is not None and move_expired(
+                row["stage"], expiry, self.height, propose.cltv_timeout, MOVE_MARGIN_BLOCKS
+            ):
+                self._cancel_move(new, pos, self.height)
                 continue
             if loop.time() < self._next_try.get((new, pos), 0.0):
                 continue
@@ -787,7 +788,7 @@ class LspLadder:
         for n in notices:
             await d._on_notice(pos, n)
 
-    def _cancel_move(self, new: bytes, pos: int, expiry: int) -> None:
+    def _cancel_move(self, new: bytes, pos: int, height: int) -> None:
         """A move PTLC that reached its expiry unfulfilled (the client kept its old key,
         attack 8): the move is off. From now on the LSP refuses its fulfil
         (`cancelled_move`), and the client is closed out of the old factory as a stayer,
@@ -796,9 +797,9 @@ class LspLadder:
             c.execute(
                 "UPDATE ptlc_moves SET stage='cancelled', reason=?, updated=? WHERE"
                 " new_factory=? AND position=? AND role='lsp' AND stage IN ('planned', 'offered')",
-                (f"move-expired: not fulfilled by its expiry {expiry}", now(), new.hex(), pos),
+                (f"move-expired: not fulfilled by height {height}", now(), new.hex(), pos),
             )
-        self._event(f"move of client {pos} cancelled: its PTLC expired at {expiry} unfulfilled")
+        self._event(f"move of client {pos} cancelled: unfulfilled at its expiry ({height})")
 
     def cancelled_move(self, fid: bytes, pos: int, htlc_id: int) -> bool:
         """Is HTLC `htlc_id` of channel `pos` in `fid` a move PTLC we cancelled?"""
@@ -898,15 +899,12 @@ class LspLadder:
         terms = stored_terms(self.d.db, fid)
         if terms is None:
             return False
-        for pos, shell in self.d.channels.items():
-            b = shell.balances()
-            if (
-                pos < len(terms.payouts)
-                and b.get("open")
-                and int(b["remote_msat"]) // 1000 > terms.payouts[pos].amount_sat
-            ):
-                return True
-        return False
+        balances = {
+            pos: int(b["remote_msat"])
+            for pos, shell in self.d.channels.items()
+            if (b := shell.balances()).get("open")
+        }
+        return distribution_underpays([p.amount_sat for p in terms.payouts], balances)
 
     async def _close_before_distribution(self, fid: bytes) -> None:
         """Nobody moved out of the live factory `fid` (every client stayed or was barred)
@@ -1043,14 +1041,15 @@ class LspLadder:
             return
         self._event(f"factory {old.hex()[:16]} {how}: {tx.txid_hex}")
 
-    def _move_stages(self, old: bytes) -> dict[str, str]:
-        """Node key (hex) → stage of its move out of `old`, for clients that moved into a
+    def _move_stages(self, old: bytes) -> dict[int, str]:
+        """Old position → stage of its move out of `old`, for clients that moved into a
         factory that was signed (moves planned with an aborted ceremony never happened)."""
         return {
-            r["pubkey"]: r["stage"]
+            int(r["position"]): r["stage"]
             for r in self.d.db.execute(
-                "SELECT n.pubkey, m.stage FROM ptlc_moves m JOIN factory_clients n ON"
-                " n.factory_id = m.new_factory AND n.position = m.position JOIN factories f"
+                "SELECT o.position, m.stage FROM ptlc_moves m JOIN factory_clients n ON"
+                " n.factory_id = m.new_factory AND n.position = m.position JOIN factory_clients o"
+                " ON o.pubkey = n.pubkey AND o.factory_id = m.old_factory JOIN factories f"
                 " ON f.factory_id = m.new_factory WHERE m.role='lsp' AND m.old_factory=?"
                 " AND f.state IN ('signed', 'funded', 'closed')",
                 (old.hex(),),
@@ -1079,10 +1078,10 @@ class LspLadder:
                 "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position", (old.hex(),)
             )
         )
-        stages = self._move_stages(old)
-        stayers = [r for r in rows if int(r["position"]) not in held]
-        if any(stages.get(r["pubkey"], "failed") not in ("failed", "cancelled") for r in stayers):
+        paid = stayers_to_close([int(r["position"]) for r in rows], held, self._move_stages(old))
+        if paid is None:
             return  # a move out of `old` is still open: its PTLC may yet be fulfilled
+        stayers = [r for r in rows if int(r["position"]) in paid]
         source, kickoff_ref = self._close_source(old)
         if source not in ("funding", "kickoff"):
             return
