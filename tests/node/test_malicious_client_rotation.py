@@ -255,7 +255,7 @@ def test_a_mover_keeping_its_key_is_closed_out_without_hurting_the_stayer(
     kickoff_txid = str(kick["txid"])
     assert cluster.chain.get_raw_transaction_verbose(kickoff_txid).confirmations >= 1
     cluster.mine_until(cltv - 6)  # MOVE_MARGIN_BLOCKS: the move PTLC's expiry
-    wait_for("factory 0 closed with its stayers", lambda: _closed(cluster, fid0), 90)
+    wait_for("factory 0 closed with its stayers", lambda: _closed(cluster, fid0), 30)
     tx = _confirmed_close(cluster, fid0)
     assert [i.prevout.txid_hex for i in tx.inputs] == [kickoff_txid]
     for i in (1, 2):
