@@ -333,7 +333,9 @@ class LspLadder:
         self.turnovers = LspTurnovers(daemon.db, daemon.key)
         self._next_try: dict[tuple[bytes, int], float] = {}
         self._snapshot: dict[str, Any] = {}
-        self._locked: set[bytes] = set()
+        self._locked: set[bytes] | None = None
+        """Clients whose moved balance is locked; None until first computed (after a
+        restart every old factory counts as unsettled until its close is seen in a block)."""
         self._settled: set[bytes] = set()
         """Old factories whose close tx we saw in a block."""
         self.events: list[str] = []
@@ -362,14 +364,16 @@ class LspLadder:
         """Why a new HTLC between client `positions` of `fid` is refused (None: welcome).
 
         Only ACTIVE factories take new HTLCs; and a client that moved its balance
-        here but still holds its key to the old factory may not use the moved
-        balance until it hands that key over (it could otherwise spend both).
+        here may not use it until the old factory's close is in a block: until then
+        the old factory may still pay it (an exit it began before handing its key
+        over), and it could spend both.
         """
-        if self.height is None:
-            return None
-        phase = self.lifecycle(fid).phase(self.height)
-        if phase is not Phase.ACTIVE:
-            return f"factory is {phase} at height {self.height}: no new HTLCs"
+        if self.height is not None:
+            phase = self.lifecycle(fid).phase(self.height)
+            if phase is not Phase.ACTIVE:
+                return f"factory is {phase} at height {self.height}: no new HTLCs"
+        if self._locked is None:
+            self._locked = self._locked_clients()
         for pos in positions:
             row = self.d.db.execute(
                 "SELECT pubkey FROM factory_clients WHERE factory_id=? AND position=?",
