@@ -323,6 +323,13 @@ class LspLadder:
     the key turnover; with every key of an old factory, close it alone; an old
     factory still open at its CLTV timeout is swept through the timeout path.
     Everything it decides is derived from the database, so a restart resumes.
+
+    Clients are the attacker too (`ladder.closeout`): a client failing a rotation
+    ceremony is barred from it (`bar`); a moved balance stays locked until the old
+    factory's close is in a block (`_settle`), closing from the root kickoff's output
+    if an exit kicked the tree off (`_close_source`); a move unfulfilled at its expiry
+    is cancelled and its client closed out as a stayer; a factory nobody left is closed
+    at current balances before its distribution tx (`_close_before_distribution`).
     """
 
     def __init__(self, daemon: LspDaemon) -> None:
