@@ -136,6 +136,11 @@ def status_command(datadir: Path, as_json: bool) -> None:
                 "" if not kick else f"{kick['state']} (locktime {kick['locktime']})",
             )
         out.print(lt)
+        for b in ladder.get("barred") or []:
+            out.print(
+                f"  barred: client {b['pubkey'][:16]}… from moving out of"
+                f" {b['factory_id'][:16]}… at height {b['height']}: {b['code']}"
+            )
         for event in ladder.get("events", [])[-5:]:
             out.print(f"  ladder: {event}")
     if snap.get("channels"):

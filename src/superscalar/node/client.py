@@ -142,7 +142,7 @@ from .distribution import (
     stored_terms,
     view_distribution,
 )
-from .exit import ExitRefused, exit_loop, exit_requested, exit_status, plan_exit
+from .exit import ExitRefused, exit_loop, exit_requested, exit_status, exit_tick, plan_exit
 from .ladder import ClientLadder
 from .lsp import script_for_address, status_snapshot
 from .misbehave import ClientMisbehaviour, Misbehaviour
@@ -397,6 +397,28 @@ class ClientDaemon:
             self.channel = shell
             if self.conn is not None:
                 await self.conn.close()
+
+    async def dev_exit_old(self, fid: bytes) -> None:
+        """dev-misbehave `exit-then-fulfil`: plan a unilateral exit of factory `fid` (one we
+        are moving out of) and push its first step (the root kickoff) now; the exit loop
+        drives the rest. Honest clients never call this."""
+        row = self.db.execute(
+            "SELECT * FROM factories WHERE factory_id=? AND role='client'", (fid.hex(),)
+        ).fetchone()
+        if row is None or exit_requested(self.db, fid):
+            return
+        pos = int(row["position"])
+        shell = load_channel(self.db, self.ladder.key_for(fid), fid, pos, _record_payments)
+        if shell is None:
+            return
+        payout = bytes.fromhex(self._kv("payout_script") or "")
+        async with shell.lock:
+            plan_exit(
+                self.db, fid, pos, self._verified_of(row), shell, payout,
+                self.chain.get_block_count(),
+            )  # fmt: skip
+        exit_tick(self.db, self.chain)
+        log.warning("dev-misbehave: exit of factory %s started before the move", fid.hex()[:16])
 
     def _may_distribute(self, fid: bytes) -> bool:
         """Broadcast factory `fid`'s distribution tx unless we handed our key in it over (the
@@ -868,6 +890,9 @@ class ClientDaemon:
         if not self.ladder.proposal_allowed(self._current()):
             raise Refused("already in a factory")
         fkey = self.ladder.proposed_key()
+        if self.config.misbehave(ClientMisbehaviour.STALL_ROTATION) and self.ladder.rotating():
+            # dev-misbehave: accept every rotation invite, then wreck its ceremony
+            return FactoryNonces(factory_id=msg.factory_id, attempt=msg.attempt, bundle=Hex(b"\0"))
         try:
             height = self.chain.get_block_count()
             safety = self._safety()

@@ -67,8 +67,15 @@ from superscalar.ladder import (
     lsp_alone_close,
     missing_keys,
 )
+from superscalar.ladder.closeout import distribution_underpays, move_expired, stayers_to_close
 from superscalar.ladder.errors import LadderError
-from superscalar.ladder.move import MovePtlc, check_move_ptlc, move_amount, plan_move
+from superscalar.ladder.move import (
+    MOVE_MARGIN_BLOCKS,
+    MovePtlc,
+    check_move_ptlc,
+    move_amount,
+    plan_move,
+)
 from superscalar.ladder.turnover import (
     ClientStage,
     LspStage,
@@ -117,6 +124,7 @@ from .distribution import (
     kickoff_status,
     push_kickoff,
     record_kickoff,
+    stored_terms,
 )
 from .exit import exit_requested
 from .forwarding import forward_journal
@@ -338,6 +346,13 @@ class LspLadder:
     the key turnover; with every key of an old factory, close it alone; an old
     factory still open at its CLTV timeout is swept through the timeout path.
     Everything it decides is derived from the database, so a restart resumes.
+
+    Clients are the attacker too (`ladder.closeout`): a client failing a rotation
+    ceremony is barred from it (`bar`); a moved balance stays locked until the old
+    factory's close is in a block (`_settle`), closing from the root kickoff's output
+    if an exit kicked the tree off (`_close_source`); a move unfulfilled at its expiry
+    is cancelled and its client closed out as a stayer; a factory nobody left is closed
+    at current balances before its distribution tx (`_close_before_distribution`).
     """
 
     def __init__(self, daemon: LspDaemon) -> None:
@@ -348,7 +363,11 @@ class LspLadder:
         self.turnovers = LspTurnovers(daemon.db, daemon.key)
         self._next_try: dict[tuple[bytes, int], float] = {}
         self._snapshot: dict[str, Any] = {}
-        self._locked: set[bytes] = set()
+        self._locked: set[bytes] | None = None
+        """Clients whose moved balance is locked; None until first computed (after a
+        restart every old factory counts as unsettled until its close is seen in a block)."""
+        self._settled: set[bytes] = set()
+        """Old factories whose close tx we saw in a block."""
         self.events: list[str] = []
         self.rotation: dict[str, float] = {}
 
@@ -375,42 +394,133 @@ class LspLadder:
         """Why a new HTLC between client `positions` of `fid` is refused (None: welcome).
 
         Only ACTIVE factories take new HTLCs; and a client that moved its balance
-        here but still holds its key to the old factory may not use the moved
-        balance until it hands that key over (it could otherwise spend both).
+        here may not use it until the old factory's close is in a block: until then
+        the old factory may still pay it (an exit it began before handing its key
+        over), and it could spend both.
         """
-        if self.height is None:
-            return None
-        phase = self.lifecycle(fid).phase(self.height)
-        if phase is not Phase.ACTIVE:
-            return f"factory is {phase} at height {self.height}: no new HTLCs"
+        if self.height is not None:
+            phase = self.lifecycle(fid).phase(self.height)
+            if phase is not Phase.ACTIVE:
+                return f"factory is {phase} at height {self.height}: no new HTLCs"
+        if self._locked is None:
+            self._locked = self._locked_clients()
         for pos in positions:
             row = self.d.db.execute(
                 "SELECT pubkey FROM factory_clients WHERE factory_id=? AND position=?",
                 (fid.hex(), pos),
             ).fetchone()
             if row is not None and bytes.fromhex(row["pubkey"]) in self._locked:
-                return f"client {pos} has not yet handed over its key to the old factory"
+                return (
+                    f"move-unsettled: client {pos}'s old factory is not closed on chain yet;"
+                    " its moved balance is locked until then"
+                )
         return None
 
     def _locked_clients(self) -> set[bytes]:
-        """Node keys of clients with a balance in the current factory whose turnover of an
-        older, still open factory is not done."""
+        """Node keys of clients in the current factory that were in an older factory whose
+        close is not confirmed yet.
+
+        A moved balance is credited (spendable) only once the old factory can no longer
+        pay that client: the key alone is not enough, since a client may have started a
+        unilateral exit of the old factory before handing it over (attack 7: paid twice).
+        Its close — alone, with the stayers, from the root kickoff's output after such an
+        exit began, or the timeout sweep — must be in a block first (`_settle`).
+        """
         locked: set[bytes] = set()
         current = self.d.factory_id
         if current is None:
             return locked
-        for old in self._old_open_factories():
-            propose = self._propose(old)
+        for old in self._unsettled_old_factories():
             for c in self.d.db.execute(
-                "SELECT o.position, o.pubkey FROM factory_clients o JOIN factory_clients n"
+                "SELECT o.pubkey FROM factory_clients o JOIN factory_clients n"
                 " ON n.pubkey = o.pubkey WHERE o.factory_id=? AND n.factory_id=?",
                 (old.hex(), current.hex()),
             ):
-                key = propose.clients[int(c["position"])].key.to_key()
-                state = self.turnovers.get(old, key)
-                if state is None or state.stage is not LspStage.DONE:
-                    locked.add(bytes.fromhex(c["pubkey"]))
+                locked.add(bytes.fromhex(c["pubkey"]))
         return locked
+
+    def _unsettled_old_factories(self) -> list[bytes]:
+        return [
+            bytes.fromhex(r["factory_id"])
+            for r in self._factories()
+            if bytes.fromhex(r["factory_id"]) != self.d.factory_id
+            and bytes.fromhex(r["factory_id"]) not in self._settled
+        ]
+
+    def _settle(self, old: bytes) -> None:
+        """An old factory we marked closed: is its close tx in a block (then its movers'
+        balances unlock)? If the chain does not know it and it cannot be sent (its input
+        went to another tx, e.g. a client's exit kicked the tree off first), the close is
+        undone, so the next tick closes from where the tree now stands."""
+        d = self.d
+        row = d._row(old)
+        if row["state"] != "closed" or not row["close_txid"]:
+            return
+        try:
+            conf = d.chain.get_raw_transaction_verbose(row["close_txid"]).confirmations
+        except (RpcError, ChainResponseError):
+            conf = None
+        except ChainUnavailable:
+            return
+        if conf is not None and conf > 0:
+            self._settled.add(old)
+            self._event(f"factory {old.hex()[:16]}: close {row['close_txid'][:16]} confirmed")
+            return
+        if conf is not None:
+            return  # in the mempool
+        try:
+            d.chain.send_raw_transaction(Transaction.from_hex(row["close_tx"]))
+            return
+        except RpcError as exc:
+            why = str(exc)
+        except ChainUnavailable:
+            return
+        with d.db.transaction() as c:
+            c.execute(
+                "UPDATE factories SET state='funded', close_tx=NULL, close_txid=NULL, updated=?"
+                " WHERE factory_id=? AND state='closed'",
+                (now(), old.hex()),
+            )
+        self._event(f"factory {old.hex()[:16]}: close {row['close_txid'][:16]} undone ({why})")
+
+    # -- barred peers -----------------------------------------------------------------------
+
+    def bar(
+        self, c: sqlite3.Connection, old: bytes, key: PublicKey, code: str, reason: str
+    ) -> None:
+        """A client failed a rotation out of `old` (in the caller's transaction): it is not
+        invited again, so it cannot hold the others' move (and the keys) back; it stays on
+        `old` and is closed out there at its balance, like any client that stayed."""
+        c.execute(
+            "INSERT OR REPLACE INTO barred_peers VALUES (?, ?, ?, ?, ?, ?)",
+            (old.hex(), key.hex(), code, reason[:300], self.height or 0, now()),
+        )
+        self._event(f"client {key.hex()[:16]} barred from moving out of {old.hex()[:16]}: {code}")
+
+    def _bar_now(self, old: bytes, key: PublicKey, code: str, reason: str) -> None:
+        with self.d.db.transaction() as c:
+            self.bar(c, old, key, code, reason)
+
+    def barred(self, old: bytes) -> dict[bytes, str]:
+        """Node keys barred from rotating out of `old`, with their reason codes."""
+        return {
+            bytes.fromhex(r["pubkey"]): str(r["code"])
+            for r in self.d.db.execute(
+                "SELECT pubkey, code FROM barred_peers WHERE old_factory=?", (old.hex(),)
+            )
+        }
+
+    def _barred_status(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "factory_id": r["old_factory"],
+                "pubkey": r["pubkey"],
+                "code": r["code"],
+                "reason": r["reason"],
+                "height": int(r["height"]),
+            }
+            for r in self.d.db.execute("SELECT * FROM barred_peers ORDER BY created")
+        ]
 
     def retire(self, fid: bytes, channels: dict[int, ChannelShell]) -> None:
         self.retired[fid] = channels
@@ -453,6 +563,10 @@ class LspLadder:
                 self._next_try[(fid, -1)] = loop.time() + RETRY_SECONDS
                 async with d._lock:
                     await self.rotate(fid)
+            if d.factory_id == fid:
+                await self._close_before_distribution(fid)
+        for old in self._unsettled_old_factories():
+            self._settle(old)
         for old in self._old_open_factories():
             if self.lifecycle(old).phase(self.height) is Phase.EXPIRED:
                 self._timeout_recovery(old)
@@ -479,6 +593,7 @@ class LspLadder:
             "dying_blocks": params.dying_blocks,
             "factories": [self._describe(r["factory_id"]) for r in self._factories()],
             "rotation": dict(self.rotation),
+            "barred": self._barred_status(),
             "events": list(self.events),
         }
 
@@ -525,12 +640,18 @@ class LspLadder:
             )
         )
         invited: list[tuple[int, Peer, int, int]] = []
+        barred = self.barred(old)
         for c in clients:
             pos = int(c["position"])
             peer = d.members.get(bytes.fromhex(c["pubkey"]))
             shell = d.channels.get(pos)
             b = shell.balances() if shell is not None else {"open": False}
-            if peer is None or peer.conn.closed:
+            code = barred.get(bytes.fromhex(c["pubkey"]))
+            if code is not None:
+                if self._next_try.get((old, -10 - pos)) is None:
+                    self._next_try[(old, -10 - pos)] = 0.0
+                    self._event(f"client {pos} stays on the old factory: barred ({code})")
+            elif peer is None or peer.conn.closed:
                 self._event(f"client {pos} stays on the old factory: offline")
             elif not b["open"] or not b["quiescent"] or b["htlcs"]:
                 self._event(f"client {pos} stays on the old factory for now: updates pending")
@@ -552,6 +673,8 @@ class LspLadder:
                 msg = await _inbox_receive(peer, STEP_SECONDS)
             except (TimeoutError, WireError) as exc:
                 self._event(f"client {pos} did not answer the rotation invite: {exc!r}")
+                if isinstance(exc, TimeoutError):  # a stall: the others go on without it
+                    self._bar_now(old, peer.key, "rotation-invite-timeout", repr(exc))
                 continue
             if isinstance(msg, TurnoverRefuse):
                 self._event(f"client {pos} declined to move: {msg.reason}")
@@ -565,6 +688,7 @@ class LspLadder:
                 or msg.amount_sat != amount
             ):
                 self._event(f"client {pos} answered the invite wrongly: {msg!r}"[:300])
+                self._bar_now(old, peer.key, "rotation-bad-join", repr(msg))
                 continue
             peer.join = msg
             joined.append(peer)
@@ -609,6 +733,12 @@ class LspLadder:
         propose = self._propose(old)
         for row in rows:
             pos = int(row["position"])
+            expiry = row["cltv_expiry"]
+            if self.height is not None and move_expired(
+                row["stage"], expiry, self.height, propose.cltv_timeout, MOVE_MARGIN_BLOCKS
+            ):
+                self._cancel_move(new, pos, self.height)
+                continue
             if loop.time() < self._next_try.get((new, pos), 0.0):
                 continue
             client = d.db.execute(
@@ -646,8 +776,15 @@ class LspLadder:
             return  # the client moved into the new factory; its balance never follows
         propose = self._propose(old)
         reason: str | None = None
-        if self._funding_spent(old):
-            reason = "the old factory's funding output is spent (an exit began)"
+        source, _ = self._close_source(old)
+        if source == "wait":
+            self._event(f"move PTLC for client {pos} waits: the old factory's kickoff is unmined")
+            return
+        if source == "gone":
+            reason = (
+                "old-factory-gone: the old factory's tree is on chain below its root kickoff;"
+                " the client stays and exits it"
+            )
         else:
             try:
                 plan = plan_move(
@@ -689,6 +826,28 @@ class LspLadder:
         for n in notices:
             await d._on_notice(pos, n)
 
+    def _cancel_move(self, new: bytes, pos: int, height: int) -> None:
+        """A move PTLC that reached its expiry unfulfilled (the client kept its old key,
+        attack 8): the move is off. From now on the LSP refuses its fulfil
+        (`cancelled_move`), and the client is closed out of the old factory as a stayer,
+        paid its old balance there (`_close_with_stayers`)."""
+        with self.d.db.transaction() as c:
+            c.execute(
+                "UPDATE ptlc_moves SET stage='cancelled', reason=?, updated=? WHERE"
+                " new_factory=? AND position=? AND role='lsp' AND stage IN ('planned', 'offered')",
+                (f"move-expired: not fulfilled by height {height}", now(), new.hex(), pos),
+            )
+        self._event(f"move of client {pos} cancelled: unfulfilled at its expiry ({height})")
+
+    def cancelled_move(self, fid: bytes, pos: int, htlc_id: int) -> bool:
+        """Is HTLC `htlc_id` of channel `pos` in `fid` a move PTLC we cancelled?"""
+        row = self.d.db.execute(
+            "SELECT 1 FROM ptlc_moves WHERE new_factory=? AND position=? AND role='lsp'"
+            " AND stage='cancelled' AND htlc_id=?",
+            (fid.hex(), pos, htlc_id),
+        ).fetchone()
+        return row is not None
+
     def _set_move(self, new: bytes, pos: int, stage: str, **fields: Any) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
         with self.d.db.transaction() as c:
@@ -706,6 +865,40 @@ class LspLadder:
             return False
         return out is None
 
+    def _close_source(self, old: bytes) -> tuple[str, FundingRef | None]:
+        """Where a cooperative (or key-holding) close of `old` can spend from now:
+
+        - `funding`: the funding output is unspent;
+        - `kickoff` (with its output): the root kickoff (tree tx 0, signed in the
+          ceremony, so anyone's exit starts with it) is in a block and its output,
+          under the same n-of-n key, is unspent — the next tree tx waits a DW delay, so a
+          close from here confirms first;
+        - `wait`: the funding is spent by an unmined kickoff;
+        - `gone`: the funding or the kickoff output went to another tx (a close, the
+          distribution tx, or an exit already below the root).
+        """
+        d = self.d
+        propose = self._propose(old)
+        tree = tree_of(propose, d.key.public_key)
+        ref = funding_output_ref(tree)
+        kickoff = tree.txs[0].tx
+        try:
+            if d.chain.get_tx_out(ref.outpoint.txid_hex, ref.outpoint.vout) is not None:
+                return "funding", None
+            try:
+                conf = d.chain.get_raw_transaction_verbose(kickoff.txid_hex).confirmations
+            except (RpcError, ChainResponseError):
+                return "gone", None
+            if conf <= 0:
+                return "wait", None
+            if d.chain.get_tx_out(kickoff.txid_hex, 0) is None:
+                return "gone", None
+        except (RpcError, ChainUnavailable):
+            return "wait", None
+        spec = spec_of(propose, d.key.public_key)
+        keys = tuple(c.key for c in spec.clients)
+        return "kickoff", FundingRef(kickoff.outpoint(0), kickoff.outputs[0].value, spec.lsp, keys)
+
     # -- closing old factories --------------------------------------------------------------
 
     def _lsp_script(self) -> bytes:
@@ -719,6 +912,8 @@ class LspLadder:
         recovered = self.turnovers.recovered_keys(old)
         if len(recovered) < len(propose.clients):
             return  # cheap check first: building the scripts aggregates every node's keys
+        if self._close_source(old)[0] != "funding":
+            return  # kicked off: `_close_with_stayers` closes from the kickoff's output
         scripts = FactoryScripts.build(build_shape(spec_of(propose, d.key.public_key)))
         positions = {c.key.to_key().data: p for p, c in enumerate(propose.clients)}
         held = {positions[k]: s for k, s in recovered.items() if k in positions}
@@ -733,6 +928,50 @@ class LspLadder:
         start = getattr(self, "_rotation_start", None)
         if start is not None:
             self.rotation["rotation_s"] = round(asyncio.get_running_loop().time() - start, 3)
+
+    # -- a fair close instead of the distribution tx ------------------------------------------
+
+    def _distribution_underpays(self, fid: bytes) -> bool:
+        """Would factory `fid`'s distribution tx pay some client less than its current
+        channel balance (payments it received since the opening)?"""
+        terms = stored_terms(self.d.db, fid)
+        if terms is None:
+            return False
+        balances = {
+            pos: int(b["remote_msat"])
+            for pos, shell in self.d.channels.items()
+            if (b := shell.balances()).get("open")
+        }
+        return distribution_underpays([p.amount_sat for p in terms.payouts], balances)
+
+    async def _close_before_distribution(self, fid: bytes) -> None:
+        """Nobody moved out of the live factory `fid` (every client stayed or was barred)
+        and its distribution locktime is `KICKOFF_LEAD` blocks away: the distribution tx
+        would pay each client its *opening* balance, undoing the payments made since
+        (attack 9: a client that stalls every rotation after paying another gets its
+        payment back). While the clients are here the LSP closes cooperatively at the
+        current balances first; the distribution tx stays the default only when it cannot
+        (a client gone, a channel busy)."""
+        d = self.d
+        loop = asyncio.get_running_loop()
+        if self.height is None or loop.time() < self._next_try.get((fid, -4), 0.0):
+            return
+        if d._row(fid)["state"] != "funded" or not d.may_distribute(fid):
+            return
+        if defense_locktime(d.db, fid, self.height) is None or self._funding_spent(fid):
+            return
+        if not self._distribution_underpays(fid):
+            return
+        self._next_try[(fid, -4)] = loop.time() + RETRY_SECONDS
+        try:
+            txid = await d.close_factory()
+        except (RuntimeError, RpcError, ChainUnavailable) as exc:
+            self._event(f"no fair close of {fid.hex()[:16]} before its distribution tx: {exc}")
+            return
+        self._event(
+            f"factory {fid.hex()[:16]} closed at current balances before its distribution"
+            f" tx (which pays opening balances): {txid}"
+        )
 
     # -- the kickoff defense (see `distribution`) ---------------------------------------------
 
@@ -764,13 +1003,6 @@ class LspLadder:
         what = push_kickoff(d.db, d.chain, old)
         if what is not None:
             self._event(what)
-
-    def _confirmed_kickoff(self, old: bytes) -> Transaction | None:
-        """Factory `old`'s root kickoff if the defense put it in a block (None otherwise)."""
-        row = self.d.db.execute(
-            "SELECT tx FROM kickoffs WHERE factory_id=? AND state='confirmed'", (old.hex(),)
-        ).fetchone()
-        return None if row is None else Transaction.from_hex(row["tx"])
 
     def _signed_root_kickoff(self, old: bytes) -> Transaction:
         """Tree tx 0 with the aggregate signature from the factory's ceremony (checked)."""
@@ -847,9 +1079,29 @@ class LspLadder:
             return
         self._event(f"factory {old.hex()[:16]} {how}: {tx.txid_hex}")
 
+    def _move_stages(self, old: bytes) -> dict[int, str]:
+        """Old position → stage of its move out of `old`, for clients that moved into a
+        factory that was signed (moves planned with an aborted ceremony never happened)."""
+        return {
+            int(r["position"]): r["stage"]
+            for r in self.d.db.execute(
+                "SELECT o.position, m.stage FROM ptlc_moves m JOIN factory_clients n ON"
+                " n.factory_id = m.new_factory AND n.position = m.position JOIN factory_clients o"
+                " ON o.pubkey = n.pubkey AND o.factory_id = m.old_factory JOIN factories f"
+                " ON f.factory_id = m.new_factory WHERE m.role='lsp' AND m.old_factory=?"
+                " AND f.state IN ('signed', 'funded', 'closed')",
+                (old.hex(),),
+            )
+        }
+
     async def _close_with_stayers(self, old: bytes, current: bytes) -> None:
-        """Once every mover handed over its key, close `old` with the clients that stayed
-        (connected): each is paid its channel balance; the LSP signs for the movers."""
+        """Close `old` with the clients that stayed (connected), once no move out of it is
+        still open: each stayer is paid its channel balance; the LSP signs for the movers
+        whose keys it holds. A stayer is a client that never moved, or whose move failed or
+        was cancelled (its PTLC expired unfulfilled: a mover keeping its key is closed out
+        here at its old balance, attack 8, instead of holding every stayer hostage).
+        From the funding output, or from the root kickoff's output once a kickoff (ours,
+        or a client's exit) confirmed — then also with no stayer left at all."""
         from .lsp import PeerFault
 
         d = self.d
@@ -864,15 +1116,15 @@ class LspLadder:
                 "SELECT * FROM factory_clients WHERE factory_id=? ORDER BY position", (old.hex(),)
             )
         )
-        moved = {
-            r["pubkey"]
-            for r in d.db.execute(
-                "SELECT pubkey FROM factory_clients WHERE factory_id=?", (current.hex(),)
-            )
-        }
-        stayers = [r for r in rows if int(r["position"]) not in held]
-        if not held or not stayers or any(r["pubkey"] in moved for r in stayers):
-            return  # nothing moved, everyone moved (lone close), or a turnover is pending
+        paid = stayers_to_close([int(r["position"]) for r in rows], held, self._move_stages(old))
+        if paid is None:
+            return  # a move out of `old` is still open: its PTLC may yet be fulfilled
+        stayers = [r for r in rows if int(r["position"]) in paid]
+        source, kickoff_ref = self._close_source(old)
+        if source not in ("funding", "kickoff"):
+            return
+        if source == "funding" and not stayers:
+            return  # every key: `_close_if_complete` closes alone
         peers: list[Peer] = []
         payouts: dict[int, TxOut] = {}
         for r in stayers:
@@ -889,11 +1141,7 @@ class LspLadder:
         scripts = FactoryScripts.build(build_shape(spec))
         feerate = d.config.close_feerate
         lsp_script = self._lsp_script()
-        kickoff = self._confirmed_kickoff(old)
-        spent = None
-        if kickoff is not None:  # the tree was kicked off: close from the kickoff's output
-            keys = tuple(c.key for c in spec.clients)
-            spent = FundingRef(kickoff.outpoint(0), kickoff.outputs[0].value, spec.lsp, keys)
+        spent = kickoff_ref  # the tree was kicked off: close from the kickoff's output
         try:
             close = close_with_stayers(
                 scripts, d.key, held, payouts, lsp_script, Feerate(feerate), spent
@@ -911,7 +1159,7 @@ class LspLadder:
             lsp_script=Hex(lsp_script),
             feerate_sat_per_kvb=feerate,
             moved=tuple(sorted(held)),
-            from_kickoff=kickoff is not None,
+            from_kickoff=spent is not None,
         )
         coordinator = Coordinator(SigningPlan([spend.session]))
         with d.db.transaction() as c:
@@ -940,7 +1188,10 @@ class LspLadder:
             self._event(f"close with the clients that stayed failed: {exc}")
             return
         tx = spend.signed(sig)
-        self._finish(old, tx, f"closed with the {len(peers)} client(s) that stayed")
+        how = f"closed with the {len(peers)} client(s) that stayed"
+        if spent is not None:
+            how += " from its root kickoff's output"
+        self._finish(old, tx, how)
         for p in peers:
             with contextlib.suppress(WireError):
                 await p.conn.send_message(CloseDone(factory_id=Hex32(old), txid=Hex32(tx.txid)))
@@ -1054,6 +1305,11 @@ class ClientLadder:
             and current["state"] == "funded"
         )
 
+    def rotating(self) -> bool:
+        """The join in flight moves us out of a factory (a rotation, not a first join)."""
+        pending = self._pending()
+        return pending is not None and pending["rotating_from"] is not None
+
     def proposed_key(self) -> SecretKey:
         pending = self._pending()
         return self.d.key if pending is None else factory_key(self.d.key, int(pending["rung"]))
@@ -1124,6 +1380,8 @@ class ClientLadder:
         to our old factory key, expiring in time), reveal the key by fulfilling it — after
         recording the handover; otherwise fail it. Returns the channel's further notices."""
         d = self.d
+        if d.config.misbehave(ClientMisbehaviour.WITHHOLD_KEY):
+            return []  # dev-misbehave: keep the PTLC and our old key, neither fulfil nor fail
         row = d.db.execute(
             "SELECT * FROM ptlc_moves WHERE new_factory=? AND position=? AND role='client'",
             (shell.factory_id.hex(), shell.position),
@@ -1150,6 +1408,8 @@ class ClientLadder:
                 (htlc.id, htlc.cltv_expiry, now(), shell.factory_id.hex(), shell.position),
             )
         crash_point("client-before-move-fulfil")
+        if d.config.misbehave(ClientMisbehaviour.EXIT_THEN_FULFIL):
+            await d.dev_exit_old(ctx.old_factory)  # dev-misbehave: exit first, then take it
         log.info("move PTLC %d: fulfilling with our old factory key", htlc.id)
         return await shell.apply(fulfil, send)
 

@@ -53,6 +53,7 @@ from superscalar.channel import (
     Effect,
     FundingSigned,
     SendMessage,
+    UpdateFulfillHtlc,
     accept_open,
     open_message,
 )
@@ -265,9 +266,12 @@ class Peer:
 class PeerFault(Exception):
     """A peer broke the protocol (or vanished): it is dropped, the attempt aborted."""
 
-    def __init__(self, peer: Peer, reason: str) -> None:
+    def __init__(self, peer: Peer, reason: str, code: str = "ceremony-fault") -> None:
         super().__init__(reason)
         self.peer = peer
+        self.code = code
+        """Machine-readable: `ceremony-timeout`, `ceremony-bad-nonces`, `ceremony-bad-psigs`,
+        `ceremony-peer-error`, `ceremony-unexpected`, `ceremony-disconnected`, ..."""
 
 
 class LspDaemon:
@@ -677,7 +681,7 @@ class LspDaemon:
                 try:
                     coordinator.add_nonces(NonceBundle.from_bytes(bytes(msg.bundle)), pos + 1)
                 except (FactoryError, ValueError) as exc:
-                    raise PeerFault(p, f"bad nonces: {exc}") from exc
+                    raise PeerFault(p, f"bad nonces: {exc}", "ceremony-bad-nonces") from exc
             with self.db.transaction() as c:
                 c.execute("INSERT INTO nonce_use VALUES (?, 1, 'tree', ?)", (fid.hex(), now()))
                 c.execute("UPDATE factories SET state='nonces' WHERE factory_id=?", (fid.hex(),))
@@ -697,7 +701,9 @@ class LspDaemon:
                     bundle = PartialSigBundle.from_bytes(bytes(pmsg.bundle))
                     coordinator.add_partial_sigs(bundle, pos + 1)
                 except (FactoryError, ValueError) as exc:
-                    raise PeerFault(p, f"bad partial signatures: {exc}") from exc
+                    raise PeerFault(
+                        p, f"bad partial signatures: {exc}", "ceremony-bad-psigs"
+                    ) from exc
             coordinator.add_partial_sigs(lsp_signer.sign(aggs[0]), 0)
             signatures = coordinator.finalize()
             self._signatures[fid] = dict(signatures)
@@ -786,6 +792,9 @@ class LspDaemon:
                 "UPDATE factories SET state='aborted', updated=? WHERE factory_id=?",
                 (now(), fid.hex()),
             )
+            rotating_from = fault.peer.join.rotating_from
+            if rotating_from is not None:  # a rotation: the others retry without this peer
+                self.ladder.bar(c, bytes(rotating_from), fault.peer.key, fault.code, str(fault))
         await self._drop(fault.peer, str(fault))
         for p in peers:
             if p is not fault.peer:
@@ -799,7 +808,7 @@ class LspDaemon:
         try:
             await peer.conn.send_message(msg)
         except WireError as exc:
-            raise PeerFault(peer, f"send failed: {exc}") from exc
+            raise PeerFault(peer, f"send failed: {exc}", "ceremony-disconnected") from exc
 
     async def _recv(self, peer: Peer, kind: type[M], fid: bytes) -> M:
         timeout = self.config.ceremony_step_timeout
@@ -808,18 +817,20 @@ class LspDaemon:
                 try:
                     item = await asyncio.wait_for(peer.inbox.get(), timeout)
                 except TimeoutError as exc:
-                    raise PeerFault(peer, "timed out") from exc
+                    raise PeerFault(peer, "timed out", "ceremony-timeout") from exc
                 if isinstance(item, WireError):
                     raise item
                 msg = item
             else:
                 msg = await peer.conn.receive_message(timeout)
         except WireError as exc:
-            raise PeerFault(peer, f"{type(exc).__name__}: {exc}") from exc
+            raise PeerFault(peer, f"{type(exc).__name__}: {exc}", "ceremony-disconnected") from exc
         if isinstance(msg, Error):
-            raise PeerFault(peer, f"peer error: {msg.code}: {msg.message}")
+            raise PeerFault(peer, f"peer error: {msg.code}: {msg.message}", "ceremony-peer-error")
         if not isinstance(msg, kind) or bytes(getattr(msg, "factory_id", b"")) != fid:
-            raise PeerFault(peer, f"expected {kind.__name__}, got {msg.type_tag}")
+            raise PeerFault(
+                peer, f"expected {kind.__name__}, got {msg.type_tag}", "ceremony-unexpected"
+            )
         return msg
 
     async def _gather(self, peers: list[Peer], kind: type[M], fid: bytes) -> list[M]:
@@ -922,6 +933,10 @@ class LspDaemon:
         if msg.position != pos:
             raise ValueError("channel message for another client's channel")
         cmsg = decode_message(msg.payload)
+        if isinstance(cmsg, UpdateFulfillHtlc) and self.ladder.cancelled_move(fid, pos, cmsg.id):
+            # the move was called off at its expiry and the client is paid its old balance
+            # in the old factory's close: its key now would buy the balance a second time
+            raise ValueError(f"move-cancelled: move PTLC {cmsg.id} expired unfulfilled")
         send = self._sender(pos)
         shell = self.channels.get(pos)
         ready = shell is not None and shell.ready.is_set()

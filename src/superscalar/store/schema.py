@@ -342,4 +342,19 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        13,
+        "barred_peers",
+        """
+        CREATE TABLE barred_peers (
+            old_factory TEXT NOT NULL,
+            pubkey TEXT NOT NULL,
+            code TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            height INTEGER NOT NULL,
+            created INTEGER NOT NULL,
+            PRIMARY KEY (old_factory, pubkey)
+        ) STRICT;
+        """,
+    ),
 )
