@@ -1074,11 +1074,25 @@ class LspDaemon:
             *payer_budget(tree, up), *payer_budget(tree, down), CHANNEL_CONFIG.min_cltv_delta
         )
 
-    def max_htlc_cltv_delta(self, fid: bytes) -> int:
-        """The largest forwarding delta of factory `fid` (any payer, any payee)."""
-        tree = self._built_for(fid).tree
-        budgets = [sum(payer_budget(tree, p)) for p in range(len(tree.shape.client_leaf))]
-        return 2 * max(budgets) + CHANNEL_CONFIG.min_cltv_delta
+    def _enforce_snapshot(self) -> dict[str, Any]:
+        """For `status` (on an RPC thread, so on a connection of its own): the on-chain
+        enforcements and the live factory's largest forwarding delta (any payer, any
+        payee), what a client's payment expiry must leave room for."""
+        fid = self.factory_id
+        with open_db(self.config.datadir) as db:
+            delta = None
+            row = (
+                None
+                if fid is None
+                else db.execute(
+                    "SELECT propose FROM factories WHERE factory_id=?", (fid.hex(),)
+                ).fetchone()
+            )
+            if row is not None and row["propose"] is not None:
+                tree = tree_of(decode_record(row["propose"], FactoryTerms), self.key.public_key)
+                budgets = [sum(payer_budget(tree, p)) for p in range(len(tree.shape.client_leaf))]
+                delta = 2 * max(budgets) + CHANNEL_CONFIG.min_cltv_delta
+            return {"enforcements": enforce_status(db), "htlc_cltv_delta": delta}
 
     def htlc_expiry_refusal(
         self, fid: bytes, cltv_expiry: int, up: int | None = None
@@ -1281,12 +1295,7 @@ class LspDaemon:
                     "queued_clients": len(self.queue),
                     "connected_members": len(self.members),
                     "ladder": self.ladder.snapshot(),
-                    "enforcements": enforce_status(self.db),
-                    "htlc_cltv_delta": (
-                        None
-                        if self.factory_id is None
-                        else self.max_htlc_cltv_delta(self.factory_id)
-                    ),
+                    **self._enforce_snapshot(),
                     "ceremony_ms": (
                         None
                         if self.ceremony_seconds is None
