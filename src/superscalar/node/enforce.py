@@ -44,6 +44,8 @@ from superscalar.chain.rpc import RpcError
 from superscalar.channel import (
     BroadcastTransaction,
     ChannelError,
+    ChannelSecrets,
+    ChannelState,
     Direction,
     ForceClose,
     signed_local_commitment,
@@ -74,6 +76,7 @@ __all__ = [
     "Enforcer",
     "enforce_status",
     "payer_budget",
+    "remote_claims",
 ]
 
 log = logging.getLogger(__name__)
@@ -222,7 +225,7 @@ def plan_enforcement(
         )
         sweeps.append(("to-local-sweep", to_local, delay, False, None))
     plan.extend(sweeps)
-    plan.extend(_remote_claims(shell, {c.htlc_id: c for c in claims}, payout_script))
+    plan.extend(remote_claims(shell.secrets, state, {c.htlc_id: c for c in claims}, payout_script))
     with db.transaction() as tx_:
         tx_.execute(
             "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
@@ -251,13 +254,16 @@ def plan_enforcement(
     return {"factory_id": fid.hex(), "position": pos, "steps": len(plan), "reason": reason}
 
 
-def _remote_claims(
-    shell: ChannelShell, claims: Mapping[int, Claimable], payout_script: bytes
+def remote_claims(
+    secrets: ChannelSecrets,
+    state: ChannelState,
+    claims: Mapping[int, Claimable],
+    payout_script: bytes,
 ) -> list[tuple[str, Transaction, int, bool, int | None]]:
-    """If the payer publishes one of its unrevoked commitments instead: claim each HTLC it
-    offered us there with the preimage, with our to_remote, in one sweep ('alt' steps)."""
-    state = shell.state
-    assert state is not None
+    """If the payer publishes one of its unrevoked commitments instead (the one it holds
+    and, if we signed a newer one it never revoked the old for, that one): claim each
+    HTLC it offered us there with the preimage, with our to_remote, in one sweep ('alt'
+    steps, keyed by that commitment's txid)."""
     out: list[tuple[str, Transaction, int, bool, int | None]] = []
     seen: set[bytes] = set()
     for latest in (False, True):
@@ -272,16 +278,14 @@ def _remote_claims(
         amount = 0
         for c in claims.values():
             try:
-                inputs.append(
-                    claim_remote_htlc_success(shell.secrets, theirs, c.htlc_id, c.preimage)
-                )
+                inputs.append(claim_remote_htlc_success(secrets, theirs, c.htlc_id, c.preimage))
                 amount += c.amount_msat
             except ChannelError:
                 continue
         if not inputs:
             continue
         with contextlib.suppress(ChannelError):
-            inputs.append(sweep_to_remote(shell.secrets, theirs))
+            inputs.append(sweep_to_remote(secrets, theirs))
         try:
             tx = build_sweep(inputs, payout_script, SWEEP_FEERATE)
         except ChannelError as exc:
