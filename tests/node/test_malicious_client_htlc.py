@@ -7,7 +7,8 @@ the payer drops the LSP's fulfil and everything after, keeping the HTLC on its
 commitment to take it back by timeout at its expiry. The LSP goes on chain by itself
 when the payer's exit path + margin is all that is left before the expiry: it
 publishes the payer's path, its own latest commitment and the HTLC-success tx (all
-confirmed before the expiry), then sweeps the second-stage output after its CSV.
+confirmed before the expiry), then sweeps the second-stage output after its CSV. The
+LSP is killed (-9) and restarted right after it decided: the stored plan carries on.
 """
 
 from __future__ import annotations
@@ -147,6 +148,10 @@ def test_a_payer_sitting_on_a_fulfilled_htlc_loses_it_to_the_lsps_claim_before_e
         cluster.mine_until(start)
         e = wait_for("the LSP goes on chain by itself", lambda: _enforcement(cluster), 30)
         assert int(e["position"]) == payer_pos and e["state"] == "running"
+        # the plan is stored before the first broadcast: a kill -9 and restart resumes it
+        assert cluster.lsp is not None
+        cluster.lsp.kill()
+        cluster.start_lsp()
 
         success = _mine_until_confirmed(cluster, "htlc-success", expiry)
         assert int(success["confirmed_height"]) < expiry  # before the payer's timeout path

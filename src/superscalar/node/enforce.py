@@ -417,15 +417,15 @@ class Enforcer:
         fid = self.factory_id()
         if fid is None:
             return []
-        tree = self.tree(fid)
-        out = []
+        out: list[tuple[int, Claimable]] = []
         for pos, shell in sorted(self.channels().items()):
             if shell.state is None or shell.state.status is not Status.OPEN:
                 continue
-            delay, margin = payer_budget(tree, pos)
-            for c in claimable(self.db, fid, shell):
-                if must_enforce(height, c.cltv_expiry, delay, margin):
-                    out.append((pos, c))
+            held = claimable(self.db, fid, shell)
+            if not held:
+                continue  # the usual case: no tree needed
+            delay, margin = payer_budget(self.tree(fid), pos)
+            out.extend((pos, c) for c in held if must_enforce(height, c.cltv_expiry, delay, margin))
         return out
 
     async def enforce(self, pos: int, reason: str) -> dict[str, Any]:
