@@ -17,6 +17,7 @@ from superscalar.bitcoin.script import P2A_SCRIPT
 from superscalar.bitcoin.tx import Transaction
 from superscalar.chain.bitcoind import ChainResponseError
 from superscalar.chain.rpc import RpcError
+from superscalar.ladder.enforce import confirmation_margin, htlc_expiry_limit
 from superscalar.node.common import CRASH_ENV, open_db
 
 from .support import Cluster, run_node, wait_for
@@ -147,6 +148,9 @@ def test_htlc_expiring_past_the_distribution_locktime_is_refused_and_nothing_mov
     # a life long enough for a payment's exit budget and forwarding delta to fit
     _start(cluster, active=100, dying=30)
     locktime = int(_distribution(cluster, cluster.lsp_dir)["locktime"])
+    # the LSP must be able to START enforcing it on chain before the locktime: the payer's
+    # exit (one DW layer of 3 x 2 blocks) and its claim's margin (2 path txs)
+    too_late = htlc_expiry_limit(locktime, 6, confirmation_margin(2))
     before = _lsp_balances(cluster)
     inv = run_node("invoice", "--datadir", str(cluster.client_dir(1)), "--amount-msat", "5000000")
     assert inv.returncode == 0, inv.stderr
@@ -161,11 +165,10 @@ def test_htlc_expiring_past_the_distribution_locktime_is_refused_and_nothing_mov
         "--amount-msat",
         "5000000",
         "--cltv-expiry",
-        str(locktime),
+        str(too_late),
     )
     assert late.returncode != 0
-    assert f"HTLC expiry {locktime} is not before its distribution tx's locktime" in late.stderr
-    assert "could not be enforced on chain" in late.stderr
+    assert "htlc-expiry-too-late" in late.stderr, late.stderr
     wait_for("the failed HTLC is gone", lambda: _lsp_balances(cluster) == before)
     snap = cluster.status(cluster.lsp_dir)
     assert snap is not None and all(c["htlcs"] == 0 for c in snap["channels"])

@@ -24,7 +24,6 @@ import pytest
 from superscalar.bitcoin.tx import Transaction
 from superscalar.node.channels import CHANNEL_CONFIG
 from superscalar.node.common import CRASH_ENV
-from superscalar.node.forwarding import CLTV_DELTA
 
 from .support import NODE, Cluster, run_node, wait_for
 
@@ -298,7 +297,10 @@ def test_forward_waiting_for_a_payee_that_never_returns_fails_back_before_expiry
     _restart_lsp(net, monkeypatch, "lsp-before-forward")
     h = net.invoice(6_000_006)
     height = net.cluster.chain.get_block_count()
-    expiry = height + CHANNEL_CONFIG.min_cltv_delta + CLTV_DELTA + 4
+    snap = net.cluster.status(net.cluster.lsp_dir)
+    assert snap is not None
+    delta = int(snap["htlc_cltv_delta"])  # the factory's forwarding delta (both exit paths)
+    expiry = height + CHANNEL_CONFIG.min_cltv_delta + delta + 4
     pay = net.start_pay(h, 6_000_006, "--cltv-expiry", str(expiry))
     wait_for("lsp dies before forwarding", lambda: _exited(net.cluster.lsp))
     net.cluster.clients[PAYEE].kill(signal.SIGTERM)  # and the payee stays away
@@ -306,7 +308,7 @@ def test_forward_waiting_for_a_payee_that_never_returns_fails_back_before_expiry
     wait_for("payer reconnects", lambda: net.connected(PAYER))
     time.sleep(1.0)  # the resumed forward waits for its payee: nothing fails yet
     assert pay.poll() is None and net.payment_state(h) == "pending"
-    # at expiry - CLTV_DELTA - min_cltv_delta it could still go out; one block later not
+    # at expiry - delta - min_cltv_delta it could still go out; one block later not
     net.cluster.chain.generate_to_address(5, net.cluster.mine_to)
     _, err = pay.communicate(timeout=120)
     assert pay.returncode != 0 and "payee did not return" in err, err

@@ -18,6 +18,7 @@ from superscalar.cli.lsp import lsp_command
 from superscalar.cli.ops import (
     close_command,
     exit_command,
+    force_close_command,
     invoice_command,
     liquidity_command,
     pay_command,
@@ -95,6 +96,7 @@ for _command in (
     pay_command,
     liquidity_command,
     exit_command,
+    force_close_command,
     dev_group,
     watchtower_command,
     watch_command,

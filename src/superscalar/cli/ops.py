@@ -302,3 +302,21 @@ def exit_command(datadir: Path, factory_id: str | None) -> None:
     once; `status` shows the progress."""
     result = _call(datadir, "exit", *(() if factory_id is None else (factory_id,)))
     click.echo(json.dumps(result, indent=2, default=str))
+
+
+@click.command("force-close")
+@_datadir
+@click.option(
+    "--client",
+    "position",
+    required=True,
+    type=click.IntRange(0),
+    help="The client position whose channel goes on chain.",
+)
+def force_close_command(datadir: Path, position: int) -> None:
+    """LSP: close a client's channel on chain without it: its factory path, our latest
+    commitment, the HTLC-success txs of HTLCs we hold the preimage of, and the sweeps,
+    block by block (the same machinery the LSP uses by itself when a payer sits on a
+    fulfilled HTLC near its expiry). Returns at once; `status` shows the progress."""
+    result = _call(datadir, "force_close", position)
+    click.echo(json.dumps(result, indent=2, default=str))

@@ -48,6 +48,7 @@ from superscalar.channel import (
     IncomingHtlcCommitted,
     OutgoingHtlcFailed,
     OutgoingHtlcFulfilled,
+    UpdateFulfillHtlc,
     accept_open,
     open_message,
     resend_funding_signed,
@@ -74,6 +75,7 @@ from superscalar.factory.safety import (
     safety_for,
 )
 from superscalar.factory.shape import FactoryParams
+from superscalar.ladder.enforce import confirmation_margin, htlc_expiry_limit
 from superscalar.store.db import Database
 from superscalar.wire.codec import Error, ErrorCode, Hex, Init, Message, decode, encode
 from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
@@ -220,6 +222,8 @@ class ClientDaemon:
         self._ceremony_wait: float | None = None
         """Set while we wait for AGG_NONCES/READY of an attempt; None: wait indefinitely."""
         self._verified: tuple[bytes, VerifiedView] | None = None
+        self._holding = False
+        """dev-misbehave hold-htlc: we dropped the LSP's fulfil and ignore its channel."""
         """The current factory's checked view (checking it costs O(N) key aggregation)."""
         self.ladder = ClientLadder(self)
         """Per-factory keys, moves into the next factory, key turnover."""
@@ -673,6 +677,14 @@ class ClientDaemon:
             raise Refused("channel message for another position")
         try:
             cmsg = decode_message(msg.payload)
+            if self.config.misbehave(ClientMisbehaviour.HOLD_HTLC) and (
+                self._holding or isinstance(cmsg, UpdateFulfillHtlc)
+            ):
+                # dev-misbehave: the payee was paid; we never settle the LSP's fulfil
+                # (nor sign or revoke anything after it) and stay connected, silent
+                self._holding = True
+                log.warning("dev-misbehave: dropping %s", type(cmsg).__name__)
+                return
             frozen = self.advance.frozen(shell.factory_id)
             if frozen is not None and not isinstance(cmsg, ChannelOpen | ChannelReestablish):
                 raise Refused(frozen)
@@ -761,12 +773,31 @@ class ClientDaemon:
                     fut.set_exception(RuntimeError(f"payment failed: {reason}"))
 
     def _default_expiry(self, shell: ChannelShell) -> int:
-        """300 blocks ahead, but before the factory's distribution locktime (the LSP refuses
-        an HTLC it could not enforce within the factory's life)."""
+        """`PAY_CLTV_DELTA` blocks ahead, but early enough for the LSP to enforce it on chain
+        within the factory's life: before the distribution locktime + our own path's exit
+        delay and confirmation margin (`ladder.enforce.htlc_expiry_limit`, the LSP's
+        limit), and before the CLTV timeout. The LSP forwards it with the factory's delta
+        (`ladder.enforce.forward_cltv_delta`, announced in its status as
+        `htlc_cltv_delta`), so the payee sees it that much earlier."""
         assert shell.state is not None
         cltv = shell.state.chain_height + PAY_CLTV_DELTA
         terms = stored_terms(self.db, shell.factory_id)
-        return cltv if terms is None else min(cltv, terms.locktime - 1)
+        if terms is None:
+            return cltv
+        limit = terms.locktime
+        row = self.db.execute(
+            "SELECT * FROM factories WHERE factory_id=?", (shell.factory_id.hex(),)
+        ).fetchone()
+        if row is not None and row["propose"] is not None:
+            verified = self._verified_of(row)
+            budget = (
+                verified.worst_case_exit_delay,
+                confirmation_margin(len(verified.view.steps)),
+            )
+            limit = min(
+                htlc_expiry_limit(terms.locktime, *budget), verified.view.params.cltv_timeout
+            )
+        return min(cltv, limit - 1)
 
     async def pay(
         self,

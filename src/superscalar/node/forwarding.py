@@ -16,6 +16,13 @@ channel core re-announces each committed incoming HTLC it has not started to
 settle, and `on_notice` then does what the row says — forward, wait, fulfill
 or fail. Settling twice is refused by the core (the HTLC is already being
 settled), which makes every step here idempotent.
+
+The downstream expiry is the upstream one less the factory's forwarding delta
+for that pair of positions (`ladder.enforce.forward_cltv_delta`: both clients'
+exit paths, confirmation margins and the channel's claim budget), never a
+constant: the delta must cover exiting the tree on both sides. The forwarder
+stores the downstream expiry it chose (`out_expiry`) before the add goes out, and
+the journal ties the add to that row.
 """
 
 from __future__ import annotations
@@ -45,12 +52,9 @@ from superscalar.wire.errors import WireError
 from .channels import ChannelShell, Journal, Sender
 from .common import crash_point, now
 
-__all__ = ["CLTV_DELTA", "Forwarder", "forward_journal"]
+__all__ = ["Forwarder", "forward_journal"]
 
 log = logging.getLogger(__name__)
-
-CLTV_DELTA = 40
-"""Blocks the LSP keeps between the downstream and the upstream HTLC expiry."""
 
 
 def forward_journal(factory_id: bytes) -> Journal:
@@ -70,15 +74,16 @@ def forward_journal(factory_id: bytes) -> Journal:
                 )  # fmt: skip
             elif isinstance(e, SendMessage) and isinstance(e.message, UpdateAddHtlc):
                 h = e.message.htlc
-                # the upstream HTLC this add forwards: same hash, amount and expiry (less
-                # our delta), oldest first, so two payments sharing a hash never swap
+                # the upstream HTLC this add forwards: same hash, amount and the downstream
+                # expiry the forwarder chose for it, oldest first, so two payments sharing
+                # a hash never swap
                 c.execute(
                     "UPDATE forwards SET state='forwarded', down_position=?, down_htlc_id=?,"
                     " updated=? WHERE rowid = (SELECT rowid FROM forwards WHERE factory_id=?"
-                    " AND payment_hash=? AND amount_msat=? AND cltv_expiry=?"
+                    " AND payment_hash=? AND amount_msat=? AND out_expiry=?"
                     " AND state='received' ORDER BY rowid LIMIT 1)",
                     (pos, h.id, now(), fid, h.payment_hash.hex(), h.amount_msat,
-                     h.cltv_expiry + CLTV_DELTA),
+                     h.cltv_expiry),
                 )  # fmt: skip
             elif isinstance(e, SendMessage) and isinstance(e.message, UpdateFailHtlc):
                 c.execute(
@@ -118,13 +123,17 @@ class Forwarder:
         payee_position: Callable[[bytes], int | None],
         connected: Callable[[int], bool],
         refusal: Callable[[int, int], str | None] = lambda up, down: None,
-        expiry_refusal: Callable[[int], str | None] = lambda cltv_expiry: None,
+        expiry_refusal: Callable[[int, int], str | None] = lambda up, cltv_expiry: None,
+        cltv_delta: Callable[[int, int], int] = lambda up, down: 144,
     ) -> None:
         self.db = db
         self.refusal = refusal
         """Why the factory takes no new HTLC between two positions now (the ladder's say)."""
         self.expiry_refusal = expiry_refusal
-        """Why an HTLC expiring at that height cannot be enforced within the factory's life."""
+        """Why an HTLC from position `up` expiring at that height cannot be enforced within
+        the factory's life."""
+        self.cltv_delta = cltv_delta
+        """Blocks between the upstream and the downstream expiry for (up, down) positions."""
         self.factory_id = factory_id
         self.channels = channels
         self.sender = sender
@@ -157,17 +166,21 @@ class Forwarder:
 
     async def expire_waiting(self, height: int, min_cltv_delta: int) -> int:
         """Fail back every forward still waiting for an absent payee once it could no
-        longer be offered downstream (our expiry, theirs less `CLTV_DELTA`, would leave
+        longer be offered downstream (our expiry, theirs less the pair's delta, would leave
         the payee under `min_cltv_delta` blocks): the payer gets its HTLC back now
         instead of at its timeout on chain. Returns how many failed back."""
         rows = self.db.execute(
-            "SELECT up_position, up_htlc_id FROM forwards WHERE factory_id=?"
-            " AND state='received' AND cltv_expiry < ?",
-            (self.factory_id.hex(), height + min_cltv_delta + CLTV_DELTA),
+            "SELECT up_position, up_htlc_id, cltv_expiry, payee FROM forwards"
+            " WHERE factory_id=? AND state='received'",
+            (self.factory_id.hex(),),
         ).fetchall()
         failed = 0
         for row in rows:
             up_pos, up_id = int(row["up_position"]), int(row["up_htlc_id"])
+            down = self.payee_position(bytes.fromhex(row["payee"]))
+            delta = self.cltv_delta(up_pos, up_pos if down is None else down)
+            if int(row["cltv_expiry"]) >= height + min_cltv_delta + delta:
+                continue
             if (
                 up_pos in self.channels
                 and self.connected(up_pos)
@@ -237,7 +250,7 @@ class Forwarder:
         if down is None or target is None or down == pos:
             await self._apply(pos, FailHtlc(htlc.id, b"unknown payee"))
             return
-        refused = self.refusal(pos, down) or self.expiry_refusal(htlc.cltv_expiry)
+        refused = self.refusal(pos, down) or self.expiry_refusal(pos, htlc.cltv_expiry)
         if refused is not None:
             await self._apply(pos, FailHtlc(htlc.id, refused.encode()[:256]))
             return
@@ -252,7 +265,14 @@ class Forwarder:
                 await self._apply(pos, FailHtlc(htlc.id, b"payee not connected"))
             return
         crash_point("lsp-before-forward")
-        add = AddHtlc(htlc.amount_msat, htlc.payment_hash, htlc.cltv_expiry - CLTV_DELTA)
+        out_expiry = htlc.cltv_expiry - self.cltv_delta(pos, down)
+        with self.db.transaction() as c:  # what the journal ties the add to (see the top)
+            c.execute(
+                "UPDATE forwards SET out_expiry=? WHERE factory_id=? AND up_position=?"
+                " AND up_htlc_id=? AND state='received'",
+                (out_expiry, self.factory_id.hex(), pos, htlc.id),
+            )
+        add = AddHtlc(htlc.amount_msat, htlc.payment_hash, out_expiry)
         if not await self._apply(down, add):
             row = self._row("up_position=? AND up_htlc_id=?", (pos, htlc.id))
             if row is not None and row["state"] == "received":  # refused: nothing went out

@@ -77,6 +77,7 @@ from superscalar.factory import (
 )
 from superscalar.factory.errors import FactoryError
 from superscalar.factory.safety import check_exit_window, check_params, exit_window, safety_for
+from superscalar.ladder.enforce import forward_cltv_delta, htlc_expiry_limit
 from superscalar.store.db import Database
 from superscalar.wire.codec import (
     Error,
@@ -150,6 +151,7 @@ from .distribution import (
     status_of,
     stored_terms,
 )
+from .enforce import Enforcer, EnforceRefused, enforce_status, payer_budget
 from .forwarding import Forwarder
 from .ladder import (
     LspLadder,
@@ -190,6 +192,8 @@ DEFAULT_STEP_BLOCKS = 10
 REGTEST_STEP_BLOCKS = 2
 """Regtest DW step: a 2-layer exit is 12 blocks, which fits regtest's 30-block dying period
 with its 10-block margin and room to rotate (see `LadderParams.check_fits`)."""
+HTLC_EXPIRY_TOO_LATE = "htlc-expiry-too-late"
+"""Refusal code: an incoming HTLC expiring too late for us to enforce it on chain."""
 SHORT_CLTV_BLOCKS = 25
 """dev-misbehave short-cltv: the CLTV timeout this many blocks above the tip."""
 
@@ -303,6 +307,15 @@ class LspDaemon:
         self.advancer = LspAdvance(self)
         """Leaf advances: selling inbound liquidity out of a leaf's L-stock."""
         self.watch: DaemonWatch | None = None
+        self.enforcer = Enforcer(
+            self.db,
+            chain,
+            lambda: self.factory_id,
+            lambda: self.channels,
+            self.advancer.tree,
+            lambda: script_for_address(self.chain.get_new_address()),
+        )
+        """On-chain enforcement of payers' HTLCs we fulfilled downstream (`enforce`)."""
 
     # -- startup ------------------------------------------------------------------------
 
@@ -363,6 +376,7 @@ class LspDaemon:
         distribute = asyncio.create_task(
             distribute_loop(self.db, self.chain, "lsp", self.may_distribute, self._distributed)
         )
+        enforce = asyncio.create_task(self.enforcer.loop())
         try:
             while True:
                 await self._wake.wait()
@@ -370,6 +384,7 @@ class LspDaemon:
                 if self.factory_id is None and len(self.queue) >= self.config.n_clients:
                     await self._ceremony(self.queue[: self.config.n_clients])
         finally:
+            enforce.cancel()
             distribute.cancel()
             ladder_task.cancel()
             await watch.stop()
@@ -1047,8 +1062,11 @@ class LspDaemon:
         def refusal(up: int, down: int) -> str | None:
             return self.ladder.htlc_refusal(fid, (up, down))
 
-        def expiry_refusal(cltv_expiry: int) -> str | None:
-            return self.htlc_expiry_refusal(fid, cltv_expiry)
+        def expiry_refusal(up: int, cltv_expiry: int) -> str | None:
+            return self.htlc_expiry_refusal(fid, cltv_expiry, up)
+
+        def cltv_delta(up: int, down: int) -> int:
+            return self.htlc_cltv_delta(fid, up, down)
 
         return Forwarder(
             self.db,
@@ -1059,19 +1077,59 @@ class LspDaemon:
             connected,
             refusal,
             expiry_refusal,
+            cltv_delta,
         )
 
-    def htlc_expiry_refusal(self, fid: bytes, cltv_expiry: int) -> str | None:
+    def htlc_cltv_delta(self, fid: bytes, up: int, down: int) -> int:
+        """Blocks between an HTLC from position `up` and its forward to `down`: both
+        clients' exit paths with their confirmation margins, plus the channel's claim
+        budget (`ladder.enforce.forward_cltv_delta`)."""
+        tree = self._built_for(fid).tree
+        return forward_cltv_delta(
+            *payer_budget(tree, up), *payer_budget(tree, down), CHANNEL_CONFIG.min_cltv_delta
+        )
+
+    def _enforce_snapshot(self) -> dict[str, Any]:
+        """For `status` (on an RPC thread, so on a connection of its own): the on-chain
+        enforcements and the live factory's largest forwarding delta (any payer, any
+        payee), what a client's payment expiry must leave room for."""
+        fid = self.factory_id
+        with open_db(self.config.datadir) as db:
+            delta = None
+            row = (
+                None
+                if fid is None
+                else db.execute(
+                    "SELECT propose FROM factories WHERE factory_id=?", (fid.hex(),)
+                ).fetchone()
+            )
+            if row is not None and row["propose"] is not None:
+                tree = tree_of(decode_record(row["propose"], FactoryTerms), self.key.public_key)
+                budgets = [sum(payer_budget(tree, p)) for p in range(len(tree.shape.client_leaf))]
+                delta = 2 * max(budgets) + CHANNEL_CONFIG.min_cltv_delta
+            return {"enforcements": enforce_status(db), "htlc_cltv_delta": delta}
+
+    def htlc_expiry_refusal(
+        self, fid: bytes, cltv_expiry: int, up: int | None = None
+    ) -> str | None:
         """Why an HTLC (the incoming one: the later expiry) is past what factory `fid` can
-        enforce: it must expire before the distribution tx can replace the tree (and so
-        before the CLTV timeout path opens), or nobody can settle it on chain in time."""
+        enforce: our enforcement (`enforce`) must start before the distribution tx can
+        replace the tree, so it expires before the distribution locktime + the payer's
+        exit path and margin (`ladder.enforce.htlc_expiry_limit`; the locktime itself
+        for an unknown payer), and before the CLTV timeout path opens."""
         terms = self._built_for(fid).terms
         dist = stored_terms(self.db, fid)
-        limit = terms.cltv_timeout if dist is None else dist.locktime
+        if dist is None:
+            limit = terms.cltv_timeout
+        elif up is None:
+            limit = dist.locktime
+        else:
+            budget = payer_budget(self._built_for(fid).tree, up)
+            limit = min(terms.cltv_timeout, htlc_expiry_limit(dist.locktime, *budget))
         if cltv_expiry >= limit:
-            what = "its CLTV timeout" if dist is None else "its distribution tx's locktime"
+            what = "its CLTV timeout" if dist is None else "its distribution locktime + exit"
             return (
-                f"HTLC expiry {cltv_expiry} is not before {what} {limit}"
+                f"{HTLC_EXPIRY_TOO_LATE}: HTLC expiry {cltv_expiry} is not before {what} {limit}"
                 f" (factory {fid.hex()[:16]}): it could not be enforced on chain"
             )
         return None
@@ -1252,6 +1310,7 @@ class LspDaemon:
                     "queued_clients": len(self.queue),
                     "connected_members": len(self.members),
                     "ladder": self.ladder.snapshot(),
+                    **self._enforce_snapshot(),
                     "ceremony_ms": (
                         None
                         if self.ceremony_seconds is None
@@ -1275,7 +1334,23 @@ class LspDaemon:
             except RuntimeError as exc:
                 raise RpcError(-1, str(exc)) from exc
 
-        return {"status": status, "report": status, "close": close, "liquidity": liquidity}
+        def force_close(position: int) -> dict[str, Any]:
+            assert self.loop is not None
+            future = asyncio.run_coroutine_threadsafe(
+                self.enforcer.enforce(int(position), "operator"), self.loop
+            )
+            try:
+                return future.result(timeout=60)
+            except EnforceRefused as exc:
+                raise RpcError(-1, str(exc)) from exc
+
+        return {
+            "status": status,
+            "report": status,
+            "close": close,
+            "liquidity": liquidity,
+            "force_close": force_close,
+        }
 
     def _call_in_loop(self, fn: Callable[[], Awaitable[str]]) -> str:
         assert self.loop is not None

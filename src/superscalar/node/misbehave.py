@@ -53,6 +53,10 @@ class ClientMisbehaviour(StrEnum):
     """11: join claiming an opening balance it never paid for."""
     DRAIN_LIQUIDITY = "drain-liquidity"
     """12: request inbound liquidity over and over to use up its leaf."""
+    HOLD_HTLC = "hold-htlc"
+    """10: once the LSP fulfils our HTLC (it paid the payee), never take the fulfil: drop
+    it and every channel message after it, so the HTLC stays on our commitment until its
+    expiry, when we would take it back on chain by timeout."""
 
 
 class MisbehaviourRefused(ValueError):

@@ -357,4 +357,41 @@ DAEMON_MIGRATIONS: tuple[Migration, ...] = (
         ) STRICT;
         """,
     ),
+    Migration(
+        14,
+        "lsp_htlc_enforcement",
+        """
+        ALTER TABLE forwards ADD COLUMN out_expiry INTEGER;
+        ALTER TABLE forwards_retired ADD COLUMN out_expiry INTEGER;
+        CREATE TABLE enforcements (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('running', 'done')),
+            reason TEXT NOT NULL,
+            requested_height INTEGER NOT NULL,
+            created INTEGER NOT NULL,
+            updated INTEGER NOT NULL,
+            PRIMARY KEY (factory_id, position)
+        ) STRICT;
+        CREATE TABLE enforce_steps (
+            factory_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            tx TEXT NOT NULL,
+            txid TEXT NOT NULL,
+            delay INTEGER NOT NULL,
+            cpfp INTEGER NOT NULL,
+            amount_msat INTEGER,
+            state TEXT NOT NULL DEFAULT 'waiting'
+                CHECK (state IN ('waiting', 'broadcast', 'confirmed', 'skipped')),
+            child TEXT,
+            wait_height INTEGER,
+            confirmed_height INTEGER,
+            last_error TEXT,
+            PRIMARY KEY (factory_id, position, idx),
+            FOREIGN KEY (factory_id, position) REFERENCES enforcements(factory_id, position)
+        ) STRICT;
+        """,
+    ),
 )
