@@ -118,8 +118,8 @@ def test_network_defaults_and_overrides() -> None:
 
 
 def test_regtest_defaults_accept_what_an_honest_regtest_lsp_proposes() -> None:
-    """Regtest LSP defaults: 60 + 30 blocks of life, DW 4 × 2, anchor 240, arity 2; a
-    2-layer tree (4 clients) has a 12-block worst exit, the locktime 22 blocks early."""
-    params = _params(cltv=HEIGHT + 90, step=2)
+    """Regtest LSP defaults: 60 + 60 blocks of life, DW 4 × 2, anchor 240, arity 2; a
+    2-layer tree (4 clients) has a 12-block worst exit, the locktime 32 blocks early."""
+    params = _params(cltv=HEIGHT + 120, step=2)
     check_params(REGTEST_SAFETY, params, HEIGHT)
-    check_exit_window(REGTEST_SAFETY, HEIGHT + 90, HEIGHT, 12, HEIGHT + 90 - 12 - 10)
+    check_exit_window(REGTEST_SAFETY, HEIGHT + 120, HEIGHT, 12, HEIGHT + 120 - 12 - 20)

@@ -50,7 +50,7 @@ def test_mainnet_defaults_are_about_thirty_days_then_three() -> None:
 
 def test_regtest_defaults_are_short_and_flags_override_them() -> None:
     assert ladder_params_for("regtest") == REGTEST_LADDER
-    assert REGTEST_LADDER.lifetime < 100
+    assert REGTEST_LADDER.lifetime <= 120
     assert ladder_params_for("regtest", active_blocks=7) == LadderParams(
         7, REGTEST_LADDER.dying_blocks
     )
@@ -85,7 +85,7 @@ def test_two_factories_are_alive_during_the_overlap_and_the_newest_serves() -> N
 
 
 def test_the_margin_is_a_third_of_the_dying_period_at_least_two_blocks() -> None:
-    assert REGTEST_LADDER.distribution_margin == 10
+    assert REGTEST_LADDER.distribution_margin == 20
     assert MAINNET_LADDER.distribution_margin == 240
     assert PARAMS.distribution_margin == 2
 

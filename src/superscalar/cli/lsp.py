@@ -163,7 +163,7 @@ def parse_arity(text: str) -> tuple[int, ...]:
     "--dying-blocks",
     type=click.IntRange(1),
     help="Blocks of handover between dying and the factory's CLTV timeout "
-    "[default: 720 (~5 days); 30 on regtest].",
+    "[default: 720 (~5 days); 60 on regtest].",
 )
 @click.option(
     "--step-timeout",
