@@ -29,10 +29,11 @@ from superscalar.node.distribution import KICKOFF_LEAD
 from .support import Cluster, wait_for
 
 AMOUNTS = [100_000, 120_000, 90_000]
-ACTIVE, DYING = 40, 30
-"""Factory 0 rotates 40 blocks in; its distribution locktime is its exit window (2 DW layers
-of 3 × 2 blocks + DYING // 3 = 10) = 22 blocks before its CLTV timeout; factory 1 (created at
-the rotation) stays ACTIVE to the end."""
+ACTIVE, DYING = 70, 60
+"""Factory 0 rotates 70 blocks in; its distribution locktime is its exit window (2 DW layers
+of 3 × 2 blocks + DYING // 3 = 20) = 32 blocks before its CLTV timeout; DYING leaves the move
+PTLC (expiring 6 blocks before that timeout) room for factory 1's exit + its claim margins;
+factory 1 (created at the rotation) stays ACTIVE to the end."""
 CLOSE_FEERATE = Feerate(2000)  # the LSP's default close feerate (sat/kvB)
 
 

@@ -221,7 +221,10 @@ def _breach(console: Console, chain: BitcoindClient, miner: str, workdir: Path) 
 def _rotate(console: Console, workdir: Path, lsp_dir: Path, chain: BitcoindClient) -> bool:
     """Mine factory 0 into DYING and watch the daemons rotate: invite, factory 1 at the same
     balances, key turnover, the LSP's lone close of factory 0."""
-    ladder = call_control(lsp_dir, "status")["ladder"]
+    ladder = wait_for(  # the ladder's view is refreshed on its own tick
+        "the LSP's ladder to see factory 0",
+        lambda: (lad := call_control(lsp_dir, "status")["ladder"]).get("factories") and lad,
+    )
     (f0,) = ladder["factories"]
     miner = chain.get_new_address()
     chain.generate_to_address(int(f0["dying_at"]) - chain.get_block_count(), miner)
@@ -253,6 +256,12 @@ def _rotate(console: Console, workdir: Path, lsp_dir: Path, chain: BitcoindClien
         f"{rot.get('close_vsize')} vB, fee {rot.get('close_fee_sat')} sat"
     )
     chain.generate_to_address(1, miner)
+    # a moved balance unlocks once the old factory's close is in a block (the LSP's next tick)
+    wait_for(
+        "the moved balances to unlock",
+        lambda: call_control(lsp_dir, "status")["ladder"].get("locked_clients") == 0,
+        timeout=60,
+    )
     return bool(done["keys_handed_over"] == done["clients"])
 
 

@@ -594,6 +594,7 @@ class LspLadder:
             "factories": [self._describe(r["factory_id"]) for r in self._factories()],
             "rotation": dict(self.rotation),
             "barred": self._barred_status(),
+            "locked_clients": len(self._locked),
             "events": list(self.events),
         }
 
