@@ -11,6 +11,7 @@ from superscalar.bitcoin.script import p2tr_script
 from superscalar.chain.consensus import verify_transaction
 from superscalar.factory import SigningPlan, extract_view, run_ceremony, verify_view
 from superscalar.factory.tree import FactoryTree
+from superscalar.ladder.turnover import ClientStage
 from superscalar.node.client import ClientConfig, ClientDaemon
 from superscalar.node.common import now
 from superscalar.node.distribution import (
@@ -120,15 +121,24 @@ def _factory_rows(db: Database, role: str, rows: list[tuple[str, str]]) -> None:
             )
 
 
-def test_a_client_never_broadcasts_the_default_of_a_factory_it_moved_out_of(
+def test_a_client_never_broadcasts_the_default_of_a_factory_it_handed_its_key_over_in(
     tmp_path: Path,
 ) -> None:
+    """Joining a newer factory disarms nothing (a move whose PTLC never came left our
+    balance in the old one, attack 3); the handover recorded with the fulfil does."""
     config = ClientConfig(tmp_path, "127.0.0.1", 1, secret(0).public_key, 100_000)
     daemon = ClientDaemon(config, secret(1), _NoChain())  # type: ignore[arg-type]
     try:
         _factory_rows(daemon.db, "client", [("aa" * 32, "funded"), ("bb" * 32, "funded")])
         assert daemon._may_distribute(bytes.fromhex("bb" * 32))
+        assert daemon._may_distribute(bytes.fromhex("aa" * 32))  # joined bb, key not given
+        with daemon.db.transaction() as c:
+            c.execute(
+                "INSERT INTO turnovers VALUES (?, ?, 'client', ?, ?, ?, NULL, NULL, '', 0)",
+                ("aa" * 32, "02" * 33, "bb" * 32, "03" * 33, ClientStage.HANDED_OVER.value),
+            )
         assert not daemon._may_distribute(bytes.fromhex("aa" * 32))
+        assert daemon._may_distribute(bytes.fromhex("bb" * 32))
     finally:
         daemon.db.close()
 

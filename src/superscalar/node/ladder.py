@@ -787,6 +787,7 @@ class LspLadder:
                 " the client stays and exits it"
             )
         else:
+            shape = d.advancer.tree(new).shape
             try:
                 plan = plan_move(
                     amount_msat,
@@ -795,6 +796,11 @@ class LspLadder:
                     point,
                     height=max(self.height, shell.state.chain_height),
                     old_timeout=propose.cltv_timeout,
+                    # never offer what the client would refuse: room to claim it on chain
+                    # (dev-misbehave short-ptlc-expiry: an attacker would not check)
+                    new_exit_delay=0
+                    if d.config.misbehave(LspMisbehaviour.SHORT_PTLC_EXPIRY)
+                    else shape.exit_delay(shape.client_leaf[pos]),
                 )
             except LadderError as exc:
                 reason = str(exc)
