@@ -192,9 +192,8 @@ def _open(run: Run) -> None:
         run.cluster.start_client(i, amount, "--advance-done-blocks", "3")
     run.wait("4 channels open", lambda: run.cluster.channels_open(run.cluster.lsp_dir, N), 120)
     for i in range(N):
-        run.wait(
-            f"client {i} open", lambda i=i: run.cluster.channels_open(run.cluster.client_dir(i), 1), 30
-        )
+        d = run.cluster.client_dir(i)
+        run.wait(f"client {i} open", lambda d=d: run.cluster.channels_open(d, 1), 30)
     run.mine(1)
     run.note(f"factory funded: {_newest_funded(run, 0)}")
 
