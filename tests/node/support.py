@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +21,16 @@ NODE = [sys.executable, "-m", "superscalar"]
 class Proc:
     """A daemon subprocess with its log in its datadir."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log = log
         self._fh = log.open("ab")
-        self.proc = subprocess.Popen(args, stdout=self._fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else {**os.environ, **env},
+        )
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         if self.proc.poll() is None:
@@ -73,7 +79,8 @@ class Cluster:
     def chain_args(self) -> list[str]:
         return ["--chain-rpc", self.url, "--chain-cookie", str(self.cookie)]
 
-    def start_lsp(self, *extra: str) -> None:
+    def start_lsp(self, *extra: str, env: dict[str, str] | None = None) -> None:
+        """`env`: added to the daemon's environment (e.g. `SUPERSCALAR_DEV_CRASH`)."""
         self.lsp = Proc(
             [
                 *NODE,
@@ -94,6 +101,7 @@ class Cluster:
                 "-v",
             ],
             self.lsp_dir / "log.txt",
+            env,
         )
         line = wait_for("lsp pubkey", lambda: _pubkey(self.lsp_dir / "log.txt"))
         self.lsp_pubkey = line
@@ -156,6 +164,37 @@ class Cluster:
             p.kill(signal.SIGTERM)
         self.chain_proc.kill(signal.SIGTERM)
         self.chain.close()
+
+
+def client_pubkey(cluster: Cluster, i: int) -> str:
+    """Client i's node pubkey, from its status."""
+    snap = cluster.status(cluster.client_dir(i))
+    assert snap is not None
+    return str(snap["pubkey"])
+
+
+def payout_script(datadir: Path) -> bytes:
+    """A client's own payout script (its `node_kv`): where its exits, closes and the
+    distribution tx pay it."""
+    db = sqlite3.connect(f"file:{datadir / 'node.sqlite3'}?mode=ro", uri=True)
+    try:
+        (value,) = db.execute("SELECT value FROM node_kv WHERE key='payout_script'").fetchone()
+        return bytes.fromhex(value)
+    finally:
+        db.close()
+
+
+def try_pay(cluster: Cluster, payer: int, payee: int, amount_msat: int) -> Any:
+    """Client `payer` pays an invoice of client `payee`; the `pay` run, success or not."""
+    inv = run_node(
+        "invoice", "--datadir", str(cluster.client_dir(payee)), "--amount-msat", str(amount_msat)
+    )
+    assert inv.returncode == 0, inv.stderr
+    return run_node(
+        "pay", "--datadir", str(cluster.client_dir(payer)),
+        "--to-pubkey", client_pubkey(cluster, payee),
+        "--payment-hash", json.loads(inv.stdout)["payment_hash"], "--amount-msat", str(amount_msat),
+    )  # fmt: skip
 
 
 def run_node(*args: str) -> subprocess.CompletedProcess[str]:

@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -31,7 +30,8 @@ import pytest
 from superscalar.bitcoin.tx import Transaction
 from superscalar.node.exit import SWEEP_FEERATE
 
-from .support import Cluster, run_node, wait_for
+from .support import Cluster, wait_for
+from .support import try_pay as _try_pay
 from .test_advance import _leaf, _liquidity
 from .test_payments import _channels, _open, _pubkey
 
@@ -85,17 +85,6 @@ def _rows(datadir: Path, sql: str) -> list[Any]:
 def _payout_script(datadir: Path) -> bytes:
     (row,) = _rows(datadir, "SELECT value FROM node_kv WHERE key='payout_script'")
     return bytes.fromhex(row["value"])
-
-
-def _try_pay(cluster: Cluster, payer: int, payee: int, amount_msat: int) -> Any:
-    inv = run_node(
-        "invoice", "--datadir", str(cluster.client_dir(payee)), "--amount-msat", str(amount_msat)
-    )
-    assert inv.returncode == 0, inv.stderr
-    return run_node(
-        "pay", "--datadir", str(cluster.client_dir(payer)), "--to-pubkey", _pubkey(cluster, payee),
-        "--payment-hash", json.loads(inv.stdout)["payment_hash"], "--amount-msat", str(amount_msat),
-    )  # fmt: skip
 
 
 def _exit(cluster: Cluster, i: int) -> dict[str, Any] | None:

@@ -7,7 +7,6 @@ every honest client holding its balance (status balances and chain amounts, neve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from superscalar.node.common import open_db
 from superscalar.node.distribution import KICKOFF_LEAD
 
 from .support import Cluster, run_node, wait_for
+from .support import try_pay as _try_pay
 from .test_payments import _pay, _pubkey
 
 ACTIVE, DYING = 70, 40
@@ -187,24 +187,6 @@ def test_a_client_exiting_before_it_fulfils_its_move_is_paid_once(cluster: Clust
         script = _payout_script(cluster, fid1, i)
         paid = [o.value for o in tx1.outputs if o.script_pubkey == script]
         assert paid == [before[i] // 1000 + delta]
-
-
-def _try_pay(cluster: Cluster, payer: int, payee: int, amount_msat: int) -> Any:
-    inv = run_node(
-        "invoice", "--datadir", str(cluster.client_dir(payee)), "--amount-msat", str(amount_msat)
-    )
-    assert inv.returncode == 0, inv.stderr
-    return run_node(
-        "pay",
-        "--datadir",
-        str(cluster.client_dir(payer)),
-        "--to-pubkey",
-        _pubkey(cluster, payee),
-        "--payment-hash",
-        json.loads(inv.stdout)["payment_hash"],
-        "--amount-msat",
-        str(amount_msat),
-    )
 
 
 def _closed(cluster: Cluster, fid: str) -> bool:

@@ -287,10 +287,28 @@ async def exit_loop(db: Database, chain: BitcoindClient, interval: float = 1.0) 
         await asyncio.sleep(interval)
 
 
+def _step_fee(txs: dict[str, Transaction], tx: Transaction) -> int | None:
+    """The fee `tx` pays out of its inputs (in minus out), when each input spends an
+    earlier step of the same exit (the sweep spends our commitment's to_local: its fee
+    comes out of our balance, so `status` shows it); None when an input is not ours to
+    value (the root kickoff spends the factory's funding output)."""
+    values = []
+    for i in tx.inputs:
+        parent = txs.get(i.prevout.txid_hex)
+        if parent is None:
+            return None
+        values.append(parent.outputs[i.prevout.vout].value)
+    return sum(values) - sum(o.value for o in tx.outputs)
+
+
 def exit_status(db: Database) -> list[dict[str, Any]]:
     """Each exit's progress for `status`: step i/n, what it waits for, txids."""
     out = []
     for e in db.execute("SELECT * FROM exits ORDER BY created").fetchall():
+        rows = db.execute(
+            "SELECT * FROM exit_steps WHERE factory_id=? ORDER BY idx", (e["factory_id"],)
+        ).fetchall()
+        txs = {s["txid"]: Transaction.from_hex(s["tx"]) for s in rows}
         steps = [
             {
                 "index": int(s["idx"]),
@@ -301,10 +319,9 @@ def exit_status(db: Database) -> list[dict[str, Any]]:
                 "wait_height": s["wait_height"],
                 "confirmed_height": s["confirmed_height"],
                 "last_error": s["last_error"],
+                "fee_sat": _step_fee(txs, txs[s["txid"]]),
             }
-            for s in db.execute(
-                "SELECT * FROM exit_steps WHERE factory_id=? ORDER BY idx", (e["factory_id"],)
-            )
+            for s in rows
         ]
         done = sum(1 for s in steps if s["state"] == "confirmed")
         out.append(
