@@ -177,6 +177,24 @@ def test_a_move_ptlc_expiring_too_soon_is_failed_and_no_key_is_revealed(
         assert chan is not None and int(chan["local_msat"]) == balances[i]
         snap = _snap(cluster, cluster.client_dir(i))
         f0 = next(f for f in snap["factories"] if f["factory_id"] == fid0)
-        assert f0["state"] == "funded" and f0["distribution"]["state"] == "held"
+        # still ours: armed, or in a close with the stayers (the failed movers) not yet mined
+        assert f0["state"] in ("funded", "closing") and f0["distribution"]["state"] == "held"
         f1 = next(f for f in snap["factories"] if f["factory_id"] != fid0)
         assert int(_channel(cluster, i, f1["factory_id"])["local_msat"]) == 0  # type: ignore[index]
+    # it ends on chain: the failed movers are closed out of factory 0 as stayers, each paid
+    # its exact balance there
+    closes: set[str] = set()
+    for i in (0, 1):
+
+        def closed(i: int = i) -> str | None:
+            cluster.chain.generate_to_address(1, cluster.mine_to)
+            snap = _snap(cluster, cluster.client_dir(i))
+            f0 = next(f for f in snap["factories"] if f["factory_id"] == fid0)
+            return str(f0["close_txid"]) if f0["state"] == "closed" else None
+
+        closes.add(wait_for(f"client {i} sees factory 0's close confirmed", closed, 90))
+    (close_txid,) = closes
+    tx = cluster.chain.get_raw_transaction_verbose(close_txid).tx
+    for i in (0, 1):
+        paid = [o.value for o in tx.outputs if o.script_pubkey == _payout_script(cluster, i)]
+        assert paid == [balances[i] // 1000]
