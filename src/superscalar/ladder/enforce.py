@@ -24,20 +24,37 @@ second-stage tx — each of those a transaction that needs a block of its own.
   kickoff it publishes then spends the distribution tx's input for good), so
   `E_in − payer lead < locktime`.
 
+- **The client's claim** (`revealed_claims`, `claims_due`): the same rule from the
+  other side. A client that revealed the secret of an HTLC/PTLC it received (a
+  payee's preimage, a mover's old factory key) is paid only once the LSP's update
+  removes it from the client's commitment. If the LSP takes the secret and withholds
+  that update, the client must go on chain by itself `enforce_lead` blocks before the
+  expiry (its own path's worst-case exit delay plus the confirmation margin), or the
+  LSP's timeout path on that output opens and it keeps both the secret and the money.
+
 Pure functions of heights and delays; the daemons read the delays from their tree
 (`FactoryShape.exit_delay`, a client's verified view).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..channel.errors import ChannelError
+from ..channel.htlc import CommitmentSpec, check_preimage
+
 __all__ = [
     "ENFORCE_SLACK_BLOCKS",
+    "Claim",
+    "claims_due",
     "confirmation_margin",
     "enforce_height",
     "enforce_lead",
     "forward_cltv_delta",
     "htlc_expiry_limit",
     "must_enforce",
+    "revealed_claims",
 ]
 
 ENFORCE_SLACK_BLOCKS = 2
@@ -96,3 +113,39 @@ def htlc_expiry_limit(distribution_locktime: int, payer_exit_delay: int, payer_m
     return _blocks(distribution_locktime, "distribution_locktime") + enforce_lead(
         payer_exit_delay, payer_margin
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A received HTLC/PTLC whose secret we hold (and so may have revealed), still in our
+    latest local commitment: ours on chain with the secret until its expiry."""
+
+    htlc_id: int
+    amount_msat: int
+    cltv_expiry: int
+    secret: bytes
+    """The preimage (HTLC) or the scalar (PTLC)."""
+
+
+def revealed_claims(spec: CommitmentSpec, secrets: Mapping[bytes, bytes]) -> list[Claim]:
+    """The HTLCs/PTLCs we received in commitment `spec` (our latest local one: an update
+    that removed one is complete only once it is gone from here) whose secret is in
+    `secrets` (payment hash → preimage or scalar; a wrong secret is ignored)."""
+    out = []
+    for h in spec.received():
+        secret = secrets.get(h.payment_hash)
+        if secret is None:
+            continue
+        try:
+            check_preimage(h, secret)
+        except (ChannelError, ValueError):
+            continue
+        out.append(Claim(h.id, h.amount_msat, h.cltv_expiry, secret))
+    return out
+
+
+def claims_due(height: int, claims: Iterable[Claim], exit_delay: int, margin: int) -> list[Claim]:
+    """The claims that must go on chain at `height` (`must_enforce` of each): the client's
+    exit path (`exit_delay`, its worst case) and `margin` blocks must still fit before the
+    expiry, after which the LSP's timeout path opens on the output."""
+    return [c for c in claims if must_enforce(height, c.cltv_expiry, exit_delay, margin)]

@@ -395,6 +395,7 @@ class ClientDaemon:
                 payout,
                 self.chain.get_block_count(),
                 signed_advance=self.advance.pending_exit(fid, pos),
+                claims=self.ladder.claims(row, shell),
             )
         log.warning("unilateral exit from factory %s requested", fid.hex()[:16])
         if is_current:

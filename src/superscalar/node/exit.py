@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from superscalar.bitcoin.fees import Feerate
@@ -48,10 +49,17 @@ from superscalar.channel import (
     signed_local_commitment,
     step,
 )
-from superscalar.channel.onchain import build_sweep, sweep_to_local
+from superscalar.channel.htlc import Direction
+from superscalar.channel.onchain import (
+    build_sweep,
+    htlc_second_stage,
+    sweep_second_stage,
+    sweep_to_local,
+)
 from superscalar.factory import TxKind
 from superscalar.factory.errors import FactoryError
 from superscalar.factory.exits import client_exit
+from superscalar.ladder.enforce import Claim
 from superscalar.store.db import Database
 
 from .chancodec import encode_state
@@ -107,12 +115,18 @@ def plan_exit(
     payout_script: bytes,
     height: int,
     signed_advance: tuple[Transaction, ChannelSecrets, ChannelState] | None = None,
+    claims: Sequence[Claim] = (),
 ) -> None:
     """Sign every step of the exit and store them with the force-closed channel, atomically.
 
     The caller holds `shell.lock`; afterwards the shell's state is force-closed.
     `signed_advance`: a leaf state tx we gave our partial signature for whose DONE never
     came, and our channel re-anchored on it (see the module docstring).
+    `claims`: received HTLCs/PTLCs of our latest commitment whose secret we hold (see
+    `ladder.enforce.revealed_claims`): each gets its success tx ('htlc-success:ID',
+    the peer's adaptor signature completed with a PTLC's scalar) right after the
+    commitment, then its sweep after `to_self_delay` ('htlc-sweep:ID'). An exit whose
+    only value is such a claim (a moved channel at 0 on our side) is allowed.
     """
     state = shell.state
     if state is None or state.local_commit is None:
@@ -139,21 +153,52 @@ def plan_exit(
     try:
         commitment, ctx = signed_local_commitment(shell.secrets, state)
         t = step(shell.secrets, state, ForceClose())
-        sweep = build_sweep(
+    except ChannelError as exc:
+        raise ExitRefused(f"cannot close our channel: {exc}") from exc
+    successes: list[tuple[str, Transaction, int, bool]] = []
+    sweeps: list[tuple[str, Transaction, int, bool]] = []
+    for claim in claims:
+        try:
+            success = htlc_second_stage(
+                shell.secrets,
+                commitment,
+                state.local_commit.htlc_signatures,
+                Direction.RECEIVED,
+                claim.htlc_id,
+                claim.secret,
+            )
+            claim_sweep = build_sweep(
+                [sweep_second_stage(shell.secrets, commitment, success)],
+                payout_script,
+                SWEEP_FEERATE,
+            )
+        except ChannelError as exc:  # trimmed (dust): nothing to claim on chain
+            log.info("HTLC %d not claimable on chain: %s", claim.htlc_id, exc)
+            continue
+        successes.append((f"htlc-success:{claim.htlc_id}", success, 1, True))
+        sweeps.append((f"htlc-sweep:{claim.htlc_id}", claim_sweep, commitment.to_self_delay, False))
+    try:
+        sweep: Transaction | None = build_sweep(
             [sweep_to_local(shell.secrets, commitment)], payout_script, SWEEP_FEERATE
         )
     except ChannelError as exc:
-        raise ExitRefused(f"cannot close our channel: {exc}") from exc
+        if not successes:
+            raise ExitRefused(f"cannot close our channel: {exc}") from exc
+        sweep = None  # nothing of ours in to_local: the claims are the exit's value
     broadcast = [e.tx for e in t.effects if isinstance(e, BroadcastTransaction)]
     if [b.txid for b in broadcast] != [ctx.txid]:  # pragma: no cover - one core, one answer
         raise AssertionError("force close broadcasts a different commitment")
     if ctx.inputs[0].prevout.txid != plan[-1][1].txid:
         raise ExitRefused("our commitment does not spend the newest leaf state")
+    leaf_step = len(plan) - 1
     plan.append(("commitment", ctx, 0, True))
-    plan.append(("sweep", sweep, commitment.to_self_delay, False))
+    plan.extend(successes)  # second stages first: they must confirm before the expiry
+    plan.extend(sweeps)
+    if sweep is not None:
+        plan.append(("sweep", sweep, commitment.to_self_delay, False))
     if signed_advance is not None:
         new_leaf, secrets, pending = signed_advance
-        if new_leaf.inputs[0].prevout != plan[-3][1].inputs[0].prevout:
+        if new_leaf.inputs[0].prevout != plan[leaf_step][1].inputs[0].prevout:
             raise ExitRefused("the signed leaf advance does not spend our leaf's kickoff")
         try:
             alt, alt_ctx = signed_local_commitment(secrets, pending)
@@ -214,7 +259,8 @@ def _drive(db: Database, chain: BitcoindClient, fid: str) -> None:
         other = Transaction.from_hex(alts[0]["tx"]).inputs[0].prevout.txid_hex
         at = _height_of(chain, other, tip)
         if at is not None and at > 0:
-            steps = [*main[:-3], *alts]
+            leaf = next(i for i, s in enumerate(main) if s["kind"] == "commitment") - 1
+            steps = [*main[:leaf], *alts]
     for s in steps:
         idx = int(s["idx"])
         if s["state"] == "confirmed":

@@ -68,6 +68,13 @@ from superscalar.ladder import (
     missing_keys,
 )
 from superscalar.ladder.closeout import distribution_underpays, move_expired, stayers_to_close
+from superscalar.ladder.enforce import (
+    Claim,
+    claims_due,
+    confirmation_margin,
+    enforce_height,
+    revealed_claims,
+)
 from superscalar.ladder.errors import LadderError
 from superscalar.ladder.move import (
     MOVE_MARGIN_BLOCKS,
@@ -1579,8 +1586,77 @@ class ClientLadder:
             f" its deadline {self.exit_deadline(row)} is here (height {height})"
         )
 
+    def _shell(self, row: Any) -> ChannelShell | None:
+        """Our channel in factory `row`: the daemon's live one, else loaded by its id."""
+        fid = bytes.fromhex(row["factory_id"])
+        shell = self.d.channel
+        if shell is None or shell.factory_id != fid:
+            shell = load_channel(self.d.db, self.key_for(fid), fid, int(row["position"]))
+        return shell
+
+    def secrets(self, fid: bytes, position: int) -> dict[bytes, bytes]:
+        """Payment hash → secret of what we received and revealed (or will reveal) in
+        factory `fid`: the preimages of our invoices paid, and a move PTLC we fulfilled
+        (its scalar: our key in the factory we left). Read from our own database."""
+        out = {
+            bytes.fromhex(r["payment_hash"]): bytes.fromhex(r["preimage"])
+            for r in self.d.db.execute(
+                "SELECT payment_hash, preimage FROM invoices WHERE state='paid'"
+            )
+        }
+        for r in self.d.db.execute(
+            "SELECT old_factory FROM ptlc_moves WHERE new_factory=? AND position=?"
+            " AND role='client' AND stage='fulfilled'",
+            (fid.hex(), position),
+        ):
+            key = self.key_for(bytes.fromhex(r["old_factory"]))
+            out[ptlc_payment_hash(key.public_key)] = key.to_bytes()
+        return out
+
+    def claims(self, row: Any, shell: ChannelShell | None = None) -> list[Claim]:
+        """Received HTLCs/PTLCs still in our latest commitment in factory `row` whose secret
+        we hold (`ladder.enforce.revealed_claims`): our exit claims them on chain."""
+        shell = shell if shell is not None else self._shell(row)
+        if shell is None or shell.state is None or shell.state.local_commit is None:
+            return []
+        fid = bytes.fromhex(row["factory_id"])
+        return revealed_claims(
+            shell.state.local_commit.spec, self.secrets(fid, int(row["position"]))
+        )
+
+    def claim_budget(self, row: Any) -> tuple[int, int]:
+        """(worst-case exit delay, confirmation margin) of our path in factory `row`, from
+        our own verified view of it."""
+        v = self.verified(row)
+        return v.worst_case_exit_delay, confirmation_margin(len(v.view.steps))
+
+    def claim_exit_reason(self, row: Any, height: int) -> str | None:
+        """Why we must exit factory `row` now to claim an HTLC/PTLC whose secret we revealed
+        (None: not needed). The LSP learnt the secret from our fulfil; if it never sends
+        the update that removes the HTLC from our commitment, it can take the secret and
+        time the HTLC out on chain at its expiry. So once `ladder.enforce.claims_due` says
+        our exit would not fit before the expiry any later, we go on chain alone."""
+        fid = bytes.fromhex(row["factory_id"])
+        if exit_requested(self.d.db, fid) or self.handed_over(fid):
+            return None
+        held = self.claims(row)
+        if not held:
+            return None
+        delay, margin = self.claim_budget(row)
+        due = claims_due(height, held, delay, margin)
+        if not due:
+            return None
+        first = min(due, key=lambda c: c.cltv_expiry)
+        return (
+            f"HTLC {first.htlc_id} ({first.amount_msat} msat) of factory {fid.hex()[:16]}"
+            f" whose secret we revealed is still in our commitment: it expires at"
+            f" {first.cltv_expiry}, our claim must start by"
+            f" {enforce_height(first.cltv_expiry, delay, margin)} (height {height})"
+        )
+
     async def check_deadlines(self) -> None:
-        """Start the exit of every old factory whose deadline came (see above)."""
+        """Start the exit of every old factory whose deadline came, and of any factory
+        holding an HTLC/PTLC we revealed the secret of whose claim is due (see above)."""
         d = self.d
         height = d.chain.get_block_count()
         rows = d.db.execute(
@@ -1588,7 +1664,7 @@ class ClientLadder:
             " ORDER BY created, rowid"
         ).fetchall()
         for row in rows:
-            reason = self.deadline_exit_reason(row, height)
+            reason = self.deadline_exit_reason(row, height) or self.claim_exit_reason(row, height)
             if reason is None:
                 continue
             log.warning("exiting on our own: %s", reason)

@@ -49,9 +49,11 @@ from superscalar.channel import (
     ChannelError,
     ChannelOpen,
     ChannelReestablish,
+    CommitmentSigned,
     DataLossDetected,
     Effect,
     FundingSigned,
+    RevokeAndAck,
     SendMessage,
     UpdateFulfillHtlc,
     accept_open,
@@ -316,6 +318,9 @@ class LspDaemon:
             lambda: script_for_address(self.chain.get_new_address()),
         )
         """On-chain enforcement of payers' HTLCs we fulfilled downstream (`enforce`)."""
+        self._withholding: set[tuple[bytes, int]] = set()
+        """dev-misbehave withhold-settle: channels whose client fulfilled an HTLC/PTLC; we
+        never send them the commitment_signed / revoke_and_ack that would remove it."""
 
     # -- startup ------------------------------------------------------------------------
 
@@ -903,6 +908,13 @@ class LspDaemon:
             peer = self.members.get(bytes.fromhex(row["pubkey"]))
             if peer is None or peer.conn.closed:
                 raise WireError(f"client {position} is not connected")
+            if (fid, position) in self._withholding and isinstance(
+                decode_message(msg.payload), CommitmentSigned | RevokeAndAck
+            ):
+                # dev-misbehave withhold-settle: the client's fulfilled HTLC stays in its
+                # commitment (we recorded the secret as usual)
+                log.warning("dev-misbehave: withholding the settle of channel %d", position)
+                return
             await peer.conn.send_message(msg)
 
         return send
@@ -952,6 +964,10 @@ class LspDaemon:
             # the move was called off at its expiry and the client is paid its old balance
             # in the old factory's close: its key now would buy the balance a second time
             raise ValueError(f"move-cancelled: move PTLC {cmsg.id} expired unfulfilled")
+        if self.config.misbehave(LspMisbehaviour.WITHHOLD_SETTLE) and isinstance(
+            cmsg, UpdateFulfillHtlc
+        ):
+            self._withholding.add((fid, pos))  # dev-misbehave: take the secret, never settle
         send = self._sender(pos)
         shell = self.channels.get(pos)
         ready = shell is not None and shell.ready.is_set()

@@ -38,6 +38,10 @@ class LspMisbehaviour(StrEnum):
     """6: take the clients' advance signatures, never send DONE, keep using the channel."""
     WITHHOLD_CLOSE_DONE = "withhold-close-done"
     """6: take the clients' close signatures, never send DONE, keep using the channel."""
+    WITHHOLD_SETTLE = "withhold-settle"
+    """Take a client's update_fulfill_htlc (a move PTLC's key, a payee's preimage), record
+    the secret as usual, never send the commitment_signed / revoke_and_ack that would
+    remove the HTLC from the client's commitment: then time it out on chain."""
 
 
 class ClientMisbehaviour(StrEnum):
