@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import pytest
 
+from superscalar.channel.htlc import (
+    CommitmentSpec,
+    Direction,
+    Htlc,
+    SpecHtlc,
+    ptlc_payment_hash,
+)
+from superscalar.crypto.hashes import sha256
+from superscalar.crypto.keys import SecretKey
 from superscalar.ladder.enforce import (
     ENFORCE_SLACK_BLOCKS,
+    Claim,
+    claims_due,
     confirmation_margin,
     enforce_height,
     enforce_lead,
     forward_cltv_delta,
     htlc_expiry_limit,
     must_enforce,
+    revealed_claims,
 )
 
 # a regtest two-level tree: two DW layers of (4 - 1) x 2 blocks, four path txs
@@ -75,3 +87,54 @@ def test_heights_and_delays_are_non_negative_ints(bad: object) -> None:
         must_enforce(bad, 10, 1, 1)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         forward_cltv_delta(1, 1, 1, 1, bad)  # type: ignore[arg-type]
+
+
+# -- the client's side: a secret it revealed, an update the LSP withholds -----------------------
+
+
+def _spec() -> tuple[CommitmentSpec, bytes, SecretKey]:
+    preimage = bytes(range(32))
+    key = SecretKey(bytes([7]) * 32)
+    paid = Htlc(0, 5_000_000, sha256(preimage), 900)
+    moved = Htlc(1, 100_000_000, ptlc_payment_hash(key.public_key), 950, point=key.public_key)
+    ours = Htlc(0, 1_000_000, sha256(b"x" * 32), 800)  # one we offered: never a claim
+    spec = CommitmentSpec(
+        0,
+        0,
+        (
+            SpecHtlc(Direction.RECEIVED, paid),
+            SpecHtlc(Direction.RECEIVED, moved),
+            SpecHtlc(Direction.OFFERED, ours),
+        ),
+    )
+    return spec, preimage, key
+
+
+def test_claims_are_the_received_htlcs_and_ptlcs_whose_secret_we_hold() -> None:
+    spec, preimage, key = _spec()
+    secrets = {
+        sha256(preimage): preimage,
+        ptlc_payment_hash(key.public_key): key.to_bytes(),
+        sha256(b"x" * 32): b"x" * 32,  # the preimage of an HTLC we offered
+    }
+    assert revealed_claims(spec, secrets) == [
+        Claim(0, 5_000_000, 900, preimage),
+        Claim(1, 100_000_000, 950, key.to_bytes()),
+    ]
+    assert revealed_claims(spec, {}) == []
+    # a wrong secret under the right id is no claim (it could not spend the output)
+    wrong = {ptlc_payment_hash(key.public_key): SecretKey(bytes([8]) * 32).to_bytes()}
+    assert revealed_claims(spec, wrong) == []
+
+
+def test_a_claim_is_due_when_only_the_clients_exit_and_margin_remain() -> None:
+    spec, preimage, key = _spec()
+    claims = revealed_claims(
+        spec, {sha256(preimage): preimage, ptlc_payment_hash(key.public_key): key.to_bytes()}
+    )
+    margin = confirmation_margin(2)
+    first = enforce_height(900, EXIT_DELAY, margin)
+    assert claims_due(first - 1, claims, EXIT_DELAY, margin) == []
+    assert [c.htlc_id for c in claims_due(first, claims, EXIT_DELAY, margin)] == [0]
+    later = enforce_height(950, EXIT_DELAY, margin)
+    assert [c.htlc_id for c in claims_due(later, claims, EXIT_DELAY, margin)] == [0, 1]

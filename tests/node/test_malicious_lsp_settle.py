@@ -79,8 +79,10 @@ def test_withheld_move_settle_the_client_claims_its_ptlc_on_chain_before_expiry(
     for i in (0, 1):  # each fulfils its move PTLC: the key is out
         wait_for(
             f"client {i} fulfils its move PTLC",
-            lambda i=i: [m["stage"] for m in _snap(cluster, cluster.client_dir(i))["moves"]]
-            == ["fulfilled"],
+            lambda i=i: (
+                [m["stage"] for m in _snap(cluster, cluster.client_dir(i))["moves"]]
+                == ["fulfilled"]
+            ),
             120,
         )
     moves = {i: _snap(cluster, cluster.client_dir(i))["moves"][0] for i in (0, 1)}

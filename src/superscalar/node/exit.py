@@ -32,12 +32,13 @@ where the chain says it is. Other clients' outputs are never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from superscalar.bitcoin.fees import Feerate
-from superscalar.bitcoin.tx import Transaction
+from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
 from superscalar.chain.rpc import RpcError
 from superscalar.channel import (
@@ -51,11 +52,17 @@ from superscalar.channel import (
 )
 from superscalar.channel.htlc import Direction
 from superscalar.channel.onchain import (
+    SpendInput,
     build_sweep,
+    claim_remote_htlc_success,
+    claim_remote_ptlc,
     htlc_second_stage,
     sweep_second_stage,
     sweep_to_local,
+    sweep_to_remote,
 )
+from superscalar.channel.scripts import to_remote_output
+from superscalar.channel.state import remote_commitment
 from superscalar.factory import TxKind
 from superscalar.factory.errors import FactoryError
 from superscalar.factory.exits import client_exit
@@ -196,6 +203,7 @@ def plan_exit(
     plan.extend(sweeps)
     if sweep is not None:
         plan.append(("sweep", sweep, commitment.to_self_delay, False))
+    plan.extend(remote_claim_steps(shell.secrets, state, claims, payout_script))
     if signed_advance is not None:
         new_leaf, secrets, pending = signed_advance
         if new_leaf.inputs[0].prevout != plan[leaf_step][1].inputs[0].prevout:
@@ -229,6 +237,71 @@ def plan_exit(
     shell.state = t.state
 
 
+def remote_claim_steps(
+    secrets: ChannelSecrets, state: ChannelState, claims: Sequence[Claim], payout_script: bytes
+) -> list[tuple[str, Transaction, int, bool]]:
+    """Should the LSP publish one of its unrevoked commitments instead of letting ours
+    confirm: claim each of `claims` from it with the secret — a PTLC by its fixed claim
+    tx (the LSP's adaptor signature completed with the scalar; zero fee, CPFP), an HTLC
+    with the preimage — and sweep them with our to_remote ('remote-claim:TXID:ID',
+    'remote-sweep:TXID' steps, TXID that commitment's; the driver follows whichever
+    commitment confirms)."""
+    out: list[tuple[str, Transaction, int, bool]] = []
+    if not claims:
+        return out
+    seen: set[bytes] = set()
+    mine = to_remote_output(secrets.payment.public_key)
+    for latest in (False, True):
+        rc = state.remote_commit
+        if latest and state.remote_next_commit is not None:
+            rc = state.remote_next_commit
+        try:
+            theirs = remote_commitment(state, latest=latest)
+        except ChannelError:
+            continue
+        if theirs.txid in seen:
+            continue
+        seen.add(theirs.txid)
+        tag = theirs.txid[::-1].hex()
+        inputs: list[SpendInput] = []
+        direct: list[SpendInput] = []
+        for c in claims:
+            try:
+                vout = theirs.htlc_vout(Direction.OFFERED, c.htlc_id)
+                if vout is None:
+                    continue  # not in this commitment (or trimmed)
+                htlc = theirs.outputs[vout].htlc
+                if htlc is not None and htlc.is_ptlc:
+                    claim = claim_remote_ptlc(
+                        secrets, theirs, c.htlc_id, c.secret, rc.ptlc_claim_signatures
+                    )
+                    out.append((f"remote-claim:{tag}:{c.htlc_id}", claim, 1, True))
+                    inputs.append(
+                        SpendInput(
+                            OutPoint(claim.txid, 0),
+                            claim.outputs[0],
+                            1,
+                            secrets.payment,
+                            mine,
+                            mine.leaves[0],
+                        )
+                    )
+                else:
+                    direct.append(claim_remote_htlc_success(secrets, theirs, c.htlc_id, c.secret))
+            except ChannelError as exc:
+                log.info("HTLC %d not claimable on the LSP's commitment: %s", c.htlc_id, exc)
+        if not inputs and not direct:
+            continue
+        with contextlib.suppress(ChannelError):
+            direct.append(sweep_to_remote(secrets, theirs))
+        try:  # claim-tx outputs first: the driver waits for input 0's parent
+            sweep = build_sweep([*inputs, *direct], payout_script, SWEEP_FEERATE)
+            out.append((f"remote-sweep:{tag}", sweep, 1, False))
+        except ChannelError as exc:
+            log.info("no sweep on the LSP's commitment %s: %s", tag, exc)
+    return out
+
+
 def _height_of(chain: BitcoindClient, txid: str, tip: int) -> int | None:
     """The height `txid` confirmed at; 0 while in the mempool; None if the chain has no idea."""
     try:
@@ -252,15 +325,31 @@ def _drive(db: Database, chain: BitcoindClient, fid: str) -> None:
     steps = db.execute(
         "SELECT * FROM exit_steps WHERE factory_id=? ORDER BY idx", (fid,)
     ).fetchall()
-    main = [s for s in steps if not str(s["kind"]).startswith("alt-")]
+    main = [s for s in steps if not str(s["kind"]).startswith(("alt-", "remote-"))]
     alts = [s for s in steps if str(s["kind"]).startswith("alt-")]
+    remote: dict[str, list[Any]] = {}
+    for s in steps:
+        if str(s["kind"]).startswith("remote-"):
+            remote.setdefault(str(s["kind"]).split(":")[1], []).append(s)
     steps = main
+    for theirs, group in remote.items():  # the LSP's commitment confirmed instead of ours?
+        at = _height_of(chain, theirs, tip)
+        if at is not None and at > 0:
+            commit = next(i for i, s in enumerate(main) if s["kind"] == "commitment")
+            steps = [*main[:commit], *group]
+            _drive_steps(db, chain, fid, steps, tip)
+            return
     if alts:  # the LSP published the leaf state of an advance it never finished?
         other = Transaction.from_hex(alts[0]["tx"]).inputs[0].prevout.txid_hex
         at = _height_of(chain, other, tip)
         if at is not None and at > 0:
             leaf = next(i for i, s in enumerate(main) if s["kind"] == "commitment") - 1
             steps = [*main[:leaf], *alts]
+    _drive_steps(db, chain, fid, steps, tip)
+
+
+def _drive_steps(db: Database, chain: BitcoindClient, fid: str, steps: list[Any], tip: int) -> None:
+    """Walk `steps` in order: pass confirmed ones, broadcast the next ready one."""
     for s in steps:
         idx = int(s["idx"])
         if s["state"] == "confirmed":
