@@ -24,9 +24,11 @@ import pytest
 
 from .support import Cluster, wait_for
 from .test_distribution import _payout_script
+from .test_payments import _pay
 
 ACTIVE, DYING = 70, 40
 AMOUNTS = [100_000, 120_000]
+PAY_MSAT = 7_000_123
 
 
 @pytest.fixture
@@ -137,3 +139,68 @@ def test_withheld_move_settle_the_client_claims_its_ptlc_on_chain_before_expiry(
         assert out.value == balances[i] // 1000 - fees
         assert cluster.chain.get_raw_transaction_verbose(sweep.txid_hex).confirmations >= 1
     print(f"withhold-settle (move): both claims on chain in {time.monotonic() - start:.1f} s")
+
+
+def _drive_exit(cluster: Cluster, i: int, fid: str) -> dict[str, Any]:
+    """Mine whenever client `i`'s exit waits for a block (a step in the mempool, or a
+    relative lock) until it is done."""
+    deadline = time.monotonic() + 400
+    while True:
+        e = _exit_of(cluster, i, fid)
+        assert e is not None
+        if e["state"] == "done":
+            return e
+        assert time.monotonic() < deadline, f"exit not done: {e}"
+        tip = cluster.chain.get_block_count()
+        s = next(s for s in e["steps"] if s["state"] != "confirmed")
+        w = s["wait_height"]
+        cluster.chain.generate_to_address(w - tip if w is not None and w > tip else 1,
+                                          cluster.mine_to)  # fmt: skip
+        time.sleep(0.7)
+
+
+@pytest.mark.slow
+def test_withheld_payee_settle_the_payee_claims_its_htlc_on_chain_before_expiry(
+    cluster: Cluster,
+) -> None:
+    start = time.monotonic()
+    cluster.start_lsp("--dev-tools", "--dev-misbehave", "withhold-settle")
+    for i, amount in enumerate(AMOUNTS):
+        cluster.start_client(i, amount)
+    wait_for("channels open", lambda: cluster.channels_open(cluster.lsp_dir, 2), 120)
+    for i in (0, 1):
+        wait_for(f"client {i} open", lambda i=i: cluster.channels_open(cluster.client_dir(i), 1))
+    fid = str(_snap(cluster, cluster.client_dir(1))["channels"][0]["factory_id"])
+    before = _channel(cluster, 1, fid)
+    assert before is not None
+    paid = _pay(cluster, 0, 1, PAY_MSAT)  # the payer is settled: the LSP has the preimage
+    fwd = next(r for r in _snap(cluster, cluster.lsp_dir)["forwards"]
+               if r["payment_hash"] == paid["payment_hash"])  # fmt: skip
+    assert fwd["state"] == "fulfilled"
+    time.sleep(3)  # the payee's fulfil is never settled: the HTLC stays in its commitment
+    chan = _channel(cluster, 1, fid)
+    assert chan is not None and chan["htlcs"] == 1
+    assert int(chan["local_msat"]) == int(before["local_msat"])
+    expiry = int(fwd["cltv_expiry"]) - int(_snap(cluster, cluster.lsp_dir)["htlc_cltv_delta"])
+    cluster.mine_until(expiry - 50)  # the client's exit path + margin is far less than 50
+    time.sleep(2)
+    assert _exit_of(cluster, 1, fid) is None  # not due yet
+    deadline = time.monotonic() + 180
+    while _exit_of(cluster, 1, fid) is None:
+        assert time.monotonic() < deadline, "no exit started"
+        assert cluster.chain.get_block_count() < expiry - 1, "the expiry came"
+        cluster.chain.generate_to_address(1, cluster.mine_to)
+        time.sleep(1.5)
+    entry = _drive_exit(cluster, 1, fid)
+    success, sweep_step = _step(entry, "htlc-success:"), _step(entry, "htlc-sweep:")
+    assert int(success["confirmed_height"]) < expiry  # before the LSP's timeout path
+    sweep = cluster.chain.get_raw_transaction(sweep_step["txid"])
+    (out,) = sweep.outputs
+    assert out.script_pubkey == _payout_script(cluster, 1)
+    fees = int(success["fee_sat"]) + int(sweep_step["fee_sat"])
+    assert out.value == PAY_MSAT // 1000 - fees
+    # and its balance beside the HTLC comes out too, less the fee shown
+    to_local = _step(entry, "sweep")
+    tx = cluster.chain.get_raw_transaction(to_local["txid"])
+    assert tx.outputs[0].value == int(before["local_msat"]) // 1000 - int(to_local["fee_sat"])
+    print(f"withhold-settle (payee): the HTLC claimed on chain in {time.monotonic() - start:.1f} s")
