@@ -25,6 +25,16 @@ commitment on the new one (signed before the leaf state, at the same balances)
 is stored as 'alt-commitment' / 'alt-sweep' steps. If the new leaf state is the
 one that confirms, those replace the leaf state, commitment and sweep.
 
+A received HTLC/PTLC whose secret we hold and which is still in our latest commitment
+(we fulfilled it, the LSP never completed the update: `ladder.enforce.revealed_claims`)
+is claimed: its success tx ('htlc-success:ID', for a PTLC the LSP's adaptor signature
+completed with the scalar) goes right after the commitment, its sweep ('htlc-sweep:ID')
+after `to_self_delay`; an exit whose only value is such a claim (a moved channel with
+nothing on our side yet) is allowed. Should the LSP's commitment confirm instead of
+ours, 'remote-claim:TXID:ID' / 'remote-sweep:TXID' steps take the same HTLCs from it.
+The client starts such an exit by itself when `ladder.enforce.claims_due` says so
+(`ClientLadder.claim_exit_reason`, on its deadline loop).
+
 Everything the loop needs is in the database, so a restarted daemon resumes
 where the chain says it is. Other clients' outputs are never touched.
 """
