@@ -811,13 +811,14 @@ class ClientDaemon:
         shell = self.channel
         if self._exiting():
             raise RuntimeError("we are exiting this factory unilaterally: no new payments")
+        if shell is not None:  # frozen says so, connected or not
+            if shell.frozen is not None or self._frozen(shell.factory_id):
+                raise RuntimeError(f"{ChannelFrozen.code}: a close we signed is pending")
+            frozen = self.advance.frozen(shell.factory_id)
+            if frozen is not None:
+                raise RuntimeError(frozen)
         if self.conn is None or shell is None or shell.state is None or not shell.ready.is_set():
             raise RuntimeError("no open channel with the LSP (yet)")
-        if shell.frozen is not None or self._frozen(shell.factory_id):
-            raise RuntimeError(f"{ChannelFrozen.code}: a close we signed is pending")
-        frozen = self.advance.frozen(shell.factory_id)
-        if frozen is not None:
-            raise RuntimeError(frozen)
         loop = asyncio.get_running_loop()
         start = loop.time()
         with self.db.transaction() as c:

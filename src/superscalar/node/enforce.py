@@ -37,10 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import Transaction
-from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
-from superscalar.chain.rpc import RpcError
+from superscalar.chain.bitcoind import BitcoindClient, ChainUnavailable
 from superscalar.channel import (
     BroadcastTransaction,
     ChannelError,
@@ -67,7 +65,8 @@ from superscalar.store.db import Database
 
 from .chancodec import encode_state
 from .channels import ChannelShell
-from .common import now, wallet_cpfp
+from .common import now
+from .steps import CPFP_FEERATE, SWEEP_FEERATE, StepTable, height_of
 
 __all__ = [
     "CPFP_FEERATE",
@@ -80,9 +79,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CPFP_FEERATE = Feerate.from_sat_per_vb(2)
-SWEEP_FEERATE = Feerate.from_sat_per_vb(2)
 
 
 class EnforceRefused(RuntimeError):
@@ -298,93 +294,30 @@ def remote_claims(
 # -- driving a plan ----------------------------------------------------------------------------
 
 
-def _height_of(chain: BitcoindClient, txid: str, tip: int) -> int | None:
-    """The height `txid` confirmed at; 0 while in the mempool; None if unknown."""
-    try:
-        conf = chain.get_raw_transaction_verbose(txid).confirmations
-    except (RpcError, ChainResponseError):
-        return None
-    return 0 if conf <= 0 else tip - conf + 1
-
-
-def _set(db: Database, fid: str, pos: int, idx: int, **cols: Any) -> None:
-    sets = ", ".join(f"{k}=?" for k in cols)
-    with db.transaction() as c:
-        c.execute(
-            f"UPDATE enforce_steps SET {sets} WHERE factory_id=? AND position=? AND idx=?",
-            (*cols.values(), fid, pos, idx),
-        )
-
-
 def _drive(db: Database, chain: BitcoindClient, fid: str, pos: int) -> None:
     tip = chain.get_block_count()
-    rows = db.execute(
-        "SELECT * FROM enforce_steps WHERE factory_id=? AND position=? ORDER BY idx", (fid, pos)
-    ).fetchall()
+    table = StepTable(db, "enforce_steps", (("factory_id", fid), ("position", pos)), "enforce step")
+    rows = table.rows()
     main = [s for s in rows if not str(s["kind"]).startswith("alt-")]
     alts = [s for s in rows if str(s["kind"]).startswith("alt-")]
     commit_at = next(i for i, s in enumerate(main) if s["kind"] == "commitment")
     steps = main
     for alt in alts:  # the payer published its commitment on our channel output?
         parent = Transaction.from_hex(alt["tx"]).inputs[0].prevout.txid_hex
-        at = _height_of(chain, parent, tip)
+        at = height_of(chain, parent, tip)
         if at is not None and at > 0:
             steps = [*main[:commit_at], alt]
             for s in main[commit_at:]:
                 if s["state"] != "skipped":
-                    _set(db, fid, pos, int(s["idx"]), state="skipped")
+                    table.set(int(s["idx"]), state="skipped")
             break
-    for s in steps:
-        idx = int(s["idx"])
-        if s["state"] in ("confirmed", "skipped"):
-            continue
-        at = _height_of(chain, s["txid"], tip)
-        if at is not None and at > 0:
-            _set(db, fid, pos, idx, state="confirmed", confirmed_height=at, last_error=None)
-            log.warning("enforce step %d (%s) %s confirmed at %d", idx, s["kind"], s["txid"], at)
-            continue
-        if at == 0:
-            return  # in the mempool: wait for a block
-        tx = Transaction.from_hex(s["tx"])
-        parent_at = _height_of(chain, tx.inputs[0].prevout.txid_hex, tip)
-        if parent_at is None or parent_at == 0:
-            _set(db, fid, pos, idx, wait_height=None)
-            return
-        ready = parent_at + int(s["delay"]) - 1
-        if tip < ready:
-            _set(db, fid, pos, idx, wait_height=ready)
-            return
-        _broadcast(db, chain, fid, pos, idx, tx, bool(s["cpfp"]))
-        return
-    with db.transaction() as c:
-        c.execute(
-            "UPDATE enforcements SET state='done', updated=? WHERE factory_id=? AND position=?"
-            " AND state='running'",
-            (now(), fid, pos),
-        )
-
-
-def _broadcast(
-    db: Database, chain: BitcoindClient, fid: str, pos: int, idx: int, tx: Transaction, cpfp: bool
-) -> None:
-    """Persist what goes out, then send it; a refusal is kept and retried next tick."""
-    try:
-        if cpfp:
-            child = wallet_cpfp(chain, tx, CPFP_FEERATE)
-            _set(db, fid, pos, idx, state="broadcast", child=child.hex())
-            result = chain.submit_package([tx, child])
-            if not result.success:
-                why = "; ".join(r.error for r in result.results if r.error is not None)
-                raise ValueError(f"{result.package_msg}: {why}")
-        else:
-            _set(db, fid, pos, idx, state="broadcast")
-            chain.send_raw_transaction(tx)
-    except (RpcError, ChainResponseError, ValueError) as exc:
-        _set(db, fid, pos, idx, state="waiting", last_error=str(exc)[:500])
-        log.info("enforce step %d %s not accepted yet: %s", idx, tx.txid_hex, exc)
-        return
-    _set(db, fid, pos, idx, last_error=None)
-    log.warning("enforce step %d %s broadcast", idx, tx.txid_hex)
+    if table.drive(chain, steps, tip):
+        with db.transaction() as c:
+            c.execute(
+                "UPDATE enforcements SET state='done', updated=? WHERE factory_id=?"
+                " AND position=? AND state='running'",
+                (now(), fid, pos),
+            )
 
 
 # -- the LSP's service -------------------------------------------------------------------------

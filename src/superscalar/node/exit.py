@@ -47,10 +47,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from superscalar.bitcoin.fees import Feerate
 from superscalar.bitcoin.tx import OutPoint, Transaction
-from superscalar.chain.bitcoind import BitcoindClient, ChainResponseError, ChainUnavailable
-from superscalar.chain.rpc import RpcError
+from superscalar.chain.bitcoind import BitcoindClient, ChainUnavailable
 from superscalar.channel import (
     BroadcastTransaction,
     ChannelError,
@@ -81,7 +79,8 @@ from superscalar.store.db import Database
 
 from .chancodec import encode_state
 from .channels import ChannelShell
-from .common import now, wallet_cpfp
+from .common import now
+from .steps import CPFP_FEERATE, SWEEP_FEERATE, StepTable, height_of
 
 __all__ = [
     "CPFP_FEERATE",
@@ -95,11 +94,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CPFP_FEERATE = Feerate.from_sat_per_vb(2)
-"""What a CPFP child pays for itself and its zero-fee parent together."""
-SWEEP_FEERATE = Feerate.from_sat_per_vb(2)
-"""The to_local sweep's own (explicit) fee rate."""
 
 
 class ExitRefused(RuntimeError):
@@ -312,29 +306,10 @@ def remote_claim_steps(
     return out
 
 
-def _height_of(chain: BitcoindClient, txid: str, tip: int) -> int | None:
-    """The height `txid` confirmed at; 0 while in the mempool; None if the chain has no idea."""
-    try:
-        conf = chain.get_raw_transaction_verbose(txid).confirmations
-    except (RpcError, ChainResponseError):
-        return None
-    return 0 if conf <= 0 else tip - conf + 1
-
-
-def _set(db: Database, fid: str, idx: int, **cols: Any) -> None:
-    sets = ", ".join(f"{k}=?" for k in cols)
-    with db.transaction() as c:
-        c.execute(
-            f"UPDATE exit_steps SET {sets} WHERE factory_id=? AND idx=?",
-            (*cols.values(), fid, idx),
-        )
-
-
 def _drive(db: Database, chain: BitcoindClient, fid: str) -> None:
     tip = chain.get_block_count()
-    steps = db.execute(
-        "SELECT * FROM exit_steps WHERE factory_id=? ORDER BY idx", (fid,)
-    ).fetchall()
+    table = StepTable(db, "exit_steps", (("factory_id", fid),), "exit step")
+    steps = table.rows()
     main = [s for s in steps if not str(s["kind"]).startswith(("alt-", "remote-"))]
     alts = [s for s in steps if str(s["kind"]).startswith("alt-")]
     remote: dict[str, list[Any]] = {}
@@ -343,73 +318,28 @@ def _drive(db: Database, chain: BitcoindClient, fid: str) -> None:
             remote.setdefault(str(s["kind"]).split(":")[1], []).append(s)
     steps = main
     for theirs, group in remote.items():  # the LSP's commitment confirmed instead of ours?
-        at = _height_of(chain, theirs, tip)
+        at = height_of(chain, theirs, tip)
         if at is not None and at > 0:
             commit = next(i for i, s in enumerate(main) if s["kind"] == "commitment")
-            steps = [*main[:commit], *group]
-            _drive_steps(db, chain, fid, steps, tip)
+            _finish(db, fid, table.drive(chain, [*main[:commit], *group], tip))
             return
     if alts:  # the LSP published the leaf state of an advance it never finished?
         other = Transaction.from_hex(alts[0]["tx"]).inputs[0].prevout.txid_hex
-        at = _height_of(chain, other, tip)
+        at = height_of(chain, other, tip)
         if at is not None and at > 0:
             leaf = next(i for i, s in enumerate(main) if s["kind"] == "commitment") - 1
             steps = [*main[:leaf], *alts]
-    _drive_steps(db, chain, fid, steps, tip)
+    _finish(db, fid, table.drive(chain, steps, tip))
 
 
-def _drive_steps(db: Database, chain: BitcoindClient, fid: str, steps: list[Any], tip: int) -> None:
-    """Walk `steps` in order: pass confirmed ones, broadcast the next ready one."""
-    for s in steps:
-        idx = int(s["idx"])
-        if s["state"] == "confirmed":
-            continue
-        at = _height_of(chain, s["txid"], tip)
-        if at is not None and at > 0:
-            _set(db, fid, idx, state="confirmed", confirmed_height=at, last_error=None)
-            log.warning("exit step %d (%s) %s confirmed at %d", idx, s["kind"], s["txid"], at)
-            continue
-        if at == 0:
-            return  # in the mempool: wait for a block
-        tx = Transaction.from_hex(s["tx"])
-        parent = _height_of(chain, tx.inputs[0].prevout.txid_hex, tip)
-        if parent is None or parent == 0:
-            _set(db, fid, idx, wait_height=None)
-            return  # its parent is not confirmed (yet)
-        ready = parent + int(s["delay"]) - 1  # from this tip the next block may hold it
-        if tip < ready:
-            _set(db, fid, idx, wait_height=ready)
-            return
-        _broadcast(db, chain, fid, idx, tx, bool(s["cpfp"]))
-        return
-    with db.transaction() as c:
-        c.execute(
-            "UPDATE exits SET state='done', updated=? WHERE factory_id=? AND state='running'",
-            (now(), fid),
-        )
-
-
-def _broadcast(
-    db: Database, chain: BitcoindClient, fid: str, idx: int, tx: Transaction, cpfp: bool
-) -> None:
-    """Persist what goes out, then send it; a refusal is kept and retried next tick."""
-    try:
-        if cpfp:
-            child = wallet_cpfp(chain, tx, CPFP_FEERATE)
-            _set(db, fid, idx, state="broadcast", child=child.hex())
-            result = chain.submit_package([tx, child])
-            if not result.success:
-                why = "; ".join(r.error for r in result.results if r.error is not None)
-                raise ValueError(f"{result.package_msg}: {why}")
-        else:
-            _set(db, fid, idx, state="broadcast")
-            chain.send_raw_transaction(tx)
-    except (RpcError, ChainResponseError, ValueError) as exc:
-        _set(db, fid, idx, state="waiting", last_error=str(exc)[:500])
-        log.info("exit step %d %s not accepted yet: %s", idx, tx.txid_hex, exc)
-        return
-    _set(db, fid, idx, last_error=None)
-    log.warning("exit step %d %s broadcast", idx, tx.txid_hex)
+def _finish(db: Database, fid: str, done: bool) -> None:
+    """Every step of the exit confirmed: it is done (the loop stops driving it)."""
+    if done:
+        with db.transaction() as c:
+            c.execute(
+                "UPDATE exits SET state='done', updated=? WHERE factory_id=? AND state='running'",
+                (now(), fid),
+            )
 
 
 def exit_tick(db: Database, chain: BitcoindClient) -> None:
