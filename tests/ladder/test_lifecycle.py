@@ -50,7 +50,7 @@ def test_mainnet_defaults_are_about_thirty_days_then_three() -> None:
 
 def test_regtest_defaults_are_short_and_flags_override_them() -> None:
     assert ladder_params_for("regtest") == REGTEST_LADDER
-    assert REGTEST_LADDER.lifetime <= 120
+    assert REGTEST_LADDER.lifetime <= 200
     assert ladder_params_for("regtest", active_blocks=7) == LadderParams(
         7, REGTEST_LADDER.dying_blocks
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,7 +26,7 @@ from superscalar.factory import (
     extract_view,
 )
 from superscalar.factory.outputs import timeout_output
-from superscalar.node.client import ClientConfig, ClientDaemon, Refused
+from superscalar.node.client import FINAL_EXPIRY_SLACK, ClientConfig, ClientDaemon, Refused
 from superscalar.node.distribution import new_terms, stored_terms
 from superscalar.wire.codec import Hex, Hex32, decode
 from superscalar.wire.messages import DistributionTerms, FactoryNonces, FactoryPropose, Payout
@@ -279,3 +280,16 @@ def test_the_clients_own_config_bounds_the_terms(tmp_path: Path) -> None:
         assert_refused_before_nonces(d, _tree_propose(PARAMS), "refused: cltv-too-soon: ")
     finally:
         d.db.close()
+
+
+def test_a_payee_fails_an_htlc_whose_on_chain_claim_would_already_be_due(
+    daemon: ClientDaemon,
+) -> None:
+    """A preimage is revealed only for an HTLC we could still claim on chain: expiry −
+    height must leave our path's exit delay + margin, plus our reaction slack."""
+    assert isinstance(daemon._on_propose(propose(extract_view(TREE, CLIENT))), FactoryNonces)
+    delay, margin = daemon.ladder.claim_budget(daemon._current())
+    last_refused = HEIGHT + FINAL_EXPIRY_SLACK + delay + margin
+    shell = SimpleNamespace(factory_id=b"\x11" * 32, state=SimpleNamespace(chain_height=HEIGHT))
+    assert daemon._too_late_to_claim(shell, last_refused)  # type: ignore[arg-type]
+    assert not daemon._too_late_to_claim(shell, last_refused + 1)  # type: ignore[arg-type]

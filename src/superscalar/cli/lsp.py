@@ -157,7 +157,7 @@ def parse_arity(text: str) -> tuple[int, ...]:
     "--active-blocks",
     type=click.IntRange(1),
     help="Blocks a factory serves before it starts dying and its clients move to the next "
-    "one [default: 4320 (~30 days); 60 on regtest].",
+    "one [default: 4320 (~30 days); 120 on regtest].",
 )
 @click.option(
     "--dying-blocks",

@@ -95,10 +95,11 @@ class LadderParams:
 MAINNET_LADDER = LadderParams(active_blocks=4320, dying_blocks=720)
 """About 30 days of service and 5 days of handover (144 blocks a day): the handover holds a
 deep tree's exit window (10 DW layers of 30 blocks + a day to confirm) and a day of rotation."""
-REGTEST_LADDER = LadderParams(active_blocks=60, dying_blocks=60)
+REGTEST_LADDER = LadderParams(active_blocks=120, dying_blocks=60)
 """Short enough for demos and tests to walk a whole lifetime in seconds; the dying period
 holds a move PTLC's claim lead (the new factory's exit + margins, `ladder.move`) and the
-exit window before the CLTV (`factory.safety`) with room for the rotation."""
+exit window before the CLTV (`factory.safety`) with room for the rotation; the life holds
+a payment's forwarding delta and the payee's claim lead (`ladder.enforce`) well into it."""
 
 
 def ladder_params_for(

@@ -75,7 +75,7 @@ from superscalar.factory.safety import (
     safety_for,
 )
 from superscalar.factory.shape import FactoryParams
-from superscalar.ladder.enforce import confirmation_margin, htlc_expiry_limit
+from superscalar.ladder.enforce import confirmation_margin, htlc_expiry_limit, must_enforce
 from superscalar.store.db import Database
 from superscalar.wire.codec import Error, ErrorCode, Hex, Init, Message, decode, encode
 from superscalar.wire.connection import PeerConnection, exchange_init, open_connection
@@ -155,6 +155,9 @@ __all__ = ["ClientConfig", "ClientDaemon", "Refused"]
 log = logging.getLogger(__name__)
 
 LIVE = ("psigs_sent", "ready", "funded", "closing", "closed")
+
+FINAL_EXPIRY_SLACK = 6
+"""Blocks of reaction time a payee wants before an incoming HTLC's claim would be due."""
 
 PAY_CLTV_DELTA = 300
 """Blocks ahead a payment's HTLC expires by default (capped by the factory's life)."""
@@ -746,12 +749,17 @@ class ClientDaemon:
             # also re-announced after a reestablish if our fulfill never got through
             htlc = notice.htlc
             row = self.db.execute(
-                "SELECT preimage, amount_msat FROM invoices WHERE payment_hash=?"
+                "SELECT preimage, amount_msat, state FROM invoices WHERE payment_hash=?"
                 " AND state IN ('open', 'paid')",
                 (htlc.payment_hash.hex(),),
             ).fetchone()
             if row is None or htlc.amount_msat < int(row["amount_msat"]):
                 more = await shell.apply(FailHtlc(htlc.id, b"unknown payment"), self._send_channel)
+            elif row["state"] == "open" and self._too_late_to_claim(shell, htlc.cltv_expiry):
+                # never reveal a preimage we could not enforce on chain before the expiry
+                more = await shell.apply(
+                    FailHtlc(htlc.id, b"final-expiry-too-soon"), self._send_channel
+                )
             else:
                 with self.db.transaction() as c:
                     c.execute(
@@ -772,6 +780,19 @@ class ClientDaemon:
                 else:
                     reason = notice.reason.decode(errors="replace")
                     fut.set_exception(RuntimeError(f"payment failed: {reason}"))
+
+    def _too_late_to_claim(self, shell: ChannelShell, expiry: int) -> bool:
+        """Would a claim of an HTLC expiring at `expiry` already be due (or within
+        `FINAL_EXPIRY_SLACK` blocks)? Then our exit could not confirm the claim in time, so
+        we fail the HTLC rather than hand the LSP a preimage it could keep for nothing."""
+        row = self.db.execute(
+            "SELECT * FROM factories WHERE factory_id=?", (shell.factory_id.hex(),)
+        ).fetchone()
+        if row is None or row["propose"] is None or shell.state is None:
+            return False
+        delay, margin = self.ladder.claim_budget(row)
+        height = max(shell.state.chain_height, self.chain.get_block_count())
+        return must_enforce(height + FINAL_EXPIRY_SLACK, expiry, delay, margin)
 
     def _default_expiry(self, shell: ChannelShell) -> int:
         """`PAY_CLTV_DELTA` blocks ahead, but early enough for the LSP to enforce it on chain
