@@ -24,6 +24,7 @@ import pytest
 
 from .support import Cluster, wait_for
 from .test_distribution import _payout_script
+from .test_malicious_lsp_move import _channel, _snap
 from .test_payments import _pay
 
 ACTIVE, DYING = 70, 40
@@ -38,17 +39,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
-
-
-def _snap(cluster: Cluster, datadir: Path) -> dict[str, Any]:
-    snap = cluster.status(datadir)
-    assert snap
-    return dict(snap)
-
-
-def _channel(cluster: Cluster, i: int, fid: str) -> dict[str, Any] | None:
-    chans = _snap(cluster, cluster.client_dir(i))["channels"]
-    return next((c for c in chans if c["factory_id"] == fid), None)
 
 
 def _exit_of(cluster: Cluster, i: int, fid: str) -> dict[str, Any] | None:
