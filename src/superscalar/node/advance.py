@@ -47,6 +47,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from superscalar.bitcoin.tx import OutPoint, Transaction
 from superscalar.channel import (
     ChannelError,
@@ -65,11 +67,8 @@ from superscalar.crypto import schnorr
 from superscalar.crypto.keys import XOnlyPublicKey
 from superscalar.factory import (
     AggNonceBundle,
-    Coordinator,
     FactoryTree,
     LStockSecrets,
-    NonceBundle,
-    PartialSigBundle,
     SessionSpec,
     Signer,
     verify_burn_secret,
@@ -105,10 +104,12 @@ from .chancodec import decode_message, encode_message, encode_state
 from .channels import CHANNEL_CONFIG, ChannelShell, channel_anchor, channel_secrets
 from .common import crash_point, now
 from .misbehave import ClientMisbehaviour, LspMisbehaviour
+from .musig import Seat, musig_round
+from .peers import Peer, PeerFault
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
-    from .lsp import LspDaemon, Peer
+    from .lsp import LspDaemon
 
 __all__ = ["FROZEN", "AdvanceRefused", "ClientAdvance", "LspAdvance", "replay_advances"]
 
@@ -349,8 +350,6 @@ class LspAdvance:
     async def _run(
         self, fid: bytes, adv: LeafAdvance, legs: list[_LspLeg], secrets: LStockSecrets
     ) -> dict[str, Any]:
-        from .lsp import PeerFault
-
         d = self.d
         gen, leaf = adv.generation, adv.leaf
         old_sig = self._leaf_signature(fid, leaf, gen - 1, adv.old_tx.index)
@@ -372,47 +371,30 @@ class LspAdvance:
                     now(),
                 ),
             )
-        peers = [leg.peer for leg in legs]
-        coordinator = Coordinator(adv.plan)
-        try:
-            for leg in legs:
-                await d._send(
-                    leg.peer,
-                    LeafAdvancePropose(
-                        factory_id=Hex32(fid),
-                        leaf=leaf,
-                        generation=gen,
-                        buyer=adv.buyer,
-                        amount_sat=adv.amount,
-                        leaf_tx=Hex(adv.new_tx.tx.to_bytes()),
-                        lstock_point=XOnlyHex.of(adv.after.state.lstock_points[leaf]),
-                        channel_open=encode_message(leg.ours),
-                    ),
-                )
-            nonces = await d._gather(peers, LeafAdvanceNonce, fid)
-            signed_for: dict[int, FundingSigned] = {}
-            for leg, n in zip(legs, nonces, strict=True):
-                try:
-                    if n.generation != gen:
-                        raise ValueError("nonce for another advance")
-                    theirs = decode_message(n.channel_open)
-                    their_sig = decode_message(n.funding_signed)
-                    if not isinstance(theirs, ChannelOpen) or not isinstance(
-                        their_sig, FundingSigned
-                    ):
-                        raise ValueError("expected channel_open and funding_signed")
-                    if theirs.balance_msat != leg.client_msat:
-                        raise ValueError("the client's new channel balance differs from its old")
-                    assert leg.shell.state is not None
-                    height = leg.shell.state.chain_height
-                    t = accept_open(leg.secrets, leg.funding, leg.ours, theirs, chain_height=height)
-                    (ours_signed,) = [e.message for e in t.effects if isinstance(e, SendMessage)]
-                    assert isinstance(ours_signed, FundingSigned)
-                    leg.state = step(leg.secrets, t.state, their_sig).state
-                    signed_for[leg.pos] = ours_signed
-                    coordinator.add_nonces(NonceBundle.from_bytes(bytes(n.bundle)), leg.pos + 1)
-                except (ChannelError, FactoryError, ValueError) as exc:
-                    raise PeerFault(leg.peer, f"bad leaf advance nonce: {exc}") from exc
+        by_seat = {leg.pos + 1: leg for leg in legs}
+        signed_for: dict[int, FundingSigned] = {}
+
+        def check_nonces(seat: Seat, n: LeafAdvanceNonce) -> None:
+            """The buyer's and every other leg's new channel, opened on the new leaf output
+            at exactly its old balance, before any of our nonces exist."""
+            leg = by_seat[seat.index]
+            if n.generation != gen:
+                raise ValueError("nonce for another advance")
+            theirs = decode_message(n.channel_open)
+            their_sig = decode_message(n.funding_signed)
+            if not isinstance(theirs, ChannelOpen) or not isinstance(their_sig, FundingSigned):
+                raise ValueError("expected channel_open and funding_signed")
+            if theirs.balance_msat != leg.client_msat:
+                raise ValueError("the client's new channel balance differs from its old")
+            assert leg.shell.state is not None
+            height = leg.shell.state.chain_height
+            t = accept_open(leg.secrets, leg.funding, leg.ours, theirs, chain_height=height)
+            (ours_signed,) = [e.message for e in t.effects if isinstance(e, SendMessage)]
+            assert isinstance(ours_signed, FundingSigned)
+            leg.state = step(leg.secrets, t.state, their_sig).state
+            signed_for[leg.pos] = ours_signed
+
+        def record_nonce_use() -> None:
             with d.db.transaction() as c:
                 c.execute(
                     "INSERT OR REPLACE INTO nonce_use VALUES (?, ?, ?, ?)",
@@ -431,45 +413,68 @@ class LspAdvance:
                     )
             if self._readvance_step(fid, gen) == 1:  # dev-misbehave: see below
                 self._readvanced[(fid, gen)] = 2
-                for leg in legs:
-                    await d._drop(leg.peer, "dev-misbehave readvance-same-state")
-                task = asyncio.create_task(self._readvance(adv.buyer, adv.amount + 1))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
                 raise AdvanceRefused("dev-misbehave: re-proposing at the same DW state")
-            signer = Signer(0, d.key, adv.plan.sessions)
-            coordinator.add_nonces(signer.nonces(), 0)
-            aggs = coordinator.aggregate_nonces()
-            for leg in legs:
-                await d._send(
-                    leg.peer,
-                    LeafAdvanceAggNonce(
-                        factory_id=Hex32(fid),
-                        generation=gen,
-                        bundle=Hex(aggs[leg.pos + 1].to_bytes()),
-                        funding_signed=encode_message(signed_for[leg.pos]),
-                    ),
-                )
-            psigs = await d._gather(peers, LeafAdvancePsig, fid)
-            for leg, ps in zip(legs, psigs, strict=True):
-                try:
-                    coordinator.add_partial_sigs(
-                        PartialSigBundle.from_bytes(bytes(ps.bundle)), leg.pos + 1
+
+        def before_sign() -> None:
+            for leg in legs:  # nothing may have moved on the old channels meanwhile
+                _, client_msat = _quiescent_balances(leg.shell, leg.pos)
+                if client_msat != leg.client_msat:
+                    raise AdvanceRefused(f"channel {leg.pos} changed during the advance")
+            crash_point("lsp-advance-before-sign")
+
+        propose = LeafAdvancePropose(
+            factory_id=Hex32(fid),
+            leaf=leaf,
+            generation=gen,
+            buyer=adv.buyer,
+            amount_sat=adv.amount,
+            leaf_tx=Hex(adv.new_tx.tx.to_bytes()),
+            lstock_point=XOnlyHex.of(adv.after.state.lstock_points[leaf]),
+            channel_open="",
+        )
+        try:
+            try:
+                signature = (
+                    await musig_round(
+                        d.link.named("advance"),
+                        fid,
+                        adv.plan,
+                        [Seat(leg.peer, leg.pos + 1) for leg in legs],
+                        {0: Signer(0, d.key, adv.plan.sessions)},
+                        propose=lambda seat: msgspec.structs.replace(
+                            propose, channel_open=encode_message(by_seat[seat.index].ours)
+                        ),
+                        nonces=LeafAdvanceNonce,
+                        aggregate=lambda seat, agg: LeafAdvanceAggNonce(
+                            factory_id=Hex32(fid),
+                            generation=gen,
+                            bundle=Hex(agg.to_bytes()),
+                            funding_signed=encode_message(signed_for[seat.index - 1]),
+                        ),
+                        psigs=LeafAdvancePsig,
+                        record_nonce_use=record_nonce_use,
+                        check_nonces=check_nonces,
+                        before_sign=before_sign,
                     )
-                except (FactoryError, ValueError) as exc:
-                    raise PeerFault(leg.peer, f"bad leaf advance signature: {exc}") from exc
+                )[adv.new_tx.index]
+            except AdvanceRefused as exc:
+                if self._readvanced.get((fid, gen)) == 2 and "dev-misbehave" in str(exc):
+                    for leg in legs:
+                        await d._drop(leg.peer, "dev-misbehave readvance-same-state")
+                    task = asyncio.create_task(self._readvance(adv.buyer, adv.amount + 1))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
+                raise
             if self._readvance_step(fid, gen) == 0:
                 # dev-misbehave: keep the signed tx, drop the clients, and once they are back
                 # propose the same tx (its nonces overwrite a naive client's signed row), drop
                 # them again, then a different tx at the same DW state
-                coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
-                held = coordinator.finalize()[adv.new_tx.index]
                 self._readvanced[(fid, gen)] = 1
                 with d.db.transaction() as c:
                     c.execute(
                         "UPDATE leaf_advances SET stage='abandoned', new_sig=?, updated=?"
                         " WHERE factory_id=? AND leaf=? AND generation=?",
-                        (held.hex(), now(), fid.hex(), leaf, gen),
+                        (signature.hex(), now(), fid.hex(), leaf, gen),
                     )
                     c.execute(
                         "DELETE FROM channel_anchors WHERE factory_id=? AND stage='pending'",
@@ -481,13 +486,6 @@ class LspAdvance:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 raise AdvanceRefused("dev-misbehave: re-proposing at the same DW state")
-            for leg in legs:  # nothing may have moved on the old channels meanwhile
-                _, client_msat = _quiescent_balances(leg.shell, leg.pos)
-                if client_msat != leg.client_msat:
-                    raise AdvanceRefused(f"channel {leg.pos} changed during the advance")
-            crash_point("lsp-advance-before-sign")
-            coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
-            signature = coordinator.finalize()[adv.new_tx.index]
         except (PeerFault, AdvanceRefused) as exc:
             if (fid, gen) in self._readvanced and "dev-misbehave" in str(exc):
                 raise

@@ -44,11 +44,8 @@ from superscalar.crypto import schnorr
 from superscalar.crypto.adaptor import AdaptorSignature
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
-    Coordinator,
     FactoryScripts,
     FundingRef,
-    NonceBundle,
-    PartialSigBundle,
     SigningPlan,
     VerifiedView,
     build_shape,
@@ -90,7 +87,7 @@ from superscalar.ladder.turnover import (
     TurnoverContext,
 )
 from superscalar.store.db import Database
-from superscalar.wire.codec import Hex, Hex32, Message, PublicKeyHex, decode, decode_record
+from superscalar.wire.codec import Hex, Hex32, PublicKeyHex, decode, decode_record
 from superscalar.wire.connection import PeerConnection
 from superscalar.wire.errors import WireError
 from superscalar.wire.messages import (
@@ -136,10 +133,12 @@ from .distribution import (
 from .exit import exit_requested
 from .forwarding import forward_journal
 from .misbehave import ClientMisbehaviour, LspMisbehaviour
+from .musig import Seat, musig_round
+from .peers import Peer, PeerFault, receive
 
 if TYPE_CHECKING:
     from .client import ClientDaemon
-    from .lsp import LspDaemon, Peer
+    from .lsp import LspDaemon
 
 log = logging.getLogger(__name__)
 
@@ -333,15 +332,6 @@ def opening_balances_of(db: Database, fid: bytes, pos: int, amount_sat: int) -> 
         return opening_balances(amount_sat)
     client = int(row["client_msat"])
     return client, channel_capacity(amount_sat) * 1000 - client
-
-
-async def _inbox_receive(peer: Peer, timeout: float) -> Message:
-    if peer.inbox is None:
-        return await peer.conn.receive_message(timeout)
-    item = await asyncio.wait_for(peer.inbox.get(), timeout)
-    if isinstance(item, WireError):
-        raise item
-    return item
 
 
 class LspLadder:
@@ -678,7 +668,7 @@ class LspLadder:
         joined: list[Peer] = []
         for pos, peer, balance, amount in invited:
             try:
-                msg = await _inbox_receive(peer, STEP_SECONDS)
+                msg = await receive(peer, STEP_SECONDS)
             except (TimeoutError, WireError) as exc:
                 self._event(f"client {pos} did not answer the rotation invite: {exc!r}")
                 if isinstance(exc, TimeoutError):  # a stall: the others go on without it
@@ -1116,8 +1106,6 @@ class LspLadder:
         here at its old balance, attack 8, instead of holding every stayer hostage).
         From the funding output, or from the root kickoff's output once a kickoff (ours,
         or a client's exit) confirmed — then also with no stayer left at all."""
-        from .lsp import PeerFault
-
         d = self.d
         loop = asyncio.get_running_loop()
         if d._row(old)["state"] != "funded" or loop.time() < self._next_try.get((old, -2), 0):
@@ -1175,30 +1163,30 @@ class LspLadder:
             moved=tuple(sorted(held)),
             from_kickoff=spent is not None,
         )
-        coordinator = Coordinator(SigningPlan([spend.session]))
         with d.db.transaction() as c:
             record_close_nonce_use(c, old, spend.tx)
-        stayer_ids = [int(r["position"]) + 1 for r in stayers]
         try:
-            for p in peers:
-                await d._send(p, msg)
-            nonces = await d._gather(peers, CloseNonce, old)
-            for i, nmsg in zip(stayer_ids, nonces, strict=True):
-                coordinator.add_nonces(NonceBundle.from_bytes(bytes(nmsg.bundle)), i)
-            for i, signer in close.local_signers.items():
-                coordinator.add_nonces(signer.nonces(), i)
-            aggs = coordinator.aggregate_nonces()
-            for i, p in zip(stayer_ids, peers, strict=True):
-                await d._send(
-                    p, CloseAggNonce(factory_id=Hex32(old), bundle=Hex(aggs[i].to_bytes()))
+            sig = (
+                await musig_round(
+                    d.link.named("close"),
+                    old,
+                    SigningPlan([spend.session]),
+                    [Seat(p, int(r["position"]) + 1) for p, r in zip(peers, stayers, strict=True)],
+                    close.local_signers,
+                    propose=lambda _: msg,
+                    nonces=CloseNonce,
+                    aggregate=lambda _, agg: CloseAggNonce(
+                        factory_id=Hex32(old), bundle=Hex(agg.to_bytes())
+                    ),
+                    psigs=ClosePsig,
+                    record_nonce_use=lambda: None,  # recorded above, with the close tx
                 )
-            psigs = await d._gather(peers, ClosePsig, old)
-            for i, pmsg in zip(stayer_ids, psigs, strict=True):
-                coordinator.add_partial_sigs(PartialSigBundle.from_bytes(bytes(pmsg.bundle)), i)
-            for i, signer in close.local_signers.items():
-                coordinator.add_partial_sigs(signer.sign(aggs[i]), i)
-            sig = coordinator.finalize()[spend.session.id]
-        except (PeerFault, FactoryError, ValueError) as exc:
+            )[spend.session.id]
+        except PeerFault as fault:
+            self._event(f"close with the clients that stayed failed: {fault}")
+            await d._drop(fault.peer, str(fault))
+            return
+        except (FactoryError, ValueError) as exc:
             self._event(f"close with the clients that stayed failed: {exc}")
             return
         tx = spend.signed(sig)

@@ -62,14 +62,11 @@ from superscalar.channel import (
 from superscalar.crypto.keys import PublicKey, SecretKey
 from superscalar.factory import (
     ClientSpec,
-    Coordinator,
     FactoryScripts,
     FactoryState,
     FactoryTree,
     KeyAggCache,
     LStockSecrets,
-    NonceBundle,
-    PartialSigBundle,
     SignatureBundle,
     Signer,
     SigningPlan,
@@ -77,12 +74,10 @@ from superscalar.factory import (
     cooperative_close,
     extract_view,
 )
-from superscalar.factory.errors import FactoryError
 from superscalar.factory.safety import check_exit_window, check_params, exit_window, safety_for
 from superscalar.ladder.enforce import forward_cltv_delta, htlc_expiry_limit
 from superscalar.store.db import Database
 from superscalar.wire.codec import (
-    Error,
     ErrorCode,
     Hex,
     Hex32,
@@ -163,9 +158,11 @@ from .ladder import (
     record_opening_balances,
 )
 from .misbehave import LspMisbehaviour, Misbehaviour
+from .musig import Seat, musig_round
+from .peers import Peer, PeerFault, PeerLink
 from .watcher import DaemonWatch
 
-__all__ = ["LspConfig", "LspDaemon", "PeerFault", "script_for_address"]
+__all__ = ["LspConfig", "LspDaemon", "script_for_address"]
 
 STATUS_FORWARDS = 100
 """How many of the latest forwards `status` lists (their counts by state cover all)."""
@@ -256,30 +253,6 @@ class LspConfig:
     """Leaf advances one client may request per factory (None: its share of the DW states)."""
 
 
-@dataclass(eq=False)
-class Peer:
-    """One connected client; its handler waits on `done` while ceremonies talk to it."""
-
-    conn: PeerConnection
-    key: PublicKey
-    join: JoinRequest
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    inbox: asyncio.Queue[Message | WireError] | None = None
-    """Set once a reader task owns the connection (after funding): non-channel messages."""
-    reader: asyncio.Task[None] | None = None
-
-
-class PeerFault(Exception):
-    """A peer broke the protocol (or vanished): it is dropped, the attempt aborted."""
-
-    def __init__(self, peer: Peer, reason: str, code: str = "ceremony-fault") -> None:
-        super().__init__(reason)
-        self.peer = peer
-        self.code = code
-        """Machine-readable: `ceremony-timeout`, `ceremony-bad-nonces`, `ceremony-bad-psigs`,
-        `ceremony-peer-error`, `ceremony-unexpected`, `ceremony-disconnected`, ..."""
-
-
 class LspDaemon:
     """See the module docstring. `run()` serves until cancelled."""
 
@@ -298,6 +271,8 @@ class LspDaemon:
         self._wake = asyncio.Event()
         self.ceremony_seconds: float | None = None
         self._lock = asyncio.Lock()
+        self.link = PeerLink(lambda: self.config.ceremony_step_timeout)
+        """Ceremony steps with clients: each gets `ceremony_step_timeout` per step."""
         self.channels: dict[int, ChannelShell] = {}
         """The current factory's leaf channels, by client position."""
         self._built: dict[bytes, Built] = {}
@@ -661,7 +636,6 @@ class LspDaemon:
         fid = bytes(built.terms.factory_id)
         self._built = {fid: built}
         plan = built.plan
-        coordinator = Coordinator(plan)
         with self.db.transaction() as c:
             c.execute(
                 "INSERT INTO factories (factory_id, role, attempt, state, propose, lstock_seed,"
@@ -693,39 +667,28 @@ class LspDaemon:
             record_opening_balances(c, fid, peers, self._opening_client_msat)
             if built.distribution is not None:
                 record_terms(c, fid, built.distribution, None)
-        try:
-            for pos, p in enumerate(peers):
-                await self._send(p, self._propose_for(built, pos))
-            bundles = await self._gather(peers, FactoryNonces, fid)
-            for pos, (p, msg) in enumerate(zip(peers, bundles, strict=True)):
-                try:
-                    coordinator.add_nonces(NonceBundle.from_bytes(bytes(msg.bundle)), pos + 1)
-                except (FactoryError, ValueError) as exc:
-                    raise PeerFault(p, f"bad nonces: {exc}", "ceremony-bad-nonces") from exc
+        seats = [Seat(p, pos + 1) for pos, p in enumerate(peers)]
+
+        def record_nonce_use() -> None:
             with self.db.transaction() as c:
                 c.execute("INSERT INTO nonce_use VALUES (?, 1, 'tree', ?)", (fid.hex(), now()))
                 c.execute("UPDATE factories SET state='nonces' WHERE factory_id=?", (fid.hex(),))
-            lsp_signer = Signer(0, self.key, plan.sessions)
-            coordinator.add_nonces(lsp_signer.nonces(), 0)
-            aggs = coordinator.aggregate_nonces()
-            for pos, p in enumerate(peers):
-                await self._send(
-                    p,
-                    FactoryAggNonces(
-                        factory_id=Hex32(fid), attempt=1, bundle=Hex(aggs[pos + 1].to_bytes())
-                    ),
-                )
-            psigs = await self._gather(peers, FactoryPsigs, fid)
-            for pos, (p, pmsg) in enumerate(zip(peers, psigs, strict=True)):
-                try:
-                    bundle = PartialSigBundle.from_bytes(bytes(pmsg.bundle))
-                    coordinator.add_partial_sigs(bundle, pos + 1)
-                except (FactoryError, ValueError) as exc:
-                    raise PeerFault(
-                        p, f"bad partial signatures: {exc}", "ceremony-bad-psigs"
-                    ) from exc
-            coordinator.add_partial_sigs(lsp_signer.sign(aggs[0]), 0)
-            signatures = coordinator.finalize()
+
+        try:
+            signatures = await musig_round(
+                self.link,
+                fid,
+                plan,
+                seats,
+                {0: Signer(0, self.key, plan.sessions)},
+                propose=lambda seat: self._propose_for(built, seat.index - 1),
+                nonces=FactoryNonces,
+                aggregate=lambda seat, agg: FactoryAggNonces(
+                    factory_id=Hex32(fid), attempt=1, bundle=Hex(agg.to_bytes())
+                ),
+                psigs=FactoryPsigs,
+                record_nonce_use=record_nonce_use,
+            )
             self._signatures[fid] = dict(signatures)
             await self._ready_and_acks(fid, peers, built, signatures)
         except PeerFault as fault:
@@ -767,8 +730,8 @@ class LspDaemon:
                 spend = lsp_distribution(built.tree, built.distribution)
                 record_signed(c, fid, spend.signed(signatures[DISTRIBUTION_SESSION]))
         for pos, p in enumerate(peers):
-            await self._send(p, self._ready_for(fid, pos, 1))
-        await self._gather(peers, FactoryReadyAck, fid)
+            await self.link.send(p, self._ready_for(fid, pos, 1))
+        await self.link.gather(peers, FactoryReadyAck, fid)
 
     def _ready_for(self, fid: bytes, position: int, attempt: int) -> FactoryReady:
         """O(path) per client: the plan and the signatures are loaded once per factory."""
@@ -823,46 +786,6 @@ class LspDaemon:
                         FactoryAbort(factory_id=Hex32(fid), attempt=1, reason=str(fault)[:500])
                     )
         self._wake.set()
-
-    async def _send(self, peer: Peer, msg: Message) -> None:
-        try:
-            await peer.conn.send_message(msg)
-        except WireError as exc:
-            raise PeerFault(peer, f"send failed: {exc}", "ceremony-disconnected") from exc
-
-    async def _recv(self, peer: Peer, kind: type[M], fid: bytes) -> M:
-        timeout = self.config.ceremony_step_timeout
-        try:
-            if peer.inbox is not None:
-                try:
-                    item = await asyncio.wait_for(peer.inbox.get(), timeout)
-                except TimeoutError as exc:
-                    raise PeerFault(peer, "timed out", "ceremony-timeout") from exc
-                if isinstance(item, WireError):
-                    raise item
-                msg = item
-            else:
-                msg = await peer.conn.receive_message(timeout)
-        except WireError as exc:
-            raise PeerFault(peer, f"{type(exc).__name__}: {exc}", "ceremony-disconnected") from exc
-        if isinstance(msg, Error):
-            raise PeerFault(peer, f"peer error: {msg.code}: {msg.message}", "ceremony-peer-error")
-        if not isinstance(msg, kind) or bytes(getattr(msg, "factory_id", b"")) != fid:
-            raise PeerFault(
-                peer, f"expected {kind.__name__}, got {msg.type_tag}", "ceremony-unexpected"
-            )
-        return msg
-
-    async def _gather(self, peers: list[Peer], kind: type[M], fid: bytes) -> list[M]:
-        results = await asyncio.gather(
-            *(self._recv(p, kind, fid) for p in peers), return_exceptions=True
-        )
-        out: list[M] = []
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-            out.append(r)
-        return out
 
     # -- leaf channels and forwarding -------------------------------------------------------
 
@@ -1223,7 +1146,6 @@ class LspDaemon:
                 Feerate(feerate),
             )
             plan = SigningPlan([spend.session])
-            coordinator = Coordinator(plan)
             msg = ClosePropose(
                 factory_id=Hex32(fid),
                 payouts=payouts,
@@ -1235,35 +1157,28 @@ class LspDaemon:
                     "UPDATE factories SET close_tx=?, updated=? WHERE factory_id=?",
                     (spend.tx.hex(), now(), fid.hex()),
                 )
-            try:
-                for p in peers:
-                    await self._send(p, msg)
-                nonces = await self._gather(peers, CloseNonce, fid)
-                for pos, (p, n) in enumerate(zip(peers, nonces, strict=True)):
-                    try:
-                        coordinator.add_nonces(NonceBundle.from_bytes(bytes(n.bundle)), pos + 1)
-                    except (FactoryError, ValueError) as exc:
-                        raise PeerFault(p, f"bad close nonce: {exc}") from exc
+
+            def record_nonce_use() -> None:
                 with self.db.transaction() as c:
                     record_close_nonce_use(c, fid)
-                signer = Signer(0, self.key, plan.sessions)
-                coordinator.add_nonces(signer.nonces(), 0)
-                aggs = coordinator.aggregate_nonces()
-                for pos, p in enumerate(peers):
-                    await self._send(
-                        p,
-                        CloseAggNonce(factory_id=Hex32(fid), bundle=Hex(aggs[pos + 1].to_bytes())),
+
+            try:
+                sig = (
+                    await musig_round(
+                        self.link.named("close"),
+                        fid,
+                        plan,
+                        [Seat(p, pos + 1) for pos, p in enumerate(peers)],
+                        {0: Signer(0, self.key, plan.sessions)},
+                        propose=lambda _: msg,
+                        nonces=CloseNonce,
+                        aggregate=lambda _, agg: CloseAggNonce(
+                            factory_id=Hex32(fid), bundle=Hex(agg.to_bytes())
+                        ),
+                        psigs=ClosePsig,
+                        record_nonce_use=record_nonce_use,
                     )
-                psigs = await self._gather(peers, ClosePsig, fid)
-                for pos, (p, ps) in enumerate(zip(peers, psigs, strict=True)):
-                    try:
-                        coordinator.add_partial_sigs(
-                            PartialSigBundle.from_bytes(bytes(ps.bundle)), pos + 1
-                        )
-                    except (FactoryError, ValueError) as exc:
-                        raise PeerFault(p, f"bad close signature: {exc}") from exc
-                coordinator.add_partial_sigs(signer.sign(aggs[0]), 0)
-                sig = coordinator.finalize()[spend.session.id]
+                )[spend.session.id]
             except PeerFault as fault:
                 await self._drop(fault.peer, str(fault))
                 raise RuntimeError(f"close failed: {fault}") from fault
