@@ -21,7 +21,8 @@ from superscalar.channel.state import signed_local_commitment
 from superscalar.crypto.keys import SecretKey
 from superscalar.node.chancodec import encode_state, encode_value
 from superscalar.node.channels import channel_secrets
-from superscalar.node.watcher import ChainWatcher, ChannelDetector, breach_report
+from superscalar.node.detector import ChannelDetector
+from superscalar.node.watcher import ChainWatcher, breach_report
 from superscalar.store.db import Database
 from superscalar.store.schema import DAEMON_MIGRATIONS
 from superscalar.watch.responses import PENALTY_LADDER

@@ -45,7 +45,8 @@ from superscalar.wire.messages import TowerAck, TowerHint
 
 from .common import now, open_db
 from .control import write_control_port
-from .watcher import ChainWatcher, ChannelDetector, open_readonly
+from .detector import ChannelDetector
+from .watcher import ChainWatcher, open_readonly
 
 __all__ = ["TowerConfig", "WatchtowerDaemon"]
 
