@@ -172,14 +172,21 @@ def _bare_costs(t: float) -> dict[str, float]:
     psig = session.sign(nonces[0][0], keys[0])
     psig_out = ffi.new("secp256k1_musig_partial_sig *")
     seckey = keys[0].to_bytes()
-    point = ffi.new("secp256k1_pubkey *", keys[1].public_key._c[0])
+    point = ffi.new("secp256k1_pubkey *", keys[1].public_key.handle[0])
     tweak = os.urandom(32)
+    # The raw libsecp256k1 objects, read once so the timed calls are bare C calls.
+    keypair, pubkey, cache = keys[0].handle, keys[0].public_key.handle, keyagg.handle
+    c_session, c_psig, c_nonce, c_xonly = (
+        session.handle,
+        psig.handle,
+        nonces[0][1].handle,
+        xonly.handle,
+    )
 
     def nonce_gen() -> None:
         rand = ffi.new("unsigned char[32]", os.urandom(32))
         lib.secp256k1_musig_nonce_gen(
-            CTX, secnonce, pubnonce, rand, seckey, keys[0].public_key._c,
-            ffi.NULL, keyagg._cache, ffi.NULL,
+            CTX, secnonce, pubnonce, rand, seckey, pubkey, ffi.NULL, cache, ffi.NULL,
         )  # fmt: skip
 
     def fresh_nonces(n: int) -> Any:
@@ -188,22 +195,19 @@ def _bare_costs(t: float) -> dict[str, float]:
         for i in range(n):
             rand = ffi.new("unsigned char[32]", os.urandom(32))
             lib.secp256k1_musig_nonce_gen(
-                CTX, made + i, pubnonce, rand, seckey, keys[0].public_key._c,
-                ffi.NULL, keyagg._cache, ffi.NULL,
+                CTX, made + i, pubnonce, rand, seckey, pubkey, ffi.NULL, cache, ffi.NULL,
             )  # fmt: skip
         return made
 
     def partial_sign(made: Any, i: int) -> None:
-        lib.secp256k1_musig_partial_sign(
-            CTX, psig_out, made + i, keys[0]._keypair, keyagg._cache, session._c
-        )
+        lib.secp256k1_musig_partial_sign(CTX, psig_out, made + i, keypair, cache, c_session)
 
     return {
         "schnorr_sign": seconds_per_call(
-            lambda: lib.secp256k1_schnorrsig_sign32(CTX, out64, msg, keys[0]._keypair, aux), t
+            lambda: lib.secp256k1_schnorrsig_sign32(CTX, out64, msg, keypair, aux), t
         ),
         "schnorr_verify": seconds_per_call(
-            lambda: lib.secp256k1_schnorrsig_verify(CTX, sig, msg, 32, xonly._c), t
+            lambda: lib.secp256k1_schnorrsig_verify(CTX, sig, msg, 32, c_xonly), t
         ),
         "musig_nonce_gen": seconds_per_call(nonce_gen, t),
         "musig_partial_sign": min(
@@ -211,7 +215,7 @@ def _bare_costs(t: float) -> dict[str, float]:
         ),
         "musig_partial_verify": seconds_per_call(
             lambda: lib.secp256k1_musig_partial_sig_verify(
-                CTX, psig._c, nonces[0][1]._c, keys[0].public_key._c, keyagg._cache, session._c
+                CTX, c_psig, c_nonce, pubkey, cache, c_session
             ),
             t,
         ),

@@ -36,13 +36,13 @@ def _schnorr(t: float) -> dict[str, Any]:
     sig = schnorr.sign(key, msg, aux)
     xonly = key.xonly_public_key
     out = ffi.new("unsigned char[64]")
-    keypair = key._keypair
+    keypair, c_xonly = key.handle, xonly.handle
 
     def bare_sign() -> None:
         lib.secp256k1_schnorrsig_sign32(CTX, out, msg, keypair, aux)
 
     def bare_verify() -> None:
-        lib.secp256k1_schnorrsig_verify(CTX, sig, msg, 32, xonly._c)
+        lib.secp256k1_schnorrsig_verify(CTX, sig, msg, 32, c_xonly)
 
     sign_w = seconds_per_call(lambda: schnorr.sign(key, msg, aux), t)
     verify_w = seconds_per_call(lambda: schnorr.verify(xonly, msg, sig), t)
@@ -56,7 +56,7 @@ def _schnorr(t: float) -> dict[str, Any]:
 
 def _key_agg(n: int, t: float) -> dict[str, Any]:
     keys = [SecretKey.generate().public_key for _ in range(n)]
-    ptrs = ffi.new("secp256k1_pubkey *[]", [k._c for k in keys])
+    ptrs = ffi.new("secp256k1_pubkey *[]", [k.handle for k in keys])
     cache = ffi.new("secp256k1_musig_keyagg_cache *")
     full = ffi.new("secp256k1_pubkey *")
     out, size = ffi.new("unsigned char[33]"), ffi.new("size_t *", 33)
@@ -84,13 +84,13 @@ def _session_wrapper(keys: list[SecretKey], keyagg: musig.KeyAggContext, msg: by
 
 def _session_bare(keys: list[SecretKey], keyagg: musig.KeyAggContext, msg: bytes) -> None:
     """The same n-of-n session as raw libsecp256k1 calls, results checked as in the wrapper."""
-    n, cache = len(keys), keyagg._cache
+    n, cache = len(keys), keyagg.handle
     secnonces = ffi.new("secp256k1_musig_secnonce[]", n)
     pubnonces = ffi.new("secp256k1_musig_pubnonce[]", n)
     for i, key in enumerate(keys):
         rand = ffi.new("unsigned char[32]", os.urandom(32))
         ok = lib.secp256k1_musig_nonce_gen(
-            CTX, secnonces + i, pubnonces + i, rand, key.to_bytes(), key.public_key._c,
+            CTX, secnonces + i, pubnonces + i, rand, key.to_bytes(), key.public_key.handle,
             ffi.NULL, cache, ffi.NULL,
         )  # fmt: skip
         assert ok
@@ -100,17 +100,15 @@ def _session_bare(keys: list[SecretKey], keyagg: musig.KeyAggContext, msg: bytes
     lib.secp256k1_musig_nonce_process(CTX, session, aggnonce, msg, cache)
     psigs = ffi.new("secp256k1_musig_partial_sig[]", n)
     for i, key in enumerate(keys):
-        lib.secp256k1_musig_partial_sign(
-            CTX, psigs + i, secnonces + i, key._keypair, cache, session
-        )
+        lib.secp256k1_musig_partial_sign(CTX, psigs + i, secnonces + i, key.handle, cache, session)
     for i, key in enumerate(keys):
         ok = lib.secp256k1_musig_partial_sig_verify(
-            CTX, psigs + i, pubnonces + i, key.public_key._c, cache, session
+            CTX, psigs + i, pubnonces + i, key.public_key.handle, cache, session
         )
         assert ok
     sig = ffi.new("unsigned char[64]")
     lib.secp256k1_musig_partial_sig_agg(CTX, sig, session, [psigs + i for i in range(n)], n)
-    assert lib.secp256k1_schnorrsig_verify(CTX, sig, msg, 32, keyagg.xonly._c)
+    assert lib.secp256k1_schnorrsig_verify(CTX, sig, msg, 32, keyagg.xonly.handle)
 
 
 def _session(n: int, t: float) -> dict[str, Any]:

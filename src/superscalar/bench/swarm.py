@@ -108,6 +108,15 @@ def _lsp_main(
     asyncio.run(main())
 
 
+def _latest_factory_state(db: Any) -> str | None:
+    """The state of a client's newest factory that was not aborted (None before any)."""
+    row = db.execute(
+        "SELECT state FROM factories WHERE role='client' AND state != 'aborted'"
+        " ORDER BY created DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row["state"])
+
+
 def _worker_main(
     root: str,
     url: str,
@@ -147,8 +156,7 @@ def _worker_main(
                 await asyncio.sleep(0.05)
 
         def funded() -> bool:
-            rows = [d._current() for d in daemons]
-            return all(r is not None and r["state"] == "funded" for r in rows)
+            return all(_latest_factory_state(d.db) == "funded" for d in daemons)
 
         await until(funded)
         out.put(("funded", len(daemons), time.time(), base_rss, _cpu_seconds() - base_cpu))

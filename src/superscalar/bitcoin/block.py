@@ -183,7 +183,7 @@ class Block:
         txs: list[Transaction] = []
         try:
             for _ in range(count):
-                txs.append(Transaction._parse_prefix(reader))
+                txs.append(Transaction.parse_prefix(reader))
         except TxDecodeError:
             raise
         except ValueError as exc:

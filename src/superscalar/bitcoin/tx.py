@@ -365,13 +365,13 @@ class Transaction:
 
     @classmethod
     def _parse(cls, r: _Reader) -> Transaction:
-        tx = cls._parse_prefix(r)
+        tx = cls.parse_prefix(r)
         if r.remaining():
             raise TxDecodeError(f"{r.remaining()} trailing bytes after transaction")
         return tx
 
     @classmethod
-    def _parse_prefix(cls, r: _Reader) -> Transaction:
+    def parse_prefix(cls, r: _Reader) -> Transaction:
         """Parse one transaction at the reader's cursor, leaving it just past the end."""
         version = r.u32()
         segwit = False

@@ -377,6 +377,29 @@ class Mempool:
         self._check_replacement(checked)
         return self._entry(checked)
 
+    def test_accept_sequence(
+        self, txs: Sequence[Transaction]
+    ) -> list[MempoolEntry | TxRejectedError]:
+        """Judge each tx as if the earlier ones had been admitted; leave the pool as it was."""
+        results: list[MempoolEntry | TxRejectedError] = []
+        added: list[bytes] = []
+        try:
+            for tx in txs:
+                try:
+                    entry = self.test_accept(tx)
+                except TxRejectedError as exc:
+                    results.append(exc)
+                    continue
+                results.append(entry)
+                if not entry.replaces:  # never evict real entries for a dry run
+                    self._add(entry)
+                    added.append(entry.txid)
+        finally:
+            for txid in reversed(added):
+                self.remove(txid, with_descendants=False)
+            del self.removed[len(self.removed) - len(added) :]
+        return results
+
     def accept(self, tx: Transaction) -> MempoolEntry:
         """Admit a lone transaction (sendrawtransaction)."""
         entry = self.test_accept(tx)

@@ -216,24 +216,7 @@ class RegtestNode:
     def test_accept(self, txs: Sequence[Transaction]) -> list[MempoolEntry | TxRejectedError]:
         """testmempoolaccept: judge each tx as if the earlier ones had been admitted."""
         with self.lock:
-            results: list[MempoolEntry | TxRejectedError] = []
-            added: list[bytes] = []
-            try:
-                for tx in txs:
-                    try:
-                        entry = self.mempool.test_accept(tx)
-                    except TxRejectedError as exc:
-                        results.append(exc)
-                        continue
-                    results.append(entry)
-                    if not entry.replaces:  # never evict real entries for a dry run
-                        self.mempool._add(entry)
-                        added.append(entry.txid)
-            finally:
-                for txid in reversed(added):
-                    self.mempool.remove(txid, with_descendants=False)
-                del self.mempool.removed[len(self.mempool.removed) - len(added) :]
-            return results
+            return self.mempool.test_accept_sequence(txs)
 
     def submit_package(self, txs: Sequence[Transaction]) -> PackageResult:
         with self.lock:

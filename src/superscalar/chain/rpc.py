@@ -778,13 +778,13 @@ class _Handler(BaseHTTPRequestHandler):
         rpc = self.server.rpc
         super().setup()
         self.connection.settimeout(rpc.idle_timeout)
-        self._over_capacity = not rpc._register(self.connection)
+        self._over_capacity = not rpc.register_connection(self.connection)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            self.server.rpc._unregister(self.connection)
+            self.server.rpc.unregister_connection(self.connection)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
@@ -838,7 +838,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         authorization = self.headers.get("Authorization")
-        if authorization is None or not rpc._auth.check(authorization):
+        if authorization is None or not rpc.authorized(authorization):
             if authorization is not None:
                 log.warning("incorrect RPC password attempt from %s", self.client_address[0])
                 time.sleep(rpc.auth_failure_delay)  # deter brute force, as bitcoind does
@@ -1059,8 +1059,12 @@ class RpcServer:
         """Answer every call with `RPC_IN_WARMUP` and `status` until None."""
         self.dispatcher.set_warmup(status)
 
-    def _register(self, conn: socket.socket) -> bool:
-        """Track a new connection; False if it should be refused (503)."""
+    def authorized(self, header: str) -> bool:
+        """True if an HTTP `Authorization` header carries a configured user or the cookie."""
+        return self._auth.check(header)
+
+    def register_connection(self, conn: socket.socket) -> bool:
+        """Track a new connection (for the request handler); False to refuse it (503)."""
         with self._lock:
             if self._closing:
                 with contextlib.suppress(OSError):
@@ -1068,6 +1072,7 @@ class RpcServer:
             self._connections.add(conn)
             return len(self._connections) <= self.max_connections
 
-    def _unregister(self, conn: socket.socket) -> None:
+    def unregister_connection(self, conn: socket.socket) -> None:
+        """Forget a connection the request handler has finished with."""
         with self._lock:
             self._connections.discard(conn)

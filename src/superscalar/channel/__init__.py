@@ -16,7 +16,8 @@ to persist, transactions to broadcast). Typical flow::
 
 Modules: `keys` (BOLT-3 derivation), `scripts` (taproot trees), `htlc`
 (updates and specs), `commitment` (commitment and second-stage txs),
-`state` (the update state machine and reconnection), `revocation` (shachain store),
+`record` (`ChannelState`, what a side remembers), `state` (the update state machine
+and reconnection), `revocation` (shachain store),
 `ptlc` (adaptor signatures for point-locked HTLCs), `onchain` (force-close
 resolution), `penalty`, `close`, `loopback` (both sides in memory).
 """
@@ -82,14 +83,11 @@ from .messages import (
     Shutdown,
     SignCommitment,
 )
+from .record import ChannelState, Status, has_changes_to_sign, is_quiescent
 from .revocation import RevocationStore, RevokedCommitment
 from .state import (
-    ChannelState,
-    Status,
     Transition,
     accept_open,
-    has_changes_to_sign,
-    is_quiescent,
     local_commitment,
     open_message,
     reestablish_message,

@@ -12,16 +12,13 @@ straight from the factory (no channel transaction on chain): it takes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..bitcoin.fees import dust_limit
 from ..bitcoin.tx import Transaction, TxIn, TxOut
 from .config import Funding
 from .errors import ChannelError, InsufficientBalanceError
 from .htlc import CommitmentSpec, SpecHtlc
-
-if TYPE_CHECKING:
-    from .state import ChannelState
+from .record import ChannelState, is_quiescent
 
 __all__ = ["CLOSING_SEQUENCE", "ChannelBalances", "channel_balances", "closing_transaction"]
 
@@ -89,8 +86,6 @@ class ChannelBalances:
 
 
 def channel_balances(state: ChannelState) -> ChannelBalances:
-    from .state import is_quiescent  # the state module imports this one
-
     lc = state.local_commit
     if lc is None:
         raise ChannelError("the channel is not open yet")

@@ -16,7 +16,7 @@ wire layer encodes them; here they are typed values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
 from ..bitcoin.tx import Transaction
 from ..crypto.keys import PublicKey
@@ -24,10 +24,8 @@ from ..crypto.musig import PartialSignature, PublicNonce
 from .config import ChannelConfig
 from .htlc import Htlc, UpdateAddHtlc, UpdateFailHtlc, UpdateFulfillHtlc
 from .keys import Basepoints
+from .record import ChannelState
 from .revocation import RevokedCommitment
-
-if TYPE_CHECKING:
-    from .state import ChannelState
 
 __all__ = [
     "AddHtlc",

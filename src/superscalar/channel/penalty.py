@@ -20,8 +20,8 @@ from .commitment import Commitment, OutputKind, build_commitment, commitment_num
 from .errors import ChannelError
 from .keys import ChannelSecrets, CommitmentKeys, derive_revocation_privkey
 from .onchain import SpendInput, build_sweep, sweep_to_remote
+from .record import ChannelState
 from .revocation import RevokedCommitment
-from .state import ChannelState
 
 __all__ = [
     "build_penalty",

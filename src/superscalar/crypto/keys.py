@@ -58,8 +58,14 @@ class PublicKey(ParsedValue):
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "_c", c)
 
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_pubkey *` behind this key, for libsecp256k1 calls (crypto/, bench/)."""
+        return self._c
+
     @classmethod
-    def _from_c(cls, c: Any) -> PublicKey:
+    def from_handle(cls, c: Any) -> PublicKey:
+        """Wrap a `secp256k1_pubkey *` that libsecp256k1 has just filled in."""
         out = ffi.new("unsigned char[33]")
         size = ffi.new("size_t *", 33)
         lib.secp256k1_ec_pubkey_serialize(CTX, out, size, c, _COMPRESSED)
@@ -88,7 +94,7 @@ class PublicKey(ParsedValue):
     def negate(self) -> PublicKey:
         c = ffi.new("secp256k1_pubkey *", self._c[0])
         lib.secp256k1_ec_pubkey_negate(CTX, c)
-        return PublicKey._from_c(c)
+        return PublicKey.from_handle(c)
 
     def add_scalar(self, tweak: bytes) -> PublicKey:
         """P + t·G."""
@@ -98,7 +104,7 @@ class PublicKey(ParsedValue):
             InvalidKeyError,
             "tweak out of range or result is infinity",
         )
-        return PublicKey._from_c(c)
+        return PublicKey.from_handle(c)
 
     def multiply(self, scalar: bytes) -> PublicKey:
         """s·P."""
@@ -108,7 +114,7 @@ class PublicKey(ParsedValue):
             InvalidKeyError,
             "scalar out of range",
         )
-        return PublicKey._from_c(c)
+        return PublicKey.from_handle(c)
 
     @staticmethod
     def combine(keys: list[PublicKey] | tuple[PublicKey, ...]) -> PublicKey:
@@ -116,13 +122,13 @@ class PublicKey(ParsedValue):
         if not keys:
             raise InvalidKeyError("cannot combine zero public keys")
         c = ffi.new("secp256k1_pubkey *")
-        ptrs = ffi.new("secp256k1_pubkey *[]", [k._c for k in keys])
+        ptrs = ffi.new("secp256k1_pubkey *[]", [k.handle for k in keys])
         check(
             lib.secp256k1_ec_pubkey_combine(CTX, c, ptrs, len(keys)),
             InvalidKeyError,
             "sum of public keys is the point at infinity",
         )
-        return PublicKey._from_c(c)
+        return PublicKey.from_handle(c)
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,11 @@ class XOnlyPublicKey(ParsedValue):
         check(lib.secp256k1_xonly_pubkey_parse(CTX, c, data), InvalidKeyError, "invalid x-only key")
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "_c", c)
+
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_xonly_pubkey *` behind this key, for libsecp256k1 calls."""
+        return self._c
 
     @classmethod
     def from_hex(cls, text: str) -> XOnlyPublicKey:
@@ -163,7 +174,7 @@ class XOnlyPublicKey(ParsedValue):
             InvalidKeyError,
             "tweak out of range or result is infinity",
         )
-        full = PublicKey._from_c(out)
+        full = PublicKey.from_handle(out)
         return full.xonly(), not full.has_even_y
 
 
@@ -186,10 +197,15 @@ class SecretKey:
         lib.secp256k1_keypair_pub(CTX, pub, keypair)
         object.__setattr__(self, "_data", data)
         object.__setattr__(self, "_keypair", keypair)
-        object.__setattr__(self, "_public", PublicKey._from_c(pub))
+        object.__setattr__(self, "_public", PublicKey.from_handle(pub))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("SecretKey is immutable")
+
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_keypair *` behind this key, for libsecp256k1 signing calls."""
+        return self._keypair
 
     @classmethod
     def generate(cls) -> SecretKey:

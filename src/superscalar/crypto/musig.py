@@ -74,6 +74,11 @@ class KeyAggContext:
     def xonly(self) -> XOnlyPublicKey:
         return self.aggregate_pubkey.xonly()
 
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_musig_keyagg_cache *` behind this context, for libsecp256k1 calls."""
+        return self._cache
+
     def tweak(self, tweak: bytes, *, xonly: bool) -> KeyAggContext:
         """Apply a plain (`xonly=False`) or x-only (BIP341-style) tweak."""
         if not isinstance(tweak, bytes) or len(tweak) != 32:
@@ -89,7 +94,7 @@ class KeyAggContext:
             fn(CTX, out, cache, tweak), InvalidKeyError, "tweak out of range or result is infinity"
         )
         return KeyAggContext(
-            self.pubkeys, (*self.tweaks, (tweak, xonly)), cache, PublicKey._from_c(out)
+            self.pubkeys, (*self.tweaks, (tweak, xonly)), cache, PublicKey.from_handle(out)
         )
 
     def taproot_tweak(self, merkle_root: bytes | None = None) -> KeyAggContext:
@@ -117,7 +122,7 @@ def aggregate_keys(pubkeys: Sequence[PublicKey | bytes]) -> KeyAggContext:
         raise InvalidKeyError("cannot aggregate zero keys")
     keys = tuple(_pubkey(k, i) for i, k in enumerate(pubkeys))
     cache = ffi.new("secp256k1_musig_keyagg_cache *")
-    ptrs = ffi.new("secp256k1_pubkey *[]", [k._c for k in keys])
+    ptrs = ffi.new("secp256k1_pubkey *[]", [k.handle for k in keys])
     check(
         lib.secp256k1_musig_pubkey_agg(CTX, ffi.NULL, cache, ptrs, len(keys)),
         InvalidKeyError,
@@ -125,7 +130,7 @@ def aggregate_keys(pubkeys: Sequence[PublicKey | bytes]) -> KeyAggContext:
     )
     out = ffi.new("secp256k1_pubkey *")
     lib.secp256k1_musig_pubkey_get(CTX, out, cache)
-    return KeyAggContext(keys, (), cache, PublicKey._from_c(out))
+    return KeyAggContext(keys, (), cache, PublicKey.from_handle(out))
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,11 @@ class PublicNonce(ParsedValue):
             "invalid public nonce",
         )
         object.__setattr__(self, "_c", c)
+
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_musig_pubnonce *` behind this nonce, for libsecp256k1 calls."""
+        return self._c
 
     @classmethod
     def from_hex(cls, text: str) -> PublicNonce:
@@ -171,6 +181,11 @@ class AggregateNonce(ParsedValue):
             "invalid aggregate nonce",
         )
         object.__setattr__(self, "_c", c)
+
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_musig_aggnonce *` behind this nonce, for libsecp256k1 calls."""
+        return self._c
 
     @classmethod
     def from_hex(cls, text: str) -> AggregateNonce:
@@ -212,7 +227,8 @@ class SecretNonce:
     def used(self) -> bool:
         return self._c is None
 
-    def _take(self) -> Any:
+    def take_handle(self) -> Any:
+        """Hand the `secp256k1_musig_secnonce *` over for one signing call; later calls raise."""
         c = self._c
         if c is None:
             raise NonceReuseError("this secret nonce was already used to sign")
@@ -250,9 +266,9 @@ def _nonce_gen(
             pubnonce,
             secrand,
             secret_key.to_bytes() if secret_key is not None else ffi.NULL,
-            pubkey._c,
+            pubkey.handle,
             msg if msg is not None else ffi.NULL,
-            keyagg._cache if keyagg is not None else ffi.NULL,
+            keyagg.handle if keyagg is not None else ffi.NULL,
             extra if extra is not None else ffi.NULL,
         ),
         CryptoError,
@@ -297,7 +313,7 @@ def generate_nonce_counter(
             secnonce,
             pubnonce,
             counter,
-            secret_key._keypair,
+            secret_key.handle,
             ffi.NULL,
             ffi.NULL,
             ffi.NULL if extra is None else extra,
@@ -322,7 +338,7 @@ def aggregate_nonces(nonces: Sequence[PublicNonce | bytes]) -> AggregateNonce:
         except InvalidNonceError as exc:
             raise InvalidContributionError(i, "pubnonce") from exc
     agg = ffi.new("secp256k1_musig_aggnonce *")
-    ptrs = ffi.new("secp256k1_musig_pubnonce *[]", [n._c for n in parsed])
+    ptrs = ffi.new("secp256k1_musig_pubnonce *[]", [n.handle for n in parsed])
     check(
         lib.secp256k1_musig_nonce_agg(CTX, agg, ptrs, len(parsed)),
         InvalidNonceError,
@@ -351,8 +367,14 @@ class PartialSignature(ParsedValue):
         )
         object.__setattr__(self, "_c", c)
 
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_musig_partial_sig *` behind this share, for libsecp256k1 calls."""
+        return self._c
+
     @classmethod
-    def _from_c(cls, c: Any) -> PartialSignature:
+    def from_handle(cls, c: Any) -> PartialSignature:
+        """Wrap a `secp256k1_musig_partial_sig *` that libsecp256k1 has just filled in."""
         out = ffi.new("unsigned char[32]")
         lib.secp256k1_musig_partial_sig_serialize(CTX, out, c)
         sig = object.__new__(cls)
@@ -391,33 +413,40 @@ class SigningSession:
         )
         c = ffi.new("secp256k1_musig_session *")
         check(
-            lib.secp256k1_musig_nonce_process(CTX, c, aggnonce._c, self.msg, self.keyagg._cache),
+            lib.secp256k1_musig_nonce_process(
+                CTX, c, aggnonce.handle, self.msg, self.keyagg.handle
+            ),
             CryptoError,
             "nonce processing failed",
         )
         object.__setattr__(self, "_c", c)
+
+    @property
+    def handle(self) -> Any:
+        """The `secp256k1_musig_session *` behind this session, for libsecp256k1 calls."""
+        return self._c
 
     def sign(self, secnonce: SecretNonce, secret_key: SecretKey) -> PartialSignature:
         """Consume `secnonce` and sign. The key must be one of the aggregated keys."""
         if secnonce.pubkey != secret_key.public_key:
             raise CryptoError("secret nonce was generated for a different key")
         self.keyagg.index_of(secret_key.public_key)
-        c_nonce = secnonce._take()
+        c_nonce = secnonce.take_handle()
         out = ffi.new("secp256k1_musig_partial_sig *")
         if (
             lib.secp256k1_musig_partial_sign(
-                CTX, out, c_nonce, secret_key._keypair, self.keyagg._cache, self._c
+                CTX, out, c_nonce, secret_key.handle, self.keyagg.handle, self._c
             )
             != 1
         ):
             raise_last(CryptoError, "partial signing failed")
-        return PartialSignature._from_c(out)
+        return PartialSignature.from_handle(out)
 
     def verify(self, psig: PartialSignature, pubnonce: PublicNonce, pubkey: PublicKey) -> bool:
         """BIP327 PartialSigVerify of one signer's share."""
         return bool(
             lib.secp256k1_musig_partial_sig_verify(
-                CTX, psig._c, pubnonce._c, pubkey._c, self.keyagg._cache, self._c
+                CTX, psig.handle, pubnonce.handle, pubkey.handle, self.keyagg.handle, self._c
             )
         )
 
@@ -425,7 +454,7 @@ class SigningSession:
         if not psigs:
             raise InvalidSignatureError("no partial signatures to aggregate")
         out = ffi.new("unsigned char[64]")
-        ptrs = ffi.new("secp256k1_musig_partial_sig *[]", [p._c for p in psigs])
+        ptrs = ffi.new("secp256k1_musig_partial_sig *[]", [p.handle for p in psigs])
         check(
             lib.secp256k1_musig_partial_sig_agg(CTX, out, self._c, ptrs, len(psigs)),
             InvalidSignatureError,

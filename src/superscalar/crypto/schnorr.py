@@ -23,7 +23,7 @@ def sign(secret_key: SecretKey, msg: bytes, aux_rand: bytes | None = None) -> by
     elif len(aux_rand) != 32:
         raise InvalidSignatureError("aux_rand must be 32 bytes")
     sig = ffi.new("unsigned char[64]")
-    keypair: Any = secret_key._keypair
+    keypair: Any = secret_key.handle
     if len(msg) == 32:
         ok = lib.secp256k1_schnorrsig_sign32(CTX, sig, msg, keypair, aux_rand)
     else:
@@ -42,7 +42,7 @@ def verify(pubkey: XOnlyPublicKey, msg: bytes, sig: bytes) -> bool:
     """True iff `sig` is a valid BIP340 signature of `msg` by `pubkey`."""
     if not isinstance(sig, bytes) or len(sig) != 64 or not isinstance(msg, bytes):
         return False
-    return bool(lib.secp256k1_schnorrsig_verify(CTX, sig, msg, len(msg), pubkey._c))
+    return bool(lib.secp256k1_schnorrsig_verify(CTX, sig, msg, len(msg), pubkey.handle))
 
 
 def verify_or_raise(pubkey: XOnlyPublicKey, msg: bytes, sig: bytes) -> None:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import importlib
 import re
 import threading
+import weakref
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Self, TypeAlias, TypeVar, Union, dataclass_transform
@@ -279,6 +280,11 @@ def _coerce_hex(obj: Record) -> None:
             force_setattr(obj, name, hex_type(value))
 
 
+_COERCING_POST_INITS: weakref.WeakSet[Any] = weakref.WeakSet()
+"""The `__post_init__` wrappers `Record` made, so a subclass that inherits one is not
+wrapped twice."""
+
+
 # dataclass_transform tells type checkers that subclasses inherit frozen/kw_only
 # (msgspec applies that at runtime; without this mypy calls every message non-frozen).
 @dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(msgspec.field,))
@@ -295,13 +301,13 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("__post_init__")
-        if own is not None and not getattr(own, "_wraps_coercion", False):
+        if own is not None and own not in _COERCING_POST_INITS:
 
             def post_init(self: Record, _own: Any = own) -> None:
                 _coerce_hex(self)
                 _own(self)
 
-            post_init._wraps_coercion = True  # type: ignore[attr-defined]
+            _COERCING_POST_INITS.add(post_init)
             cls.__post_init__ = post_init  # type: ignore[method-assign]
 
 

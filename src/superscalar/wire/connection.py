@@ -110,6 +110,8 @@ class PeerConnection:
         self._inbox: deque[bytes] = deque()
         self._closed = False
         self.local_pubkey = local_pubkey
+        self.limits = limits
+        """The limits this connection runs under (message size, timeouts)."""
         self.remote_pubkey: PublicKey = transport.remote_static
         peer = writer.get_extra_info("peername")
         self.peername: str = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -317,7 +319,7 @@ async def exchange_init(
     `ProtocolViolationError` if its first message is not Init, `NegotiationError`
     if there is no common version or a required feature is missing.
     """
-    timeout = conn._limits.handshake_timeout if timeout is None else timeout
+    timeout = conn.limits.handshake_timeout if timeout is None else timeout
     await conn.send_message(ours)
     theirs = await conn.receive_message(timeout)
     if isinstance(theirs, Error):
@@ -363,7 +365,8 @@ class PeerServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
-    async def _start(self, host: str, port: int) -> None:
+    async def listen(self, host: str, port: int) -> None:
+        """Bind and start accepting (what `start_server` calls)."""
         self._server = await asyncio.start_server(self._accept, host, port, backlog=LISTEN_BACKLOG)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -441,5 +444,5 @@ async def start_server(
     """
     limits = limits or ConnectionLimits()
     server = PeerServer(local_key, handler, authorize=authorize, limits=limits)
-    await server._start(host, port)
+    await server.listen(host, port)
     return server
